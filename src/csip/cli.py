@@ -1,0 +1,159 @@
+"""The `csip` command. Exit codes: 0 ok, 1 failed, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from csip.config import Settings, load_settings
+from csip.errors import CsipError
+
+_T = TypeVar("_T")
+
+BANNER = """\
+csip is serving (TEST PKI: not for production use)
+  IEEE 2030.5 (mutual TLS): {sep2}
+  admin API:                {admin}   (token: `csip admin token`)
+  admin OpenAPI:            {openapi}
+Walk it with a device certificate:
+  curl --cacert {ca} --cert {cert} https://localhost:{sep2_port}/dcap
+Ctrl-C stops."""
+
+
+def _state_options(parser: argparse.ArgumentParser) -> None:
+    """The options every state-touching command shares, so they always agree on the DB."""
+    parser.add_argument("--config", type=Path, help="TOML config file (also CSIP_CONFIG)")
+    parser.add_argument("--data-dir", type=Path, help="where the SQLite file lives (default data)")
+    parser.add_argument("--db", help="database URL, e.g. postgresql+asyncpg://user@host/db")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {"data_dir": args.data_dir, "db": args.db, **extra}
+    return load_settings(args.config, overrides)
+
+
+def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    try:
+        import uvloop
+
+        return uvloop.run(coroutine)  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        return asyncio.run(coroutine)
+
+
+def _demo_certificate(settings: Settings) -> str:
+    devices = sorted((settings.certs_dir / "devices").glob("*-combined.pem"))
+    if devices:
+        return str(devices[0])
+    return "<device-combined.pem from `csip certs device --oem NAME --serial S`>"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from csip.web.server import Server, serve_forever
+
+    settings = _settings(
+        args,
+        host=args.host,
+        sep2_port=args.sep2_port,
+        admin_port=args.admin_port,
+        http_redirect_port=args.http_redirect_port,
+        profile=args.profile,
+        schema_dir=args.schema_dir,
+        certs_dir=args.certs_dir,
+    )
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    banner = BANNER.replace("{ca}", str(settings.tls_files()[0]))
+    banner = banner.replace("{cert}", _demo_certificate(settings))
+    try:
+        _run(serve_forever(Server(settings), banner))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    from csip.services.admin import admin_token
+    from csip.store import Store
+
+    settings = _settings(args)
+
+    async def run() -> str:
+        store = Store(settings.db_url)
+        try:
+            await store.migrate()
+            return await admin_token(store, rotate=args.rotate)
+        finally:
+            await store.close()
+
+    print(_run(run()))
+    return 0
+
+
+def cmd_schemas_fetch(args: argparse.Namespace) -> int:
+    from csip.sep2 import schema
+
+    dest = args.dir or schema.default_schema_dir()
+    if not args.force and schema.pinned_present(dest):
+        print(f"schemas already present and verified in {dest}")
+        return 0
+    for path in schema.fetch(dest):
+        print(f"wrote {path} (sha256 verified)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from csip.pki.cli import add_certs_parser
+
+    parser = argparse.ArgumentParser(
+        prog="csip", description="csip: IEEE 2030.5 / CSIP utility server"
+    )
+    parser.add_argument("--version", action="version", version="csip 0.1.0.dev0")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    add_certs_parser(commands)
+
+    serve = commands.add_parser("serve", help="run the server")
+    _state_options(serve)
+    serve.add_argument("--host", help="address of the 2030.5 listener (default 127.0.0.1)")
+    serve.add_argument("--sep2-port", type=int, help="2030.5 mutual-TLS port (default 8443)")
+    serve.add_argument("--admin-port", type=int, help="admin API port, loopback (default 8444)")
+    serve.add_argument("--http-redirect-port", type=int, help="plain-HTTP redirect listener")
+    serve.add_argument("--profile", choices=["csip", "csip-aus"], help="schema profile")
+    serve.add_argument("--schema-dir", type=Path, help="use these XSDs instead of the pinned ones")
+    serve.add_argument("--certs-dir", type=Path, help="test PKI directory (default certs)")
+    serve.set_defaults(func=cmd_serve)
+
+    admin = commands.add_parser("admin", help="administration")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    token = admin_commands.add_parser("token", help="print (or --rotate) the admin API token")
+    _state_options(token)
+    token.add_argument("--rotate", action="store_true", help="replace the token")
+    token.set_defaults(func=cmd_admin_token)
+
+    schemas = commands.add_parser("schemas", help="obtain the pinned 2030.5 XSDs")
+    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True, metavar="COMMAND")
+    fetch = schema_commands.add_parser("fetch", help="download and verify the pinned XSDs")
+    fetch.add_argument("--dir", type=Path, help="destination (default schemas/xsd)")
+    fetch.add_argument("--force", action="store_true", help="download even if present")
+    fetch.set_defaults(func=cmd_schemas_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CsipError as exc:
+        print(f"csip: error: {exc.detail}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""IEEE 2030.5 on the wire: schemas, hardened parsing, rendering, hrefs and paging."""

@@ -1,0 +1,92 @@
+"""Rendering the foundation's 2030.5 resources from domain objects, in sep.xsd element order.
+
+These run once per change (render once, serve many), never per poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lxml import etree
+
+from csip.domain.devices import EndDevice
+from csip.domain.timeinfo import TimeInfo
+from csip.sep2.xml import E, link, serialize
+
+
+def device_capability(poll_rate: int, edev_all: int) -> bytes:
+    dcap = E.DeviceCapability(
+        link("TimeLink", "/tm"),
+        link("EndDeviceListLink", "/edev", edev_all),
+        href="/dcap",
+        pollRate=str(poll_rate),
+    )
+    return serialize(dcap)
+
+
+def time_resource(info: TimeInfo, poll_rate: int) -> bytes:
+    element = E.Time(
+        E.currentTime(str(info.current_time)),
+        E.dstEndTime(str(info.dst_end_time)),
+        E.dstOffset(str(info.dst_offset)),
+        E.dstStartTime(str(info.dst_start_time)),
+        E.localTime(str(info.local_time)),
+        E.quality(str(info.quality)),
+        E.tzOffset(str(info.tz_offset)),
+        href="/tm",
+        pollRate=str(poll_rate),
+    )
+    return serialize(element)
+
+
+def _end_device_element(device: EndDevice) -> Any:
+    base = device.href
+    children: list[etree._Element] = []
+    if device.device_category is not None:
+        children.append(E.deviceCategory(device.device_category))
+    children.append(link("DeviceInformationLink", f"{base}/di"))
+    children.append(link("DeviceStatusLink", f"{base}/dstat"))
+    children.append(E.lFDI(device.lfdi))
+    children.append(link("PowerStatusLink", f"{base}/ps"))
+    children.append(E.sFDI(str(device.sfdi)))
+    children.append(E.changedTime(str(device.changed_time)))
+    children.append(E.enabled("true" if device.enabled else "false"))
+    children.append(link("FunctionSetAssignmentsListLink", f"{base}/fsa", 0))
+    if device.post_rate is not None:
+        children.append(E.postRate(str(device.post_rate)))
+    children.append(link("RegistrationLink", f"{base}/rg"))
+    return E.EndDevice(*children, href=base)
+
+
+def end_device(device: EndDevice) -> bytes:
+    return serialize(_end_device_element(device))
+
+
+def end_device_list(total: int, devices: Sequence[EndDevice], poll_rate: int) -> bytes:
+    element = E.EndDeviceList(
+        *(_end_device_element(d) for d in devices),
+        href="/edev",
+        all=str(total),
+        results=str(len(devices)),
+        pollRate=str(poll_rate),
+    )
+    return serialize(element)
+
+
+def registration(device: EndDevice, poll_rate: int) -> bytes:
+    element = E.Registration(
+        E.dateTimeRegistered(str(device.registered_at)),
+        E.pIN(str(device.pin)),
+        href=f"{device.href}/rg",
+        pollRate=str(poll_rate),
+    )
+    return serialize(element)
+
+
+def function_set_assignments_list(device: EndDevice, poll_rate: int) -> bytes:
+    """Empty but valid until the DER function set fills it."""
+    element = E.FunctionSetAssignmentsList(
+        href=f"{device.href}/fsa", all="0", results="0", pollRate=str(poll_rate)
+    )
+    return serialize(element)

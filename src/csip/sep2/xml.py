@@ -1,0 +1,78 @@
+"""Hardened XML in, namespaced XML out.
+
+Every body we accept is size-capped, refused if it carries a DTD (no entity can expand:
+billion-laughs and XXE both need one), parsed with entities and network off, and validated
+against the profile's schema before anything reads it.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+from lxml.builder import ElementMaker
+
+from csip.errors import BadRequest, PayloadTooLarge
+from csip.sep2.schema import CSIPAUS_NS, SEP_NS
+
+CONTENT_TYPE = "application/sep+xml"
+NSMAP = {None: SEP_NS}
+E = ElementMaker(namespace=SEP_NS, nsmap=NSMAP)
+AUS = ElementMaker(namespace=CSIPAUS_NS, nsmap={"csipaus": CSIPAUS_NS})
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
+
+
+def tag(name: str) -> str:
+    return f"{{{SEP_NS}}}{name}"
+
+
+def parse(body: bytes, validator: etree.XMLSchema, expected: str, max_bytes: int) -> etree._Element:
+    """Parse and validate one 2030.5 document whose root must be `expected`."""
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {max_bytes}")
+    if not body.strip():
+        raise BadRequest(f"an empty body is not a {expected}")
+    if b"<!DOCTYPE" in body.upper():
+        raise BadRequest("documents with a DTD are not accepted")
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise BadRequest(f"malformed XML: {exc.msg}") from exc
+    if etree.QName(root).namespace != SEP_NS:
+        raise BadRequest(f"root element must be in namespace {SEP_NS}")
+    if etree.QName(root).localname != expected:
+        raise BadRequest(f"expected a {expected}, got {etree.QName(root).localname}")
+    if not validator.validate(root):
+        error = validator.error_log.last_error
+        message = error.message if error is not None else "invalid"
+        raise BadRequest(f"{expected} is not valid against the schema: {message}")
+    return root
+
+
+def text(root: etree._Element, name: str) -> str | None:
+    """The text of a direct child in the 2030.5 namespace, or None."""
+    child = root.find(tag(name))
+    return None if child is None or child.text is None else child.text.strip()
+
+
+def serialize(element: etree._Element) -> bytes:
+    return etree.tostring(element, xml_declaration=True, encoding="UTF-8")
+
+
+def link(name: str, href: str, all_: int | None = None) -> etree._Element:
+    element = E(name, href=href)
+    if all_ is not None:
+        element.set("all", str(all_))
+    return element
+
+
+def error_body(reason_code: int) -> bytes:
+    """The 2030.5 Error resource (reasonCode per sep.xsd)."""
+    return serialize(E.Error(E.reasonCode(str(reason_code))))

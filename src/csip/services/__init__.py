@@ -1,0 +1,1 @@
+"""Use cases over the store: registration, reads with render-once caching, administration."""

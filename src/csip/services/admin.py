@@ -1,0 +1,230 @@
+"""What the utility (and a test lab, unattended) does through the admin API and the CLI."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from csip.config import DEFAULT_POLL_RATES
+from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
+from csip.errors import Conflict, InvalidValues, NotFound
+from csip.pki.identity import normalize_lfdi, pin_is_valid, sfdi_from_lfdi
+from csip.services.bus import EVERYTHING
+from csip.services.sep2 import SETTINGS_TAG, Sep2Service, cert_tag, device_tags
+from csip.store import Store
+
+TOKEN_KEY = "admin_token"
+
+
+async def admin_token(store: Store, *, rotate: bool = False) -> str:
+    """The admin bearer token, created on first use; rotating invalidates the old one."""
+    current = await store.get_setting(TOKEN_KEY)
+    if current is None or rotate:
+        current = secrets.token_urlsafe(32)
+        await store.set_settings({TOKEN_KEY: current})
+    return str(current)
+
+
+@dataclass(frozen=True)
+class PreRegistration:
+    lfdi: str
+    sfdi: int | None = None
+    pin: int | None = None
+    aggregator: str | None = None
+    post_rate: int | None = None
+    enabled: bool | None = None
+
+
+class AdminService:
+    def __init__(self, sep2: Sep2Service) -> None:
+        self.sep2 = sep2
+        self.store: Store = sep2.store
+        self.settings = sep2.settings
+        self.clock = sep2.clock
+
+    async def token_matches(self, presented: str) -> bool:
+        expected = await self.store.get_setting(TOKEN_KEY)
+        return expected is not None and hmac.compare_digest(str(expected), presented)
+
+    # ---- aggregators ----------------------------------------------------------
+    async def aggregator(self, name: str) -> Aggregator:
+        found = await self.store.get_aggregator(name)
+        if found is None:
+            raise NotFound(f"no aggregator named {name!r}")
+        return found
+
+    async def create_aggregator(self, name: str) -> Aggregator:
+        return await self.store.create_aggregator(name, self.clock.now_int())
+
+    async def aggregators(self) -> list[Aggregator]:
+        return await self.store.list_aggregators()
+
+    async def aggregator_names(self) -> dict[int, str]:
+        return {a.id: a.name for a in await self.store.list_aggregators()}
+
+    async def delete_aggregator(self, name: str) -> None:
+        found = await self.store.get_aggregator(name)
+        if found is None:
+            return
+        certs = await self.store.list_certificates(found.id)
+        await self.store.delete_aggregator(found.id)
+        await self.sep2.publish([cert_tag(c.lfdi) for c in certs] + [f"edevs:agg:{found.id}"])
+
+    async def attach_certificate(
+        self, name: str, lfdi: str, expires_at: int | None
+    ) -> ClientCertificate:
+        aggregator = await self.aggregator(name)
+        lfdi = normalize_lfdi(lfdi)
+        existing = await self.store.get_certificate(lfdi)
+        if existing and existing.aggregator_id not in (None, aggregator.id):
+            raise Conflict(f"certificate {lfdi} is attached to another aggregator")
+        cert = ClientCertificate(
+            lfdi, aggregator.id, existing.enabled if existing else True, expires_at
+        )
+        await self.store.put_certificate(cert)
+        await self.sep2.publish([cert_tag(lfdi)])
+        return cert
+
+    async def detach_certificate(self, name: str, lfdi: str) -> None:
+        aggregator = await self.aggregator(name)
+        lfdi = normalize_lfdi(lfdi)
+        existing = await self.store.get_certificate(lfdi)
+        if existing is None or existing.aggregator_id != aggregator.id:
+            return
+        if existing.enabled:
+            await self.store.delete_certificate(lfdi)
+        else:  # keep the deny-list entry
+            await self.store.put_certificate(replace(existing, aggregator_id=None))
+        await self.sep2.publish([cert_tag(lfdi)])
+
+    async def certificates(self, name: str | None = None) -> list[ClientCertificate]:
+        aggregator_id = (await self.aggregator(name)).id if name else None
+        return await self.store.list_certificates(aggregator_id)
+
+    async def set_certificate_enabled(self, lfdi: str, enabled: bool) -> ClientCertificate:
+        """Deny-list (or restore) a certificate: 403 from its next request, in every worker."""
+        lfdi = normalize_lfdi(lfdi)
+        existing = await self.store.get_certificate(lfdi)
+        cert = replace(existing, enabled=enabled) if existing else ClientCertificate(
+            lfdi, None, enabled
+        )
+        if cert.enabled and cert.aggregator_id is None and cert.expires_at is None:
+            await self.store.delete_certificate(lfdi)
+        else:
+            await self.store.put_certificate(cert)
+        await self.sep2.publish([cert_tag(lfdi)])
+        return cert
+
+    # ---- end devices -----------------------------------------------------------
+    async def end_devices(
+        self, offset: int, limit: int, aggregator: str | None
+    ) -> tuple[int, list[EndDevice]]:
+        aggregator_id = (await self.aggregator(aggregator)).id if aggregator else None
+        return await self.store.page_end_devices(
+            aggregator_id=aggregator_id, start=offset, limit=limit
+        )
+
+    async def end_device(self, lfdi: str) -> EndDevice:
+        found = await self.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
+        if found is None:
+            raise NotFound(f"no EndDevice with lFDI {lfdi}")
+        return found
+
+    async def _check(self, item: PreRegistration) -> tuple[str, int, int | None]:
+        lfdi = normalize_lfdi(item.lfdi)
+        sfdi = sfdi_from_lfdi(lfdi)
+        if item.sfdi is not None and item.sfdi != sfdi:
+            raise InvalidValues(f"sfdi {item.sfdi} does not belong to lfdi {lfdi} ({sfdi})")
+        if item.pin is not None and not pin_is_valid(item.pin):
+            raise InvalidValues(f"pin {item.pin} is not 6 digits with a valid check digit")
+        aggregator_id = (await self.aggregator(item.aggregator)).id if item.aggregator else None
+        return lfdi, sfdi, aggregator_id
+
+    async def preregister(self, items: Sequence[PreRegistration]) -> list[tuple[EndDevice, bool]]:
+        """Out-of-band registration, idempotent per LFDI: (device, created) for each item.
+
+        New devices are inserted in one transaction; a bad item rejects the whole batch.
+        """
+        if not self.settings.registration_out_of_band:
+            raise Conflict("out-of-band registration is disabled in this server's config")
+        now = self.clock.now_int()
+        checked = [(item, *await self._check(item)) for item in items]
+        if len({lfdi for _, lfdi, _, _ in checked}) != len(checked):
+            raise InvalidValues("the same lfdi appears twice in one request")
+        results: list[tuple[EndDevice, bool]] = []
+        new: list[EndDevice] = []
+        for item, lfdi, sfdi, aggregator_id in checked:
+            existing = await self.store.get_end_device_by_lfdi(lfdi)
+            if existing is None:
+                new.append(
+                    EndDevice(
+                        id=0,
+                        lfdi=lfdi,
+                        sfdi=sfdi,
+                        changed_time=now,
+                        registered_at=now,
+                        pin=item.pin if item.pin is not None else self.settings.default_pin,
+                        enabled=True if item.enabled is None else item.enabled,
+                        post_rate=item.post_rate,
+                        aggregator_id=aggregator_id,
+                    )
+                )
+                continue
+            changes: dict[str, Any] = {"aggregator_id": aggregator_id}
+            for name in ("pin", "post_rate", "enabled"):
+                if getattr(item, name) is not None:
+                    changes[name] = getattr(item, name)
+            updated = await self.store.update_end_device(existing.id, **changes)
+            await self.sep2.publish(device_tags(existing) + device_tags(updated))
+            results.append((updated, False))
+        created = await self.store.create_end_devices(new) if new else []
+        await self.sep2.publish(tag for device in created for tag in device_tags(device))
+        return results + [(device, True) for device in created]
+
+    async def delete_end_device(self, lfdi: str) -> bool:
+        """Remove a device and everything under it so it can register again; idempotent."""
+        found = await self.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
+        if found is None:
+            return False
+        await self.store.delete_end_device(found.id)
+        await self.sep2.publish(device_tags(found))
+        return True
+
+    # ---- rates -------------------------------------------------------------------
+    async def rates(self) -> dict[str, Any]:
+        return {
+            "poll_rates": await self.sep2.poll_rates(),
+            "post_rate": await self.sep2.default_post_rate(),
+        }
+
+    async def set_rates(
+        self, poll_rates: dict[str, int] | None, post_rate: int | None, clear_post_rate: bool
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, value in (poll_rates or {}).items():
+            if name not in DEFAULT_POLL_RATES:
+                known = ", ".join(DEFAULT_POLL_RATES)
+                raise InvalidValues(f"unknown poll rate {name!r}; known: {known}")
+            if not 0 < value <= 0xFFFFFFFF:
+                raise InvalidValues(f"poll rate {name} must be 1..4294967295 seconds")
+            values[f"poll_rate.{name}"] = value
+        if post_rate is not None:
+            if not 0 < post_rate <= 0xFFFFFFFF:
+                raise InvalidValues("post_rate must be 1..4294967295 seconds")
+            values["post_rate"] = post_rate
+        elif clear_post_rate:
+            values["post_rate"] = None
+        if values:
+            await self.store.set_settings(values)
+            await self.sep2.publish([SETTINGS_TAG])
+        return await self.rates()
+
+    # ---- lab support -------------------------------------------------------------
+    async def reset(self) -> int:
+        """Remove every EndDevice (and, as later issues add them, programs and controls)."""
+        removed = await self.store.delete_all_end_devices()
+        await self.sep2.publish([EVERYTHING])
+        return removed

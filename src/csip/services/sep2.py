@@ -1,0 +1,271 @@
+"""The 2030.5 use cases: who is calling, what they may read, registration and device writes.
+
+Reads go through the render cache: the first poll after a change renders and stores bytes,
+every later poll is a dict lookup with no XML work and no query. Writes commit, then publish
+the tags they changed on the bus, which drops the affected bytes in every worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from lxml import etree
+
+from csip.config import DEFAULT_POLL_RATES, Settings
+from csip.domain.clock import Clock
+from csip.domain.devices import (
+    ClientCertificate,
+    EndDevice,
+    Principal,
+    PrincipalKind,
+    may_access,
+    principal_for,
+)
+from csip.domain.paging import Page
+from csip.domain.timeinfo import time_info
+from csip.errors import Conflict, Forbidden, InvalidValues, NotFound
+from csip.pki.identity import normalize_lfdi, sfdi_from_lfdi
+from csip.sep2 import resources as render
+from csip.sep2.schema import SchemaSet
+from csip.sep2.xml import parse, serialize, text
+from csip.services.bus import EVERYTHING, LocalBus
+from csip.services.cache import Entry, RenderCache
+from csip.store import Store
+
+#: Documents a device PUTs under its EndDevice: path segment -> root element.
+DOCUMENTS = {"di": "DeviceInformation", "dstat": "DeviceStatus", "ps": "PowerStatus"}
+SETTINGS_TAG = "settings"
+
+
+def device_tags(device: EndDevice) -> list[str]:
+    """Cache tags a change to this device must drop: itself and every list it appears in."""
+    tags = [f"edev:{device.id}", f"edevs:dev:{device.lfdi}"]
+    if device.aggregator_id is not None:
+        tags.append(f"edevs:agg:{device.aggregator_id}")
+    return tags
+
+
+def cert_tag(lfdi: str) -> str:
+    return f"cert:{lfdi}"
+
+
+class Sep2Service:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Clock, schemas: SchemaSet, bus: LocalBus
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.schemas = schemas
+        self.bus = bus
+        self.cache = RenderCache()
+        self._certs: dict[str, ClientCertificate | None] = {}
+        self._poll_rates: dict[str, int] | None = None
+        self._post_rate: int | None = None
+        bus.subscribe(self._on_invalidate)
+
+    # ---- invalidation ----------------------------------------------------------
+    def _on_invalidate(self, tags: list[str]) -> None:
+        if EVERYTHING in tags:
+            self.cache.clear()
+            self._certs.clear()
+            self._poll_rates = None
+            return
+        for tag in tags:
+            if tag.startswith("cert:"):
+                self._certs.pop(tag[5:], None)
+            elif tag == SETTINGS_TAG:
+                self._poll_rates = None
+        self.cache.invalidate(tags)
+
+    async def publish(self, tags: Iterable[str]) -> None:
+        await self.bus.publish(tags)
+
+    # ---- identity --------------------------------------------------------------
+    async def principal(self, lfdi: str, sfdi: int) -> Principal:
+        """Classify the certificate: one dict lookup once its record has been read."""
+        if lfdi in self._certs:
+            cert = self._certs[lfdi]
+        else:
+            cert = await self.store.get_certificate(lfdi)
+            self._certs[lfdi] = cert
+        return principal_for(lfdi, sfdi, cert, self.clock.now_int())
+
+    # ---- settings --------------------------------------------------------------
+    async def poll_rates(self) -> dict[str, int]:
+        if self._poll_rates is None:
+            stored = await self.store.get_settings("poll_rate.")
+            self._poll_rates = {**DEFAULT_POLL_RATES, **stored}
+            self._post_rate = await self.store.get_setting("post_rate")
+        return self._poll_rates
+
+    async def default_post_rate(self) -> int | None:
+        await self.poll_rates()
+        return self._post_rate
+
+    # ---- reads -----------------------------------------------------------------
+    def _scope(self, principal: Principal) -> dict[str, Any]:
+        if principal.kind is PrincipalKind.AGGREGATOR:
+            return {"aggregator_id": principal.aggregator_id, "lfdi": principal.lfdi}
+        return {"lfdi": principal.lfdi}
+
+    async def device_capability(self, principal: Principal) -> bytes:
+        async def load() -> Entry:
+            total, _ = await self.store.page_end_devices(**self._scope(principal), limit=0)
+            rates = await self.poll_rates()
+            body = render.device_capability(rates["DeviceCapability"], total)
+            return Entry(body, tags=(SETTINGS_TAG, f"edevs:{principal.scope}"))
+
+        entry = await self.cache.fetch(("dcap", principal.scope), load)
+        return entry.body
+
+    async def time(self) -> bytes:
+        """Built per request: currentTime changes every second and the body is tiny."""
+        rates = await self.poll_rates()
+        info = time_info(
+            self.settings.timezone, self.clock.now_int(), coordinated=self.clock.offset == 0
+        )
+        return render.time_resource(info, rates["Time"])
+
+    async def end_device_list(self, principal: Principal, page: Page) -> bytes:
+        async def load() -> Entry:
+            total, devices = await self.store.page_end_devices(
+                **self._scope(principal), start=page.start, limit=page.limit
+            )
+            rates = await self.poll_rates()
+            devices = [await self._with_post_rate(d) for d in devices]
+            body = render.end_device_list(total, devices, rates["EndDeviceList"])
+            return Entry(body, tags=(SETTINGS_TAG, f"edevs:{principal.scope}"))
+
+        entry = await self.cache.fetch(("edevs", principal.scope, page.key()), load)
+        return entry.body
+
+    async def _with_post_rate(self, device: EndDevice) -> EndDevice:
+        if device.post_rate is not None:
+            return device
+        default = await self.default_post_rate()
+        if default is None:
+            return device
+        return dataclasses.replace(device, post_rate=default)
+
+    async def _device_entry(self, device_id: int, part: str) -> Entry:
+        """The cached rendering of one resource under /edev/{id}; owner is the EndDevice."""
+
+        async def load() -> Entry:
+            tags = (f"edev:{device_id}", SETTINGS_TAG)
+            device = await self.store.get_end_device(device_id)
+            if device is None:
+                return Entry(b"", None, tags)
+            rates = await self.poll_rates()
+            body: bytes | None
+            if part == "":
+                body = render.end_device(await self._with_post_rate(device))
+            elif part == "rg":
+                body = render.registration(device, rates["EndDeviceList"])
+            elif part == "fsa":
+                body = render.function_set_assignments_list(
+                    device, rates["FunctionSetAssignmentsList"]
+                )
+            else:
+                body = await self.store.get_document(device_id, part)
+            return Entry(body or b"", device, tags)
+
+        return await self.cache.fetch(("edev", device_id, part), load)
+
+    async def device_resource(self, principal: Principal, device_id: int, part: str) -> bytes:
+        """GET /edev/{id}[/part]. Another client's device answers 404: ids must not leak."""
+        entry = await self._device_entry(device_id, part)
+        if entry.owner is None or not may_access(principal, entry.owner) or not entry.body:
+            raise NotFound(f"no such resource under /edev/{device_id}")
+        return entry.body
+
+    async def _accessible(self, principal: Principal, device_id: int) -> EndDevice:
+        entry = await self._device_entry(device_id, "")
+        device = entry.owner
+        if not isinstance(device, EndDevice) or not may_access(principal, device):
+            raise NotFound(f"no such EndDevice /edev/{device_id}")
+        return device
+
+    # ---- writes ----------------------------------------------------------------
+    def _parse(self, body: bytes, expected: str) -> etree._Element:
+        return parse(body, self.schemas.validator, expected, self.settings.max_body_bytes)
+
+    async def register(self, principal: Principal, body: bytes) -> EndDevice:
+        """POST /edev (CSIP IG §5.2): a device registers itself; an aggregator its devices."""
+        root = self._parse(body, "EndDevice")
+        raw_lfdi = text(root, "lFDI")
+        sfdi = int(text(root, "sFDI") or "0")
+        if principal.kind is PrincipalKind.AGGREGATOR:
+            if raw_lfdi is None:
+                raise InvalidValues("an aggregator must give the lFDI of the EndDevice it registers")
+            lfdi = normalize_lfdi(raw_lfdi)
+            if sfdi != sfdi_from_lfdi(lfdi):
+                raise InvalidValues(f"sFDI {sfdi} does not belong to lFDI {lfdi}")
+            owner = principal.aggregator_id
+        else:
+            lfdi = normalize_lfdi(raw_lfdi) if raw_lfdi is not None else principal.lfdi
+            if lfdi != principal.lfdi or sfdi != principal.sfdi:
+                raise Forbidden("a device may register only its own certificate's lFDI and sFDI")
+            owner = None
+        existing = await self.store.get_end_device_by_lfdi(lfdi)
+        if existing is not None:
+            href = existing.href if may_access(principal, existing) else None
+            raise Conflict(f"lFDI {lfdi} is already registered", location=href)
+        if not self.settings.registration_in_band:
+            raise Forbidden("in-band registration is disabled: the utility pre-registers devices")
+        now = self.clock.now_int()
+        (device,) = await self.store.create_end_devices(
+            [
+                EndDevice(
+                    id=0,
+                    lfdi=lfdi,
+                    sfdi=sfdi,
+                    changed_time=int(text(root, "changedTime") or now),
+                    registered_at=now,
+                    pin=self.settings.default_pin,
+                    enabled=(text(root, "enabled") or "true") in ("true", "1"),
+                    device_category=text(root, "deviceCategory"),
+                    aggregator_id=owner,
+                    in_band=True,
+                )
+            ]
+        )
+        await self.publish(device_tags(device))
+        return device
+
+    async def update_end_device(self, principal: Principal, device_id: int, body: bytes) -> None:
+        """PUT /edev/{id}: the device may change changedTime, enabled and deviceCategory."""
+        device = await self._accessible(principal, device_id)
+        root = self._parse(body, "EndDevice")
+        raw_lfdi = text(root, "lFDI")
+        if int(text(root, "sFDI") or "0") != device.sfdi or (
+            raw_lfdi is not None and normalize_lfdi(raw_lfdi) != device.lfdi
+        ):
+            raise InvalidValues("lFDI and sFDI of an EndDevice cannot change")
+        updated = await self.store.update_end_device(
+            device_id,
+            changed_time=int(text(root, "changedTime") or device.changed_time),
+            enabled=(text(root, "enabled") or "true") in ("true", "1"),
+            device_category=text(root, "deviceCategory"),
+        )
+        await self.publish(device_tags(updated))
+
+    async def delete_end_device(self, principal: Principal, device_id: int) -> None:
+        device = await self._accessible(principal, device_id)
+        await self.store.delete_end_device(device_id)
+        await self.publish(device_tags(device))
+
+    async def put_document(
+        self, principal: Principal, device_id: int, part: str, body: bytes
+    ) -> None:
+        """PUT DeviceInformation / DeviceStatus / PowerStatus under the device's EndDevice."""
+        device = await self._accessible(principal, device_id)
+        root = self._parse(body, DOCUMENTS[part])
+        doc_lfdi = text(root, "lFDI")
+        if doc_lfdi is not None and normalize_lfdi(doc_lfdi) != device.lfdi:
+            raise InvalidValues(f"lFDI {doc_lfdi} is not this EndDevice's lFDI")
+        root.set("href", f"{device.href}/{part}")
+        await self.store.put_document(device_id, part, serialize(root), self.clock.now_int())
+        await self.publish([f"edev:{device_id}"])

@@ -1,0 +1,293 @@
+"""The store: async SQLModel sessions over SQLite (WAL) or PostgreSQL, returning domain objects.
+
+Each public method is one transaction: it commits whole or changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlmodel import col, delete, select
+
+from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
+from csip.errors import Conflict, NotFound
+from csip.store.tables import (
+    AggregatorRow,
+    ClientCertificateRow,
+    DeviceDocumentRow,
+    EndDeviceRow,
+    SettingRow,
+)
+
+_ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+
+
+def _end_device(row: EndDeviceRow) -> EndDevice:
+    assert row.id is not None
+    return EndDevice(
+        id=row.id,
+        lfdi=row.lfdi,
+        sfdi=row.sfdi,
+        changed_time=row.changed_time,
+        registered_at=row.registered_at,
+        pin=row.pin,
+        enabled=row.enabled,
+        device_category=row.device_category,
+        post_rate=row.post_rate,
+        aggregator_id=row.aggregator_id,
+        in_band=row.in_band,
+    )
+
+
+def _aggregator(row: AggregatorRow) -> Aggregator:
+    assert row.id is not None
+    return Aggregator(row.id, row.name, row.created_at)
+
+
+def _certificate(row: ClientCertificateRow) -> ClientCertificate:
+    return ClientCertificate(row.lfdi, row.aggregator_id, row.enabled, row.expires_at)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Store:
+    """Persistence for csip; the only class outside store/ that knows a database exists."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (safe to run every start)."""
+        if self.dialect == "sqlite":
+            database = self.engine.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+        def upgrade(connection: Connection) -> None:
+            config = Config(str(_ALEMBIC_INI))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+        async with self.engine.begin() as connection:
+            await connection.run_sync(upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    # ---- settings --------------------------------------------------------
+    async def get_setting(self, key: str) -> Any:
+        async with self._tx() as s:
+            row = await s.get(SettingRow, key)
+            return None if row is None else json.loads(row.value)
+
+    async def get_settings(self, prefix: str) -> dict[str, Any]:
+        async with self._tx() as s:
+            rows = await s.scalars(select(SettingRow).where(col(SettingRow.key).startswith(prefix)))
+            return {r.key[len(prefix) :]: json.loads(r.value) for r in rows}
+
+    async def set_settings(self, values: dict[str, Any]) -> None:
+        async with self._tx() as s:
+            for key, value in values.items():
+                row = await s.get(SettingRow, key)
+                if row is None:
+                    s.add(SettingRow(key=key, value=json.dumps(value)))
+                else:
+                    row.value = json.dumps(value)
+
+    # ---- aggregators and certificates -------------------------------------
+    async def create_aggregator(self, name: str, now: int) -> Aggregator:
+        try:
+            async with self._tx() as s:
+                row = AggregatorRow(name=name, created_at=now)
+                s.add(row)
+                await s.flush()
+                return _aggregator(row)
+        except IntegrityError as exc:
+            raise Conflict(f"an aggregator named {name!r} already exists") from exc
+
+    async def get_aggregator(self, name: str) -> Aggregator | None:
+        async with self._tx() as s:
+            row = (await s.scalars(select(AggregatorRow).where(AggregatorRow.name == name))).first()
+            return None if row is None else _aggregator(row)
+
+    async def list_aggregators(self) -> list[Aggregator]:
+        async with self._tx() as s:
+            rows = await s.scalars(select(AggregatorRow).order_by(col(AggregatorRow.id)))
+            return [_aggregator(r) for r in rows]
+
+    async def delete_aggregator(self, aggregator_id: int) -> None:
+        async with self._tx() as s:
+            await s.execute(
+                delete(ClientCertificateRow).where(
+                    col(ClientCertificateRow.aggregator_id) == aggregator_id
+                )
+            )
+            await s.execute(delete(AggregatorRow).where(col(AggregatorRow.id) == aggregator_id))
+
+    async def get_certificate(self, lfdi: str) -> ClientCertificate | None:
+        async with self._tx() as s:
+            row = await s.get(ClientCertificateRow, lfdi)
+            return None if row is None else _certificate(row)
+
+    async def list_certificates(self, aggregator_id: int | None = None) -> list[ClientCertificate]:
+        async with self._tx() as s:
+            query = select(ClientCertificateRow).order_by(col(ClientCertificateRow.lfdi))
+            if aggregator_id is not None:
+                query = query.where(col(ClientCertificateRow.aggregator_id) == aggregator_id)
+            return [_certificate(r) for r in await s.scalars(query)]
+
+    async def put_certificate(self, cert: ClientCertificate) -> None:
+        async with self._tx() as s:
+            row = await s.get(ClientCertificateRow, cert.lfdi)
+            if row is None:
+                s.add(
+                    ClientCertificateRow(
+                        lfdi=cert.lfdi,
+                        aggregator_id=cert.aggregator_id,
+                        enabled=cert.enabled,
+                        expires_at=cert.expires_at,
+                    )
+                )
+            else:
+                row.aggregator_id = cert.aggregator_id
+                row.enabled = cert.enabled
+                row.expires_at = cert.expires_at
+
+    async def delete_certificate(self, lfdi: str) -> None:
+        async with self._tx() as s:
+            await s.execute(delete(ClientCertificateRow).where(col(ClientCertificateRow.lfdi) == lfdi))
+
+    # ---- end devices --------------------------------------------------------
+    async def create_end_devices(self, devices: Sequence[EndDevice]) -> list[EndDevice]:
+        """Insert devices (id ignored) in one transaction; any LFDI clash rolls back all."""
+        try:
+            async with self._tx() as s:
+                rows = [
+                    EndDeviceRow(
+                        lfdi=d.lfdi,
+                        sfdi=d.sfdi,
+                        changed_time=d.changed_time,
+                        registered_at=d.registered_at,
+                        pin=d.pin,
+                        enabled=d.enabled,
+                        device_category=d.device_category,
+                        post_rate=d.post_rate,
+                        aggregator_id=d.aggregator_id,
+                        in_band=d.in_band,
+                    )
+                    for d in devices
+                ]
+                s.add_all(rows)
+                await s.flush()
+                return [_end_device(r) for r in rows]
+        except IntegrityError as exc:
+            raise Conflict("an EndDevice with that lFDI is already registered") from exc
+
+    async def get_end_device(self, device_id: int) -> EndDevice | None:
+        async with self._tx() as s:
+            row = await s.get(EndDeviceRow, device_id)
+            return None if row is None else _end_device(row)
+
+    async def get_end_device_by_lfdi(self, lfdi: str) -> EndDevice | None:
+        async with self._tx() as s:
+            row = (await s.scalars(select(EndDeviceRow).where(EndDeviceRow.lfdi == lfdi))).first()
+            return None if row is None else _end_device(row)
+
+    async def page_end_devices(
+        self,
+        *,
+        lfdi: str | None = None,
+        aggregator_id: int | None = None,
+        start: int = 0,
+        limit: int = 100,
+    ) -> tuple[int, list[EndDevice]]:
+        """(all, page) of the EndDevices one client sees, in stable sFDI then id order.
+
+        lfdi alone: that one device; aggregator_id: the ones it manages plus lfdi's own;
+        neither: every device (admin view).
+        """
+        conditions = []
+        if aggregator_id is not None:
+            conditions.append(col(EndDeviceRow.aggregator_id) == aggregator_id)
+        if lfdi is not None:
+            conditions.append(col(EndDeviceRow.lfdi) == lfdi)
+        where = or_(*conditions) if conditions else None
+        async with self._tx() as s:
+            count_q = select(func.count()).select_from(EndDeviceRow)
+            page_q = select(EndDeviceRow).order_by(col(EndDeviceRow.sfdi), col(EndDeviceRow.id))
+            if where is not None:
+                count_q = count_q.where(where)
+                page_q = page_q.where(where)
+            total = (await s.execute(count_q)).scalar_one()
+            rows = await s.scalars(page_q.offset(start).limit(limit)) if limit else []
+            return int(total), [_end_device(r) for r in rows]
+
+    async def update_end_device(self, device_id: int, **values: Any) -> EndDevice:
+        async with self._tx() as s:
+            row = await s.get(EndDeviceRow, device_id)
+            if row is None:
+                raise NotFound(f"EndDevice {device_id} does not exist")
+            for name, value in values.items():
+                setattr(row, name, value)
+            await s.flush()
+            return _end_device(row)
+
+    async def delete_end_device(self, device_id: int) -> bool:
+        async with self._tx() as s:
+            await s.execute(
+                delete(DeviceDocumentRow).where(col(DeviceDocumentRow.end_device_id) == device_id)
+            )
+            result = await s.execute(delete(EndDeviceRow).where(col(EndDeviceRow.id) == device_id))
+            return bool(getattr(result, "rowcount", 0))
+
+    async def delete_all_end_devices(self) -> int:
+        async with self._tx() as s:
+            await s.execute(delete(DeviceDocumentRow))
+            result = await s.execute(delete(EndDeviceRow))
+            return int(getattr(result, "rowcount", 0))
+
+    # ---- documents a device PUTs ---------------------------------------------
+    async def get_document(self, device_id: int, kind: str) -> bytes | None:
+        async with self._tx() as s:
+            row = await s.get(DeviceDocumentRow, (device_id, kind))
+            return None if row is None else bytes(row.xml)
+
+    async def put_document(self, device_id: int, kind: str, xml: bytes, now: int) -> None:
+        async with self._tx() as s:
+            if await s.get(EndDeviceRow, device_id) is None:
+                raise NotFound(f"EndDevice {device_id} does not exist")
+            row = await s.get(DeviceDocumentRow, (device_id, kind))
+            if row is None:
+                s.add(DeviceDocumentRow(end_device_id=device_id, kind=kind, xml=xml, updated_at=now))
+            else:
+                row.xml = xml
+                row.updated_at = now

@@ -1,0 +1,424 @@
+"""The utility's admin API: JSON over HTTP on a loopback listener, bearer-token auth.
+
+Routes are declared once in ROUTES; the same table builds the aiohttp router and the
+OpenAPI document served at /openapi.json, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from csip import __version__
+from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
+from csip.errors import BadRequest, CsipError, Unauthorized
+from csip.services.admin import AdminService, PreRegistration
+
+log = logging.getLogger(__name__)
+
+ADMIN = web.AppKey("admin_service", AdminService)
+_M = TypeVar("_M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# ---- request bodies -------------------------------------------------------------
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EndDeviceIn(_Body):
+    """Pre-register (or update) an EndDevice out of band, keyed by LFDI."""
+
+    lfdi: str | None = Field(None, description="40 hex digits; taken from the path on PUT")
+    sfdi: int | None = Field(None, description="checked against the LFDI when given")
+    pin: int | None = Field(None, description="6-digit registration PIN with check digit")
+    aggregator: str | None = Field(None, description="name of the managing aggregator")
+    post_rate: int | None = Field(None, gt=0)
+    enabled: bool | None = None
+
+
+class AggregatorIn(_Body):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class CertificateAttachIn(_Body):
+    expires_at: int | None = Field(None, description="epoch seconds; none = no expiry")
+
+
+class CertificateStateIn(_Body):
+    enabled: bool
+
+
+class RatesIn(_Body):
+    poll_rates: dict[str, int] | None = Field(
+        None, description="pollRate per resource (DeviceCapability, EndDeviceList, ...)"
+    )
+    post_rate: int | None = Field(None, description="default EndDevice postRate; null clears")
+
+
+class ClockIn(_Body):
+    now: float | None = Field(None, description="set the server clock to this epoch time")
+    advance: float | None = Field(None, description="move the server clock by seconds")
+    reset: bool = False
+
+
+# ---- representations -------------------------------------------------------------
+def end_device_json(device: EndDevice, names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "lfdi": device.lfdi,
+        "sfdi": device.sfdi,
+        "href": device.href,
+        "pin": device.pin,
+        "enabled": device.enabled,
+        "aggregator": names.get(device.aggregator_id) if device.aggregator_id else None,
+        "registered_at": device.registered_at,
+        "changed_time": device.changed_time,
+        "registered_in_band": device.in_band,
+        "post_rate": device.post_rate,
+        "device_category": device.device_category,
+    }
+
+
+def aggregator_json(aggregator: Aggregator) -> dict[str, Any]:
+    return {"name": aggregator.name, "created_at": aggregator.created_at}
+
+
+def certificate_json(cert: ClientCertificate, names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "lfdi": cert.lfdi,
+        "aggregator": names.get(cert.aggregator_id) if cert.aggregator_id else None,
+        "enabled": cert.enabled,
+        "expires_at": cert.expires_at,
+    }
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+async def _parse(request: web.Request, model: type[_M]) -> _M:
+    try:
+        raw = await request.read()
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BadRequest(problems) from exc
+
+
+def _int_query(request: web.Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) > maximum:
+        raise BadRequest(f"{name} must be a whole number up to {maximum}")
+    return int(raw)
+
+
+def _svc(request: web.Request) -> AdminService:
+    return request.app[ADMIN]
+
+
+# ---- handlers ----------------------------------------------------------------------
+async def get_status(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    total, _ = await svc.end_devices(0, 0, None)
+    return _json(
+        {
+            "version": __version__,
+            "profile": svc.settings.profile,
+            "schemas": {
+                "directory": str(svc.sep2.schemas.directory),
+                "pinned": svc.sep2.schemas.pinned,
+                "sha256": svc.sep2.schemas.sha256,
+            },
+            "database": svc.store.dialect,
+            "end_devices": total,
+            "registration": {
+                "in_band": svc.settings.registration_in_band,
+                "out_of_band": svc.settings.registration_out_of_band,
+            },
+            "clock_offset": svc.clock.offset,
+        }
+    )
+
+
+async def list_end_devices(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    offset = _int_query(request, "offset", 0, 2**31)
+    limit = _int_query(request, "limit", 100, 1000)
+    total, devices = await svc.end_devices(offset, limit, request.query.get("aggregator"))
+    names = await svc.aggregator_names()
+    items = [end_device_json(d, names) for d in devices]
+    return _json({"total": total, "offset": offset, "items": items})
+
+
+async def bulk_preregister(request: web.Request) -> web.Response:
+    """POST a JSON array of EndDeviceIn: one transaction for all new devices."""
+    try:
+        raw = json.loads(await request.read() or b"null")
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body is not JSON: {exc.msg}") from exc
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("body must be a non-empty JSON array of end devices")
+    items = []
+    for index, entry in enumerate(raw):
+        try:
+            model = EndDeviceIn.model_validate(entry)
+        except ValidationError as exc:
+            raise BadRequest(f"item {index}: {exc.errors()[0]['msg']}") from exc
+        if model.lfdi is None:
+            raise BadRequest(f"item {index}: lfdi is required")
+        items.append(PreRegistration(**model.model_dump()))  # type: ignore[arg-type]
+    svc = _svc(request)
+    results = await svc.preregister(items)
+    names = await svc.aggregator_names()
+    created = sum(1 for _, was_new in results if was_new)
+    return _json(
+        {
+            "created": created,
+            "updated": len(results) - created,
+            "items": [end_device_json(d, names) for d, _ in results],
+        },
+        201 if created else 200,
+    )
+
+
+async def get_end_device(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    device = await svc.end_device(request.match_info["lfdi"])
+    return _json(end_device_json(device, await svc.aggregator_names()))
+
+
+async def put_end_device(request: web.Request) -> web.Response:
+    body = await _parse(request, EndDeviceIn)
+    data = body.model_dump()
+    data["lfdi"] = request.match_info["lfdi"]
+    svc = _svc(request)
+    ((device, created),) = await svc.preregister([PreRegistration(**data)])
+    return _json(end_device_json(device, await svc.aggregator_names()), 201 if created else 200)
+
+
+async def delete_end_device(request: web.Request) -> web.Response:
+    await _svc(request).delete_end_device(request.match_info["lfdi"])
+    return web.Response(status=204)
+
+
+async def list_aggregators(request: web.Request) -> web.Response:
+    return _json([aggregator_json(a) for a in await _svc(request).aggregators()])
+
+
+async def post_aggregator(request: web.Request) -> web.Response:
+    body = await _parse(request, AggregatorIn)
+    return _json(aggregator_json(await _svc(request).create_aggregator(body.name)), 201)
+
+
+async def get_aggregator(request: web.Request) -> web.Response:
+    return _json(aggregator_json(await _svc(request).aggregator(request.match_info["name"])))
+
+
+async def delete_aggregator(request: web.Request) -> web.Response:
+    await _svc(request).delete_aggregator(request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def list_aggregator_certificates(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    names = await svc.aggregator_names()
+    certs = await svc.certificates(request.match_info["name"])
+    return _json([certificate_json(c, names) for c in certs])
+
+
+async def put_aggregator_certificate(request: web.Request) -> web.Response:
+    body = await _parse(request, CertificateAttachIn)
+    svc = _svc(request)
+    cert = await svc.attach_certificate(
+        request.match_info["name"], request.match_info["lfdi"], body.expires_at
+    )
+    return _json(certificate_json(cert, await svc.aggregator_names()))
+
+
+async def delete_aggregator_certificate(request: web.Request) -> web.Response:
+    await _svc(request).detach_certificate(request.match_info["name"], request.match_info["lfdi"])
+    return web.Response(status=204)
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    names = await svc.aggregator_names()
+    return _json([certificate_json(c, names) for c in await svc.certificates()])
+
+
+async def put_certificate(request: web.Request) -> web.Response:
+    body = await _parse(request, CertificateStateIn)
+    svc = _svc(request)
+    cert = await svc.set_certificate_enabled(request.match_info["lfdi"], body.enabled)
+    return _json(certificate_json(cert, await svc.aggregator_names()))
+
+
+async def get_rates(request: web.Request) -> web.Response:
+    return _json(await _svc(request).rates())
+
+
+async def put_rates(request: web.Request) -> web.Response:
+    body = await _parse(request, RatesIn)
+    clear = "post_rate" in body.model_fields_set and body.post_rate is None
+    return _json(await _svc(request).set_rates(body.poll_rates, body.post_rate, clear))
+
+
+async def get_clock(request: web.Request) -> web.Response:
+    clock = _svc(request).clock
+    return _json({"now": clock.now(), "offset": clock.offset})
+
+
+async def put_clock(request: web.Request) -> web.Response:
+    """Labs and tests move the server's one clock; everything time-driven follows it."""
+    body = await _parse(request, ClockIn)
+    svc = _svc(request)
+    if body.reset:
+        svc.clock.offset = 0.0
+    if body.now is not None:
+        svc.clock.set(body.now)
+    if body.advance is not None:
+        svc.clock.advance(body.advance)
+    await svc.sep2.publish(["clock"])
+    return await get_clock(request)
+
+
+async def post_reset(request: web.Request) -> web.Response:
+    return _json({"removed_end_devices": await _svc(request).reset()})
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    ok: int = 200
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/api/status", get_status, "Server version, profile, schemas, counts"),
+    Route("GET", "/api/end-devices", list_end_devices, "List EndDevices (offset, limit, aggregator)"),
+    Route("POST", "/api/end-devices", bulk_preregister, "Pre-register many EndDevices (JSON array)", EndDeviceIn, 201),
+    Route("GET", "/api/end-devices/{lfdi}", get_end_device, "Inspect one EndDevice"),
+    Route("PUT", "/api/end-devices/{lfdi}", put_end_device, "Pre-register or update an EndDevice", EndDeviceIn),
+    Route("DELETE", "/api/end-devices/{lfdi}", delete_end_device, "Delete an EndDevice and all under it", ok=204),
+    Route("GET", "/api/aggregators", list_aggregators, "List aggregators"),
+    Route("POST", "/api/aggregators", post_aggregator, "Create an aggregator", AggregatorIn, 201),
+    Route("GET", "/api/aggregators/{name}", get_aggregator, "Inspect an aggregator"),
+    Route("DELETE", "/api/aggregators/{name}", delete_aggregator, "Delete an aggregator", ok=204),
+    Route("GET", "/api/aggregators/{name}/certificates", list_aggregator_certificates, "Certificates attached to an aggregator"),
+    Route("PUT", "/api/aggregators/{name}/certificates/{lfdi}", put_aggregator_certificate, "Attach a certificate (optional expiry)", CertificateAttachIn),
+    Route("DELETE", "/api/aggregators/{name}/certificates/{lfdi}", delete_aggregator_certificate, "Detach a certificate", ok=204),
+    Route("GET", "/api/certificates", list_certificates, "Certificates the utility has recorded"),
+    Route("PUT", "/api/certificates/{lfdi}", put_certificate, "Disable or re-enable a certificate", CertificateStateIn),
+    Route("GET", "/api/rates", get_rates, "Current pollRates and default postRate"),
+    Route("PUT", "/api/rates", put_rates, "Set pollRates and/or the default postRate", RatesIn),
+    Route("GET", "/api/clock", get_clock, "The server clock"),
+    Route("PUT", "/api/clock", put_clock, "Set, advance or reset the server clock", ClockIn),
+    Route("POST", "/api/reset", post_reset, "Remove all lab state for a clean start"),
+)  # fmt: skip
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1 description of ROUTES (request schemas come from the pydantic models)."""
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
+    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # fmt: skip
+    for route in ROUTES:
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "operationId": route.handler.__name__,
+            "security": [{"bearer": []}],
+            "responses": {
+                str(route.ok): {"description": "success"},
+                "400": error,
+                "401": error,
+                "404": error,
+                "409": error,
+            },
+        }
+        params = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
+        if params:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if route.body is not None:
+            name = route.body.__name__
+            schemas[name] = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            ref: dict[str, Any] = {"$ref": f"#/components/schemas/{name}"}
+            if route.handler is bulk_preregister:
+                ref = {"type": "array", "items": ref}
+            operation["requestBody"] = {
+                "required": route.method != "GET",
+                "content": {"application/json": {"schema": ref}},
+            }
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    schemas["Error"] = {
+        "type": "object",
+        "properties": {"status": {"type": "integer"}, "title": {"type": "string"}, "detail": {"type": "string"}},
+        "required": ["status", "title", "detail"],
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "csip admin API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@web.middleware
+async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer auth (except for the OpenAPI document); errors as JSON, never internals."""
+    try:
+        if request.path != "/openapi.json":
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not await _svc(request).token_matches(token.strip()):
+                raise Unauthorized("send Authorization: Bearer <token> (see `csip admin token`)")
+        return await handler(request)
+    except CsipError as exc:
+        body = {"status": exc.status, "title": type(exc).__name__, "detail": exc.detail}
+        response = _json(body, exc.status)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        body = {"status": exc.status, "title": exc.reason, "detail": exc.reason}
+        response = _json(body, exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("admin %s %s failed", request.method, request.path)
+        return _json({"status": 500, "title": "Internal", "detail": "see the server log"}, 500)
+
+
+def create_app(service: AdminService) -> web.Application:
+    app = web.Application(middlewares=[admin_middleware], client_max_size=16 * 1024 * 1024)
+    app[ADMIN] = service
+    document = openapi_document()
+
+    async def get_openapi(_request: web.Request) -> web.Response:
+        return _json(document)
+
+    app.router.add_get("/openapi.json", get_openapi)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    return app

@@ -1,0 +1,97 @@
+"""Who is on the other end: the client certificate, read once per TLS connection.
+
+OpenSSL has already checked the chain, dates and CA constraints at the handshake. Here we
+compute LFDI/SFDI and the 2030.5 leaf rules (P-256 key, policy OIDs, HardwareModuleName)
+once, when the connection's first request arrives, and remember them for the connection's
+lifetime (weakly keyed on its SSLObject). Behind a TLS-terminating proxy the certificate can
+come from a header, but only when the peer address is a configured trusted proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from urllib.parse import unquote
+from weakref import WeakKeyDictionary
+
+from aiohttp import web
+from cryptography import x509
+
+from csip.pki.checks import check_leaf
+from csip.pki.identity import lfdi_from_cert_der, sfdi_from_lfdi
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionIdentity:
+    lfdi: str
+    sfdi: int
+    #: 2030.5 leaf-rule violations; non-empty means every request gets 403.
+    problems: tuple[str, ...]
+    has_hardware_module_name: bool
+
+
+def identity_from_der(der: bytes) -> ConnectionIdentity:
+    lfdi = lfdi_from_cert_der(der)
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return ConnectionIdentity(lfdi, sfdi_from_lfdi(lfdi), ("unparseable certificate",), False)
+    check = check_leaf(cert, require_hardware_module_name=False)
+    return ConnectionIdentity(
+        lfdi, sfdi_from_lfdi(lfdi), tuple(check.problems), check.hw_serial is not None
+    )
+
+
+class IdentityResolver:
+    def __init__(self, trusted_proxies: list[str], header: str) -> None:
+        self._by_connection: WeakKeyDictionary[ssl.SSLObject, ConnectionIdentity] = (
+            WeakKeyDictionary()
+        )
+        self._proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self._header = header
+
+    def _from_proxy(self, request: web.Request) -> ConnectionIdentity | None:
+        if not self._proxies or request.remote is None:
+            return None
+        value = request.headers.get(self._header)
+        if not value:
+            return None
+        try:
+            address = ipaddress.ip_address(request.remote)
+        except ValueError:
+            return None
+        if not any(address in network for network in self._proxies):
+            return None
+        try:
+            cert = x509.load_pem_x509_certificate(unquote(value).encode())
+        except ValueError:
+            return None
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return identity_from_der(cert.public_bytes(Encoding.DER))
+
+    def resolve(self, request: web.Request) -> ConnectionIdentity | None:
+        """The identity of this request's client, or None when it presented none."""
+        if self._proxies:
+            forwarded = self._from_proxy(request)
+            if forwarded is not None:
+                return forwarded
+        transport = request.transport
+        if transport is None:
+            return None
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        identity = self._by_connection.get(ssl_object)
+        if identity is None:
+            der = ssl_object.getpeercert(binary_form=True)
+            if der is None:
+                return None
+            identity = identity_from_der(der)
+            self._by_connection[ssl_object] = identity
+        return identity
+
+    @property
+    def connections_seen(self) -> int:
+        return len(self._by_connection)

@@ -1,0 +1,170 @@
+"""The IEEE 2030.5 face: routes, one middleware, handlers of a few lines each."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from csip.domain.devices import Principal, PrincipalKind
+from csip.domain.paging import parse_page
+from csip.errors import CsipError, Forbidden, UnsupportedMediaType
+from csip.sep2.xml import CONTENT_TYPE, error_body
+from csip.services.sep2 import DOCUMENTS, Sep2Service
+from csip.web.identity import IdentityResolver
+
+log = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("sep2_service", Sep2Service)
+IDENTITY = web.AppKey("sep2_identity", IdentityResolver)
+PRINCIPAL = web.RequestKey("principal", Principal)
+ACCEPTED_TYPES = frozenset({CONTENT_TYPE, "application/xml", "text/xml"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def xml(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=CONTENT_TYPE)
+
+
+def error_response(status: int, reason_code: int, *, close: bool = False) -> web.Response:
+    response = xml(error_body(reason_code), status)
+    if close:
+        response.force_close()
+    return response
+
+
+async def _principal(request: web.Request) -> Principal:
+    """Resolve the caller, enforcing the 2030.5 leaf rules and the utility's deny-list."""
+    identity = request.app[IDENTITY].resolve(request)
+    if identity is None:
+        raise Forbidden("a client certificate is required")
+    if identity.problems:
+        raise Forbidden("client certificate rejected: " + "; ".join(identity.problems))
+    principal = await request.app[SERVICE].principal(identity.lfdi, identity.sfdi)
+    if principal.disabled:
+        raise Forbidden("this certificate has been disabled by the utility")
+    if principal.kind is PrincipalKind.DEVICE and not identity.has_hardware_module_name:
+        raise Forbidden("a device certificate must carry a HardwareModuleName")
+    return principal
+
+
+@web.middleware
+async def sep2_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Identity first, then the handler; every failure becomes a 2030.5 Error body."""
+    try:
+        request[PRINCIPAL] = await _principal(request)
+        return await handler(request)
+    except CsipError as exc:
+        if exc.status >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, exc.detail)
+        else:
+            log.info("%s %s -> %s: %s", request.method, request.path, exc.status, exc.detail)
+        response = error_response(exc.status, exc.reason_code, close=exc.status == 403)
+        location = getattr(exc, "location", None)
+        if location:
+            response.headers["Location"] = location
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(exc.status, 0)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, 0)
+
+
+async def _body(request: web.Request) -> bytes:
+    if request.content_type not in ACCEPTED_TYPES:
+        raise UnsupportedMediaType(f"send {CONTENT_TYPE}, not {request.content_type}")
+    return await request.read()
+
+
+def _svc(request: web.Request) -> Sep2Service:
+    return request.app[SERVICE]
+
+
+def _device_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+async def get_dcap(request: web.Request) -> web.Response:
+    return xml(await _svc(request).device_capability(request[PRINCIPAL]))
+
+
+async def get_time(request: web.Request) -> web.Response:
+    return xml(await _svc(request).time())
+
+
+async def get_edev_list(request: web.Request) -> web.Response:
+    settings = _svc(request).settings
+    page = parse_page(dict(request.query), 1, settings.max_list_limit)
+    return xml(await _svc(request).end_device_list(request[PRINCIPAL], page))
+
+
+async def post_edev(request: web.Request) -> web.Response:
+    device = await _svc(request).register(request[PRINCIPAL], await _body(request))
+    response = web.Response(status=201)
+    response.headers["Location"] = device.href
+    return response
+
+
+async def get_edev(request: web.Request) -> web.Response:
+    part = request.match_info.get("part", "")
+    return xml(await _svc(request).device_resource(request[PRINCIPAL], _device_id(request), part))
+
+
+async def put_edev(request: web.Request) -> web.Response:
+    body = await _body(request)
+    await _svc(request).update_end_device(request[PRINCIPAL], _device_id(request), body)
+    return web.Response(status=204)
+
+
+async def delete_edev(request: web.Request) -> web.Response:
+    await _svc(request).delete_end_device(request[PRINCIPAL], _device_id(request))
+    return web.Response(status=204)
+
+
+async def put_document(request: web.Request) -> web.Response:
+    body = await _body(request)
+    part = request.match_info["part"]
+    await _svc(request).put_document(request[PRINCIPAL], _device_id(request), part, body)
+    return web.Response(status=204)
+
+
+def create_app(service: Sep2Service, identity: IdentityResolver) -> web.Application:
+    app = web.Application(
+        middlewares=[sep2_middleware], client_max_size=service.settings.max_body_bytes
+    )
+    app[SERVICE] = service
+    app[IDENTITY] = identity
+    documents = "|".join(DOCUMENTS)
+    routes = app.router
+    routes.add_get("/dcap", get_dcap)
+    routes.add_get("/tm", get_time)
+    routes.add_get("/edev", get_edev_list)
+    routes.add_post("/edev", post_edev)
+    routes.add_get(r"/edev/{id:\d+}", get_edev)
+    routes.add_put(r"/edev/{id:\d+}", put_edev)
+    routes.add_delete(r"/edev/{id:\d+}", delete_edev)
+    routes.add_get(r"/edev/{id:\d+}/{part:rg|fsa}", get_edev)
+    routes.add_get(rf"/edev/{{id:\d+}}/{{part:{documents}}}", get_edev)
+    routes.add_put(rf"/edev/{{id:\d+}}/{{part:{documents}}}", put_document)
+    return app
+
+
+def create_redirect_app(https_port: int) -> web.Application:
+    """CORE-002: plain HTTP answers only with a redirect to the same path over https."""
+
+    async def redirect(request: web.Request) -> web.Response:
+        host = request.url.host or "localhost"
+        target = request.url.with_scheme("https").with_host(host).with_port(https_port)
+        raise web.HTTPMovedPermanently(location=str(target))
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    return app
