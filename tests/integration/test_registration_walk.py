@@ -8,26 +8,9 @@ from __future__ import annotations
 import time
 
 from conftest import BACKENDS, Running, ServerFactory
+from helpers import DEVICE_INFORMATION, DEVICE_STATUS, POWER_STATUS, end_device_xml, register
 
 pytestmark = BACKENDS
-
-
-def end_device_xml(lfdi: str, sfdi: int, changed: int = 1700000000) -> str:
-    return (
-        '<EndDevice xmlns="urn:ieee:std:2030.5:ns">'
-        f"<lFDI>{lfdi}</lFDI><sFDI>{sfdi}</sFDI><changedTime>{changed}</changedTime>"
-        "</EndDevice>"
-    )
-
-
-async def register(srv: Running, cert: object) -> str:
-    from csip.pki.testpki import IssuedCert
-
-    assert isinstance(cert, IssuedCert)
-    client = srv.client(cert)
-    reply = await client.post("/edev", end_device_xml(cert.lfdi, cert.sfdi))
-    assert reply.status == 201, reply.body
-    return str(reply.headers["Location"])
 
 
 async def test_full_walk_of_a_new_device(srv: Running) -> None:
@@ -118,18 +101,6 @@ async def test_put_end_device_updates_changed_time_but_not_identity(srv: Running
     refused = await client.put(href, end_device_xml(other.lfdi, other.sfdi))
     assert refused.status == 400
     assert (await client.get(href)).find("s:lFDI") == device.lfdi
-
-
-DEVICE_INFORMATION = """<DeviceInformation xmlns="urn:ieee:std:2030.5:ns">
-<lFDI>{lfdi}</lFDI><mfDate>1600000000</mfDate><mfHwVer>1.0</mfHwVer><mfID>37250</mfID>
-<mfModel>Battery 9000</mfModel><mfSerNum>A-0001</mfSerNum><primaryPower>0</primaryPower>
-<secondaryPower>0</secondaryPower><swActTime>1600000000</swActTime><swVer>2.3.1</swVer>
-</DeviceInformation>"""
-DEVICE_STATUS = """<DeviceStatus xmlns="urn:ieee:std:2030.5:ns">
-<changedTime>1700000100</changedTime><onCount>3</onCount><opState>1</opState></DeviceStatus>"""
-POWER_STATUS = """<PowerStatus xmlns="urn:ieee:std:2030.5:ns"><batteryStatus>1</batteryStatus>
-<changedTime>1700000200</changedTime><currentPowerSource>1</currentPowerSource>
-<estimatedChargeRemaining>8250</estimatedChargeRemaining></PowerStatus>"""
 
 
 async def test_device_documents_round_trip_exactly(srv: Running) -> None:
