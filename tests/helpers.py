@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Running
+from support import Running
 
 from csip.pki.testpki import IssuedCert
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 
-from conftest import BACKENDS, Running
+from support import BACKENDS, Running
 from helpers import DEVICE_STATUS, end_device_xml, register
 
 from csip.pki.identity import sfdi_from_lfdi

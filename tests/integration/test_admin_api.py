@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 
 import aiohttp
-from conftest import BACKENDS, Running
+from support import BACKENDS, Running
 from helpers import register
 from openapi_spec_validator import validate
 

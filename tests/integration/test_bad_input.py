@@ -4,7 +4,7 @@ stored (DESIGN "Every XML body we accept is parsed with DTDs, entities and netwo
 from __future__ import annotations
 
 import pytest
-from conftest import BACKENDS, Running
+from support import BACKENDS, Running
 from helpers import end_device_xml, register
 
 pytestmark = BACKENDS

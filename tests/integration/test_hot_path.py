@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, Running, ServerFactory
+from support import BACKENDS, Running, ServerFactory
 from helpers import end_device_xml, register
 from sqlalchemy import event
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import BACKENDS, Running, ServerFactory
+from support import BACKENDS, Running, ServerFactory
 from helpers import DEVICE_INFORMATION, DEVICE_STATUS, POWER_STATUS, end_device_xml, register
 
 pytestmark = BACKENDS

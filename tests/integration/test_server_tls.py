@@ -10,7 +10,7 @@ import ssl
 
 import aiohttp
 import pytest
-from conftest import Running, ServerFactory, client_ssl
+from support import Running, ServerFactory, client_ssl
 
 from csip.pki import testpki
 from csip.web.tls import client_context

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import ServerFactory
+from support import ServerFactory
 from helpers import register
 
 

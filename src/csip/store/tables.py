@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, LargeBinary
+from sqlalchemy import BigInteger, Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -67,4 +67,4 @@ class SettingRow(SQLModel, table=True):
     __tablename__ = "setting"
 
     key: str = Field(primary_key=True, max_length=64)
-    value: str
+    value: str = Field(sa_column=Column(Text, nullable=False))

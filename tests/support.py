@@ -1,0 +1,143 @@
+"""Test support shared by every test module: the PKI bundle, TLS clients that validate
+every 2030.5 body they receive, and a handle on a running server."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from lxml import etree
+
+from csip.pki import testpki
+from csip.sep2 import schema
+from csip.web.server import Server
+from csip.web.tls import client_context
+
+NS = {"s": schema.SEP_NS}
+
+
+@dataclass(frozen=True)
+class Pki:
+    directory: Path
+    device_a: testpki.IssuedCert
+    device_b: testpki.IssuedCert
+    aggregator: testpki.IssuedCert
+    aggregator_2: testpki.IssuedCert
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "ca.pem"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Any
+    body: bytes
+
+    def xml(self) -> etree._Element:
+        return etree.fromstring(self.body)
+
+    def find(self, path: str) -> str | None:
+        found = self.xml().find(path.replace("s:", "{%s}" % schema.SEP_NS))
+        return None if found is None else found.text
+
+
+@dataclass
+class Sep2Client:
+    """A 2030.5 client over real mutual TLS; checks every XML body it receives."""
+
+    base: str
+    session: aiohttp.ClientSession
+    validator: etree.XMLSchema
+    sent: list[Reply] = field(default_factory=list)
+
+    async def request(
+        self, method: str, path: str, body: bytes | str | None = None, **headers: str
+    ) -> Reply:
+        data = body.encode() if isinstance(body, str) else body
+        if data is not None:
+            headers.setdefault("Content-Type", "application/sep+xml")
+        async with self.session.request(
+            method, self.base + path, data=data, headers=headers, allow_redirects=False
+        ) as response:
+            reply = Reply(response.status, response.headers, await response.read())
+        if reply.body and reply.headers.get("Content-Type", "").startswith("application/sep+xml"):
+            document = etree.fromstring(reply.body)
+            assert self.validator.validate(document), (
+                f"{method} {path} emitted an invalid body: {self.validator.error_log}\n"
+                f"{reply.body.decode()}"
+            )
+        self.sent.append(reply)
+        return reply
+
+    async def get(self, path: str) -> Reply:
+        return await self.request("GET", path)
+
+    async def post(self, path: str, body: bytes | str) -> Reply:
+        return await self.request("POST", path, body)
+
+    async def put(self, path: str, body: bytes | str) -> Reply:
+        return await self.request("PUT", path, body)
+
+    async def delete(self, path: str) -> Reply:
+        return await self.request("DELETE", path)
+
+
+def client_ssl(pki: Pki, cert: testpki.IssuedCert | None) -> ssl.SSLContext:
+    if cert is None:
+        return client_context(ca_file=pki.ca)
+    return client_context(ca_file=pki.ca, cert_chain_file=cert.cert_path, key_file=cert.key_path)
+
+
+@dataclass
+class Running:
+    server: Server
+    pki: Pki
+    validator: etree.XMLSchema
+    sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+    admin_token: str = ""
+
+    @property
+    def base(self) -> str:
+        return f"https://localhost:{self.server.sep2_port}"
+
+    @property
+    def admin_base(self) -> str:
+        return f"http://127.0.0.1:{self.server.admin_port}"
+
+    def client(self, cert: testpki.IssuedCert | None) -> Sep2Client:
+        connector = aiohttp.TCPConnector(ssl=client_ssl(self.pki, cert))
+        session = aiohttp.ClientSession(connector=connector)
+        self.sessions.append(session)
+        return Sep2Client(self.base, session, self.validator)
+
+    async def admin(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        session = aiohttp.ClientSession()
+        try:
+            async with session.request(
+                method,
+                self.admin_base + path,
+                json=json,
+                headers={"Authorization": f"Bearer {self.admin_token}"},
+            ) as response:
+                data = await response.json() if response.content_type == "application/json" else None
+                return response.status, data
+        finally:
+            await session.close()
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            await session.close()
+        await self.server.stop()
+
+
+ServerFactory = Callable[..., Awaitable[Running]]
+
+#: Run a test (or module, as pytestmark) on SQLite and on PostgreSQL.
+BACKENDS = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

@@ -1,0 +1,46 @@
+"""The render cache: hits, tag invalidation, and no stale fill after a racing write."""
+
+from __future__ import annotations
+
+import asyncio
+
+from csip.services.cache import Entry, RenderCache
+
+
+async def test_fetch_renders_once_and_invalidates_by_tag() -> None:
+    cache = RenderCache()
+    renders = 0
+
+    async def load() -> Entry:
+        nonlocal renders
+        renders += 1
+        return Entry(b"x%d" % renders, tags=("edev:1", "settings"))
+
+    assert (await cache.fetch("k", load)).body == b"x1"
+    assert (await cache.fetch("k", load)).body == b"x1"
+    assert renders == 1 and cache.stats.hits == 1
+    cache.invalidate(["other"])
+    assert (await cache.fetch("k", load)).body == b"x1"
+    cache.invalidate(["settings"])
+    assert (await cache.fetch("k", load)).body == b"x2"
+    assert "k" in cache.by_tag["edev:1"]
+    cache.invalidate(["edev:1"])
+    assert "k" not in cache.entries and "k" not in cache.by_tag.get("settings", set())
+
+
+async def test_a_fill_that_raced_with_a_write_is_not_stored() -> None:
+    cache = RenderCache()
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_load() -> Entry:
+        started.set()
+        await release.wait()
+        return Entry(b"stale", tags=("edev:1",))
+
+    task = asyncio.create_task(cache.fetch("k", slow_load))
+    await started.wait()
+    cache.invalidate(["edev:1"])  # a write committed while the render was in flight
+    release.set()
+    assert (await task).body == b"stale"  # that one request may see it...
+    assert cache.get("k") is None  # ...but it is never served from the cache
