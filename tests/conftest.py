@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from lxml import etree
-from support import Pki, Running, ServerFactory
 
 from csip.config import Settings
 from csip.pki import testpki
 from csip.sep2 import schema
 from csip.web.server import Server
+
+from support import Pki, Running, ServerFactory
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -57,9 +58,7 @@ async def _pg_available() -> bool:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[str]:
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
     backend = getattr(request, "param", "sqlite")
     if backend == "sqlite":
@@ -84,8 +83,6 @@ async def database_url(
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
-
-
 
 
 @pytest_asyncio.fixture(loop_scope="session")

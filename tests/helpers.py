@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from support import Running
-
 from csip.pki.testpki import IssuedCert
+
+from support import Running
 
 
 def end_device_xml(lfdi: str, sfdi: int, changed: int = 1700000000) -> str:
@@ -21,7 +21,6 @@ async def register(srv: Running, cert: IssuedCert) -> str:
     reply = await client.post("/edev", end_device_xml(cert.lfdi, cert.sfdi))
     assert reply.status == 201, reply.body
     return str(reply.headers["Location"])
-
 
 
 DEVICE_INFORMATION = """<DeviceInformation xmlns="urn:ieee:std:2030.5:ns">

@@ -44,7 +44,7 @@ class Reply:
         return etree.fromstring(self.body)
 
     def find(self, path: str) -> str | None:
-        found = self.xml().find(path.replace("s:", "{%s}" % schema.SEP_NS))
+        found = self.xml().find(path.replace("s:", f"{{{schema.SEP_NS}}}"))
         return None if found is None else found.text
 
 
@@ -126,7 +126,9 @@ class Running:
                 json=json,
                 headers={"Authorization": f"Bearer {self.admin_token}"},
             ) as response:
-                data = await response.json() if response.content_type == "application/json" else None
+                data = (
+                    await response.json() if response.content_type == "application/json" else None
+                )
                 return response.status, data
         finally:
             await session.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -41,7 +42,7 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
     try:
         import uvloop
 
-        return uvloop.run(coroutine)  # type: ignore[no-any-return]
+        return uvloop.run(coroutine)
     except ImportError:  # pragma: no cover - platforms without uvloop
         return asyncio.run(coroutine)
 
@@ -66,13 +67,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         schema_dir=args.schema_dir,
         certs_dir=args.certs_dir,
     )
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     banner = BANNER.replace("{ca}", str(settings.tls_files()[0]))
     banner = banner.replace("{cert}", _demo_certificate(settings))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         _run(serve_forever(Server(settings), banner))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -136,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_admin_token)
 
     schemas = commands.add_parser("schemas", help="obtain the pinned 2030.5 XSDs")
-    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True, metavar="COMMAND")
+    schema_commands = schemas.add_subparsers(
+        dest="schemas_command", required=True, metavar="COMMAND"
+    )
     fetch = schema_commands.add_parser("fetch", help="download and verify the pinned XSDs")
     fetch.add_argument("--dir", type=Path, help="destination (default schemas/xsd)")
     fetch.add_argument("--force", action="store_true", help="download even if present")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import secrets
 
-from support import BACKENDS, Running
-from helpers import DEVICE_STATUS, end_device_xml, register
-
 from csip.pki.identity import sfdi_from_lfdi
 from csip.pki.testpki import IssuedCert
+
+from helpers import DEVICE_STATUS, end_device_xml, register
+from support import BACKENDS, Running
 
 pytestmark = BACKENDS
 
@@ -79,7 +79,10 @@ async def test_aggregator_must_give_consistent_lfdi_and_sfdi(srv: Running) -> No
     wrong = await client.post("/edev", end_device_xml(lfdi, sfdi_from_lfdi(lfdi) + 1))
     assert wrong.status == 400
     assert wrong.find("s:reasonCode") == "1"
-    missing = '<EndDevice xmlns="urn:ieee:std:2030.5:ns"><sFDI>1</sFDI><changedTime>0</changedTime></EndDevice>'
+    missing = (
+        '<EndDevice xmlns="urn:ieee:std:2030.5:ns"><sFDI>1</sFDI>'
+        "<changedTime>0</changedTime></EndDevice>"
+    )
     assert (await client.post("/edev", missing)).status == 400
     assert (await client.get("/edev")).xml().get("all") == "0"
 
@@ -99,7 +102,9 @@ async def test_detached_or_expired_aggregator_certificate_loses_its_devices(srv:
     assert (await srv.client(agg).get("/edev")).status == 403
     await srv.admin("PUT", f"/api/aggregators/agg-one/certificates/{agg.lfdi}", {})
     assert (await srv.client(agg).get("/edev")).xml().get("all") == "1"
-    assert (await srv.admin("DELETE", f"/api/aggregators/agg-one/certificates/{agg.lfdi}"))[0] == 204
+    assert (await srv.admin("DELETE", f"/api/aggregators/agg-one/certificates/{agg.lfdi}"))[
+        0
+    ] == 204
     assert (await srv.client(agg).get("/edev")).status == 403
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import secrets
 
 import aiohttp
-from support import BACKENDS, Running
-from helpers import register
 from openapi_spec_validator import validate
 
 from csip.pki.identity import sfdi_from_lfdi
+
+from helpers import register
+from support import BACKENDS, Running
 
 pytestmark = BACKENDS
 

@@ -61,7 +61,9 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_missing_pki_and_schemas_name_the_fix(tmp_path: Path) -> None:
-    result = run("serve", "--data-dir", str(tmp_path), "--certs-dir", str(tmp_path / "none"), check=False)
+    result = run(
+        "serve", "--data-dir", str(tmp_path), "--certs-dir", str(tmp_path / "none"), check=False
+    )
     assert result.returncode == 1
     assert "csip certs init" in result.stderr
     empty = tmp_path / "xsd"
@@ -161,7 +163,8 @@ def test_serve_curl_walk_and_sigkill_restart(installation: ServeProcess) -> None
     assert rotated != token
     admin = f"http://127.0.0.1:{serve.admin_port}/api/status"
     old = subprocess.run(
-        ["curl", "-s", "-o", os.devnull, "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}", admin],
+        ["curl", "-s", "-o", os.devnull, "-w", "%{http_code}",
+         "-H", f"Authorization: Bearer {token}", admin],
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
     new = subprocess.run(

@@ -4,17 +4,17 @@ connection."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import BACKENDS, Running, ServerFactory
-from helpers import end_device_xml, register
 from sqlalchemy import event
 
 import csip.web.identity
+
+from helpers import end_device_xml, register
+from support import BACKENDS, Running
 
 pytestmark = BACKENDS
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
-from support import BACKENDS, Running, ServerFactory
 from helpers import DEVICE_INFORMATION, DEVICE_STATUS, POWER_STATUS, end_device_xml, register
+from support import BACKENDS, Running, ServerFactory
 
 pytestmark = BACKENDS
 

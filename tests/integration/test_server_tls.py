@@ -10,10 +10,11 @@ import ssl
 
 import aiohttp
 import pytest
-from support import Running, ServerFactory, client_ssl
 
 from csip.pki import testpki
 from csip.web.tls import client_context
+
+from support import Running, ServerFactory, client_ssl
 
 
 async def handshake(

@@ -11,10 +11,11 @@ import asyncio
 import ssl
 
 import pytest
-import tls_fixtures
-from tls_fixtures import Refused, TlsPki, connect, connect_blocking, server_side_error, serving
 
 from csip.web.tls import CCM8
+
+import tls_fixtures
+from tls_fixtures import Refused, TlsPki, connect, connect_blocking, server_side_error, serving
 
 tls_pki = tls_fixtures.tls_pki
 

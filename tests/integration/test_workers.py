@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from support import ServerFactory
+
 from helpers import register
+from support import ServerFactory
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-async def test_invalidation_reaches_another_worker(
-    make_server: ServerFactory
-) -> None:
+async def test_invalidation_reaches_another_worker(make_server: ServerFactory) -> None:
     one = await make_server()
     two = await make_server()
     device = one.pki.device_a

@@ -38,7 +38,8 @@ def test_domain_imports_only_the_standard_library_and_errors() -> None:
         for path, names in imports("domain").items()
         for name in names
         if (name.startswith("csip") and not name.startswith(allowed_ours))
-        or name.split(".")[0] in {"aiohttp", "lxml", "sqlmodel", "sqlalchemy", "cryptography", "pydantic"}
+        or name.split(".")[0]
+        in {"aiohttp", "lxml", "sqlmodel", "sqlalchemy", "cryptography", "pydantic"}
     ]
     assert bad == []
 

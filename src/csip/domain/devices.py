@@ -84,9 +84,7 @@ def may_access(principal: Principal, device: EndDevice) -> bool:
     )
 
 
-def principal_for(
-    lfdi: str, sfdi: int, cert: ClientCertificate | None, now: int
-) -> Principal:
+def principal_for(lfdi: str, sfdi: int, cert: ClientCertificate | None, now: int) -> Principal:
     """Classify a connecting certificate from what the utility has recorded about it."""
     if cert is None:
         return Principal(lfdi, sfdi, PrincipalKind.DEVICE)

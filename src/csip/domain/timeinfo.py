@@ -79,5 +79,3 @@ def time_info(zone_name: str, now: int, *, coordinated: bool = True) -> TimeInfo
         quality=4 if coordinated else 7,
         tz_offset=standard,
     )
-
-

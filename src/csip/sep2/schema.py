@@ -50,7 +50,10 @@ FIX_HINT = "run `make schemas` (or `csip schemas fetch`), or set schema_dir to I
 
 def default_schema_dir() -> Path:
     """schemas/xsd of the source checkout, or of the current directory."""
-    candidates = [Path.cwd() / "schemas" / "xsd", Path(__file__).resolve().parents[3] / "schemas" / "xsd"]
+    candidates = [
+        Path.cwd() / "schemas" / "xsd",
+        Path(__file__).resolve().parents[3] / "schemas" / "xsd",
+    ]
     for candidate in candidates:
         if (candidate / "sep.xsd").exists():
             return candidate
@@ -142,5 +145,7 @@ def load(profile: str, directory: Path | None = None) -> SchemaSet:
     try:
         validator = etree.XMLSchema(etree.parse(str(entry), _parser()))
     except (etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
-        raise SchemaMissingError(f"{entry} does not load as XML Schema ({exc}): {FIX_HINT}") from exc
+        raise SchemaMissingError(
+            f"{entry} does not load as XML Schema ({exc}): {FIX_HINT}"
+        ) from exc
     return SchemaSet(profile, where, pinned, validator, sums)

@@ -50,8 +50,8 @@ def parse(body: bytes, validator: etree.XMLSchema, expected: str, max_bytes: int
     if etree.QName(root).localname != expected:
         raise BadRequest(f"expected a {expected}, got {etree.QName(root).localname}")
     if not validator.validate(root):
-        error = validator.error_log.last_error
-        message = error.message if error is not None else "invalid"
+        error = getattr(validator.error_log, "last_error", None)
+        message = str(error.message) if error is not None else "invalid"
         raise BadRequest(f"{expected} is not valid against the schema: {message}")
     return root
 
@@ -67,7 +67,7 @@ def serialize(element: etree._Element) -> bytes:
 
 
 def link(name: str, href: str, all_: int | None = None) -> etree._Element:
-    element = E(name, href=href)
+    element: etree._Element = E(name, href=href)
     if all_ is not None:
         element.set("all", str(all_))
     return element

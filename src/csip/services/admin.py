@@ -16,7 +16,7 @@ from csip.services.bus import EVERYTHING
 from csip.services.sep2 import SETTINGS_TAG, Sep2Service, cert_tag, device_tags
 from csip.store import Store
 
-TOKEN_KEY = "admin_token"
+TOKEN_KEY = "admin_token"  # noqa: S105 - the settings key, not a secret
 
 
 async def admin_token(store: Store, *, rotate: bool = False) -> str:
@@ -108,8 +108,10 @@ class AdminService:
         """Deny-list (or restore) a certificate: 403 from its next request, in every worker."""
         lfdi = normalize_lfdi(lfdi)
         existing = await self.store.get_certificate(lfdi)
-        cert = replace(existing, enabled=enabled) if existing else ClientCertificate(
-            lfdi, None, enabled
+        cert = (
+            replace(existing, enabled=enabled)
+            if existing
+            else ClientCertificate(lfdi, None, enabled)
         )
         if cert.enabled and cert.aggregator_id is None and cert.expires_at is None:
             await self.store.delete_certificate(lfdi)

@@ -51,9 +51,7 @@ class RenderCache:
         for tag in entry.tags:
             self.by_tag.setdefault(tag, set()).add(key)
 
-    async def fetch(
-        self, key: Hashable, load: Callable[[], Awaitable[Entry]]
-    ) -> Entry:
+    async def fetch(self, key: Hashable, load: Callable[[], Awaitable[Entry]]) -> Entry:
         entry = self.get(key)
         if entry is not None:
             return entry

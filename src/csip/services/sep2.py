@@ -199,7 +199,9 @@ class Sep2Service:
         sfdi = int(text(root, "sFDI") or "0")
         if principal.kind is PrincipalKind.AGGREGATOR:
             if raw_lfdi is None:
-                raise InvalidValues("an aggregator must give the lFDI of the EndDevice it registers")
+                raise InvalidValues(
+                    "an aggregator must give the lFDI of the EndDevice it registers"
+                )
             lfdi = normalize_lfdi(raw_lfdi)
             if sfdi != sfdi_from_lfdi(lfdi):
                 raise InvalidValues(f"sFDI {sfdi} does not belong to lFDI {lfdi}")

@@ -15,7 +15,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, func, or_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel import col, delete, select
 
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
@@ -184,7 +189,9 @@ class Store:
 
     async def delete_certificate(self, lfdi: str) -> None:
         async with self._tx() as s:
-            await s.execute(delete(ClientCertificateRow).where(col(ClientCertificateRow.lfdi) == lfdi))
+            await s.execute(
+                delete(ClientCertificateRow).where(col(ClientCertificateRow.lfdi) == lfdi)
+            )
 
     # ---- end devices --------------------------------------------------------
     async def create_end_devices(self, devices: Sequence[EndDevice]) -> list[EndDevice]:
@@ -248,7 +255,9 @@ class Store:
                 count_q = count_q.where(where)
                 page_q = page_q.where(where)
             total = (await s.execute(count_q)).scalar_one()
-            rows = await s.scalars(page_q.offset(start).limit(limit)) if limit else []
+            if not limit:
+                return int(total), []
+            rows = await s.scalars(page_q.offset(start).limit(limit))
             return int(total), [_end_device(r) for r in rows]
 
     async def update_end_device(self, device_id: int, **values: Any) -> EndDevice:
@@ -287,7 +296,9 @@ class Store:
                 raise NotFound(f"EndDevice {device_id} does not exist")
             row = await s.get(DeviceDocumentRow, (device_id, kind))
             if row is None:
-                s.add(DeviceDocumentRow(end_device_id=device_id, kind=kind, xml=xml, updated_at=now))
+                s.add(
+                    DeviceDocumentRow(end_device_id=device_id, kind=kind, xml=xml, updated_at=now)
+                )
             else:
                 row.xml = xml
                 row.updated_at = now

@@ -53,9 +53,7 @@ class DeviceDocumentRow(SQLModel, table=True):
 
     __tablename__ = "device_document"
 
-    end_device_id: int = Field(
-        foreign_key="end_device.id", primary_key=True, ondelete="CASCADE"
-    )
+    end_device_id: int = Field(foreign_key="end_device.id", primary_key=True, ondelete="CASCADE")
     kind: str = Field(primary_key=True, max_length=16)
     xml: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     updated_at: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -176,7 +176,7 @@ async def bulk_preregister(request: web.Request) -> web.Response:
             raise BadRequest(f"item {index}: {exc.errors()[0]['msg']}") from exc
         if model.lfdi is None:
             raise BadRequest(f"item {index}: lfdi is required")
-        items.append(PreRegistration(**model.model_dump()))  # type: ignore[arg-type]
+        items.append(PreRegistration(**model.model_dump()))
     svc = _svc(request)
     results = await svc.preregister(items)
     names = await svc.aggregator_names()
@@ -308,33 +308,78 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/status", get_status, "Server version, profile, schemas, counts"),
-    Route("GET", "/api/end-devices", list_end_devices, "List EndDevices (offset, limit, aggregator)"),
-    Route("POST", "/api/end-devices", bulk_preregister, "Pre-register many EndDevices (JSON array)", EndDeviceIn, 201),
+    Route(
+        "GET", "/api/end-devices", list_end_devices, "List EndDevices (offset, limit, aggregator)"
+    ),
+    Route(
+        "POST",
+        "/api/end-devices",
+        bulk_preregister,
+        "Pre-register many EndDevices (JSON array)",
+        EndDeviceIn,
+        201,
+    ),
     Route("GET", "/api/end-devices/{lfdi}", get_end_device, "Inspect one EndDevice"),
-    Route("PUT", "/api/end-devices/{lfdi}", put_end_device, "Pre-register or update an EndDevice", EndDeviceIn),
-    Route("DELETE", "/api/end-devices/{lfdi}", delete_end_device, "Delete an EndDevice and all under it", ok=204),
+    Route(
+        "PUT",
+        "/api/end-devices/{lfdi}",
+        put_end_device,
+        "Pre-register or update an EndDevice",
+        EndDeviceIn,
+    ),
+    Route(
+        "DELETE",
+        "/api/end-devices/{lfdi}",
+        delete_end_device,
+        "Delete an EndDevice and all under it",
+        ok=204,
+    ),
     Route("GET", "/api/aggregators", list_aggregators, "List aggregators"),
     Route("POST", "/api/aggregators", post_aggregator, "Create an aggregator", AggregatorIn, 201),
     Route("GET", "/api/aggregators/{name}", get_aggregator, "Inspect an aggregator"),
     Route("DELETE", "/api/aggregators/{name}", delete_aggregator, "Delete an aggregator", ok=204),
-    Route("GET", "/api/aggregators/{name}/certificates", list_aggregator_certificates, "Certificates attached to an aggregator"),
-    Route("PUT", "/api/aggregators/{name}/certificates/{lfdi}", put_aggregator_certificate, "Attach a certificate (optional expiry)", CertificateAttachIn),
-    Route("DELETE", "/api/aggregators/{name}/certificates/{lfdi}", delete_aggregator_certificate, "Detach a certificate", ok=204),
+    Route(
+        "GET",
+        "/api/aggregators/{name}/certificates",
+        list_aggregator_certificates,
+        "Certificates attached to an aggregator",
+    ),
+    Route(
+        "PUT",
+        "/api/aggregators/{name}/certificates/{lfdi}",
+        put_aggregator_certificate,
+        "Attach a certificate (optional expiry)",
+        CertificateAttachIn,
+    ),
+    Route(
+        "DELETE",
+        "/api/aggregators/{name}/certificates/{lfdi}",
+        delete_aggregator_certificate,
+        "Detach a certificate",
+        ok=204,
+    ),
     Route("GET", "/api/certificates", list_certificates, "Certificates the utility has recorded"),
-    Route("PUT", "/api/certificates/{lfdi}", put_certificate, "Disable or re-enable a certificate", CertificateStateIn),
+    Route(
+        "PUT",
+        "/api/certificates/{lfdi}",
+        put_certificate,
+        "Disable or re-enable a certificate",
+        CertificateStateIn,
+    ),
     Route("GET", "/api/rates", get_rates, "Current pollRates and default postRate"),
     Route("PUT", "/api/rates", put_rates, "Set pollRates and/or the default postRate", RatesIn),
     Route("GET", "/api/clock", get_clock, "The server clock"),
     Route("PUT", "/api/clock", put_clock, "Set, advance or reset the server clock", ClockIn),
     Route("POST", "/api/reset", post_reset, "Remove all lab state for a clean start"),
-)  # fmt: skip
+)
 
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 description of ROUTES (request schemas come from the pydantic models)."""
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
-    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # fmt: skip
+    error_schema = {"schema": {"$ref": "#/components/schemas/Error"}}
+    error = {"description": "error", "content": {"application/json": error_schema}}
     for route in ROUTES:
         operation: dict[str, Any] = {
             "summary": route.summary,
@@ -356,7 +401,9 @@ def openapi_document() -> dict[str, Any]:
             ]
         if route.body is not None:
             name = route.body.__name__
-            schemas[name] = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas[name] = route.body.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
             ref: dict[str, Any] = {"$ref": f"#/components/schemas/{name}"}
             if route.handler is bulk_preregister:
                 ref = {"type": "array", "items": ref}
@@ -367,9 +414,13 @@ def openapi_document() -> dict[str, Any]:
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     schemas["Error"] = {
         "type": "object",
-        "properties": {"status": {"type": "integer"}, "title": {"type": "string"}, "detail": {"type": "string"}},
+        "properties": {
+            "status": {"type": "integer"},
+            "title": {"type": "string"},
+            "detail": {"type": "string"},
+        },
         "required": ["status", "title", "detail"],
-    }  # fmt: skip
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "csip admin API", "version": __version__},

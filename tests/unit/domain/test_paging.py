@@ -14,7 +14,9 @@ def test_defaults_and_clamping() -> None:
     assert parse_page({"l": "100000"}, 1, 255).limit == 255
 
 
-@pytest.mark.parametrize("query", [{"s": "-1"}, {"l": "x"}, {"a": "1e3"}, {"s": "4294967296"}, {"l": ""}])
+@pytest.mark.parametrize(
+    "query", [{"s": "-1"}, {"l": "x"}, {"a": "1e3"}, {"s": "4294967296"}, {"l": ""}]
+)
 def test_bad_values(query: dict[str, str]) -> None:
     with pytest.raises(BadRequest):
         parse_page(query, 1, 255)

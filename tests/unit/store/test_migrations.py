@@ -7,10 +7,10 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from support import BACKENDS
-
 from csip.store import Store
 from csip.store.tables import SQLModel
+
+from support import BACKENDS
 
 
 @BACKENDS

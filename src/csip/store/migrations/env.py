@@ -1,8 +1,9 @@
 """Alembic environment: runs on a connection csip hands over (see Store.migrate)."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
-from csip.store.tables import SQLModel
+import csip.store.tables  # noqa: F401 - registers the tables on SQLModel.metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

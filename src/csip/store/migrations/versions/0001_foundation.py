@@ -33,9 +33,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("expires_at", sa.BigInteger(), nullable=True),
     )
-    op.create_index(
-        "ix_client_certificate_aggregator_id", "client_certificate", ["aggregator_id"]
-    )
+    op.create_index("ix_client_certificate_aggregator_id", "client_certificate", ["aggregator_id"])
     op.create_table(
         "end_device",
         sa.Column("id", sa.Integer(), primary_key=True),
