@@ -65,7 +65,8 @@ class Settings:
     max_body_bytes: int = 65536
     #: Upper bound of the `l` (limit) query parameter on 2030.5 lists.
     max_list_limit: int = 255
-    workers: int = 1
+    #: Rendered resources kept in memory per worker (oldest tenth dropped past it).
+    cache_max_entries: int = 1_000_000
     log_level: str = "INFO"
 
     # ---- derived values -------------------------------------------------

@@ -114,3 +114,12 @@ async def test_poll_rate_change_shows_on_next_poll(srv: Running) -> None:
     assert (await client.get("/edev")).xml().get("pollRate") == "30"
     status, body = await srv.admin("PUT", "/api/rates", {"poll_rates": {"Nope": 5}})
     assert status == 400 and "Nope" in body["detail"]
+
+
+async def test_probing_unknown_ids_does_not_grow_the_cache(srv: Running) -> None:
+    client = srv.client(srv.pki.device_a)
+    assert srv.server.sep2 is not None
+    before = len(srv.server.sep2.cache.entries)
+    for device_id in range(1000, 1050):
+        assert (await client.get(f"/edev/{device_id}")).status == 404
+    assert len(srv.server.sep2.cache.entries) == before

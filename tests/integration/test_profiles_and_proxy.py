@@ -54,7 +54,9 @@ def test_user_supplied_schema_directory(tmp_path: Path) -> None:
         schema.load("csip", own)
 
 
-def test_pinned_directory_must_match_the_sums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pinned_directory_must_match_the_sums(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     copy = tmp_path / "schemas" / "xsd"
     shutil.copytree(schema.default_schema_dir(), copy)
     with (copy / "sep.xsd").open("a") as handle:

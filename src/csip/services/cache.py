@@ -29,6 +29,9 @@ class CacheStats:
 
 @dataclass
 class RenderCache:
+    #: Past this many entries the oldest tenth is dropped, so no client can grow the cache
+    #: without bound by asking for ever new pages (they are re-rendered on the next poll).
+    max_entries: int = 1_000_000
     entries: dict[Hashable, Entry] = field(default_factory=dict)
     by_tag: dict[str, set[Hashable]] = field(default_factory=dict)
     generation: int = 0
@@ -47,6 +50,8 @@ class RenderCache:
         self.stats.renders += 1
         if generation != self.generation:
             return
+        if len(self.entries) >= self.max_entries:
+            self._evict(max(1, self.max_entries // 10))
         self.entries[key] = entry
         for tag in entry.tags:
             self.by_tag.setdefault(tag, set()).add(key)
@@ -60,16 +65,27 @@ class RenderCache:
         self.put(key, entry, generation)
         return entry
 
+    def _evict(self, count: int) -> None:
+        """Drop the `count` oldest entries (dicts keep insertion order)."""
+        for key in list(self.entries)[:count]:
+            self._drop(key)
+
+    def _drop(self, key: Hashable) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return
+        for tag in entry.tags:
+            keys = self.by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_tag[tag]
+
     def invalidate(self, tags: Iterable[str]) -> None:
         self.generation += 1
         for tag in tags:
-            for key in self.by_tag.pop(tag, ()):
-                entry = self.entries.pop(key, None)
-                if entry is None:
-                    continue
-                for other in entry.tags:
-                    if other != tag and (keys := self.by_tag.get(other)) is not None:
-                        keys.discard(key)
+            for key in list(self.by_tag.get(tag, ())):
+                self._drop(key)
 
     def clear(self) -> None:
         self.generation += 1

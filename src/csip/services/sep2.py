@@ -60,7 +60,7 @@ class Sep2Service:
         self.clock = clock
         self.schemas = schemas
         self.bus = bus
-        self.cache = RenderCache()
+        self.cache = RenderCache(max_entries=settings.cache_max_entries)
         self._certs: dict[str, ClientCertificate | None] = {}
         self._poll_rates: dict[str, int] | None = None
         self._post_rate: int | None = None
@@ -151,28 +151,33 @@ class Sep2Service:
         return dataclasses.replace(device, post_rate=default)
 
     async def _device_entry(self, device_id: int, part: str) -> Entry:
-        """The cached rendering of one resource under /edev/{id}; owner is the EndDevice."""
+        """The cached rendering of one resource under /edev/{id}; owner is the EndDevice.
 
-        async def load() -> Entry:
-            tags = (f"edev:{device_id}", SETTINGS_TAG)
-            device = await self.store.get_end_device(device_id)
-            if device is None:
-                return Entry(b"", None, tags)
-            rates = await self.poll_rates()
-            body: bytes | None
-            if part == "":
-                body = render.end_device(await self._with_post_rate(device))
-            elif part == "rg":
-                body = render.registration(device, rates["EndDeviceList"])
-            elif part == "fsa":
-                body = render.function_set_assignments_list(
-                    device, rates["FunctionSetAssignmentsList"]
-                )
-            else:
-                body = await self.store.get_document(device_id, part)
-            return Entry(body or b"", device, tags)
-
-        return await self.cache.fetch(("edev", device_id, part), load)
+        An unknown id is answered from the database every time and never cached, so
+        probing ids cannot grow the cache.
+        """
+        key = ("edev", device_id, part)
+        entry = self.cache.get(key)
+        if entry is not None:
+            return entry
+        generation = self.cache.generation
+        tags = (f"edev:{device_id}", SETTINGS_TAG)
+        device = await self.store.get_end_device(device_id)
+        if device is None:
+            return Entry(b"", None, tags)
+        rates = await self.poll_rates()
+        body: bytes | None
+        if part == "":
+            body = render.end_device(await self._with_post_rate(device))
+        elif part == "rg":
+            body = render.registration(device, rates["EndDeviceList"])
+        elif part == "fsa":
+            body = render.function_set_assignments_list(device, rates["FunctionSetAssignmentsList"])
+        else:
+            body = await self.store.get_document(device_id, part)
+        entry = Entry(body or b"", device, tags)
+        self.cache.put(key, entry, generation)
+        return entry
 
     async def device_resource(self, principal: Principal, device_id: int, part: str) -> bytes:
         """GET /edev/{id}[/part]. Another client's device answers 404: ids must not leak."""

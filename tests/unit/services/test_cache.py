@@ -44,3 +44,13 @@ async def test_a_fill_that_raced_with_a_write_is_not_stored() -> None:
     release.set()
     assert (await task).body == b"stale"  # that one request may see it...
     assert cache.get("k") is None  # ...but it is never served from the cache
+
+
+async def test_the_cache_is_bounded() -> None:
+    cache = RenderCache(max_entries=10)
+    for index in range(25):
+        cache.put(index, Entry(b"x", tags=("all", f"k{index}")), cache.generation)
+    assert len(cache.entries) <= 10
+    assert 24 in cache.entries and 0 not in cache.entries  # the oldest went first
+    assert all(key in cache.entries for key in cache.by_tag["all"])
+    assert "k0" not in cache.by_tag
