@@ -95,7 +95,7 @@ class Store:
         def upgrade(connection: Connection) -> None:
             config = Config(str(_ALEMBIC_INI))
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")  # branches (DER, OpenADR) may coexist
 
         async with self.engine.begin() as connection:
             await connection.run_sync(upgrade)
@@ -104,9 +104,16 @@ class Store:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction: commits when the block ends, rolls back if it raises.
+
+        Other store modules (OpenADR, DER, outbox) share this engine through it, so a change
+        and the notifications it causes commit together.
+        """
         async with self._sessions() as session, session.begin():
             yield session
+
+    _tx = transaction
 
     # ---- settings --------------------------------------------------------
     async def get_setting(self, key: str) -> Any:
