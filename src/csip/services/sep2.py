@@ -186,7 +186,8 @@ class Sep2Service:
             raise NotFound(f"no such resource under /edev/{device_id}")
         return entry.body
 
-    async def _accessible(self, principal: Principal, device_id: int) -> EndDevice:
+    async def accessible_device(self, principal: Principal, device_id: int) -> EndDevice:
+        """The EndDevice if this client may reach it; 404 otherwise (ids must not leak)."""
         entry = await self._device_entry(device_id, "")
         device = entry.owner
         if not isinstance(device, EndDevice) or not may_access(principal, device):
@@ -194,12 +195,13 @@ class Sep2Service:
         return device
 
     # ---- writes ----------------------------------------------------------------
-    def _parse(self, body: bytes, expected: str) -> etree._Element:
+    def parse_body(self, body: bytes, expected: str) -> etree._Element:
+        """Size-capped, DTD-free, schema-validated parse of one document of this profile."""
         return parse(body, self.schemas.validator, expected, self.settings.max_body_bytes)
 
     async def register(self, principal: Principal, body: bytes) -> EndDevice:
         """POST /edev (CSIP IG §5.2): a device registers itself; an aggregator its devices."""
-        root = self._parse(body, "EndDevice")
+        root = self.parse_body(body, "EndDevice")
         raw_lfdi = text(root, "lFDI")
         sfdi = int(text(root, "sFDI") or "0")
         if principal.kind is PrincipalKind.AGGREGATOR:
@@ -244,8 +246,8 @@ class Sep2Service:
 
     async def update_end_device(self, principal: Principal, device_id: int, body: bytes) -> None:
         """PUT /edev/{id}: the device may change changedTime, enabled and deviceCategory."""
-        device = await self._accessible(principal, device_id)
-        root = self._parse(body, "EndDevice")
+        device = await self.accessible_device(principal, device_id)
+        root = self.parse_body(body, "EndDevice")
         raw_lfdi = text(root, "lFDI")
         if int(text(root, "sFDI") or "0") != device.sfdi or (
             raw_lfdi is not None and normalize_lfdi(raw_lfdi) != device.lfdi
@@ -260,7 +262,7 @@ class Sep2Service:
         await self.publish(device_tags(updated))
 
     async def delete_end_device(self, principal: Principal, device_id: int) -> None:
-        device = await self._accessible(principal, device_id)
+        device = await self.accessible_device(principal, device_id)
         await self.store.delete_end_device(device_id)
         await self.publish(device_tags(device))
 
@@ -268,8 +270,8 @@ class Sep2Service:
         self, principal: Principal, device_id: int, part: str, body: bytes
     ) -> None:
         """PUT DeviceInformation / DeviceStatus / PowerStatus under the device's EndDevice."""
-        device = await self._accessible(principal, device_id)
-        root = self._parse(body, DOCUMENTS[part])
+        device = await self.accessible_device(principal, device_id)
+        root = self.parse_body(body, DOCUMENTS[part])
         doc_lfdi = text(root, "lFDI")
         if doc_lfdi is not None and normalize_lfdi(doc_lfdi) != device.lfdi:
             raise InvalidValues(f"lFDI {doc_lfdi} is not this EndDevice's lFDI")

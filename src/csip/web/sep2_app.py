@@ -9,30 +9,25 @@ from aiohttp import web
 
 from csip.domain.devices import Principal, PrincipalKind
 from csip.domain.paging import parse_page
-from csip.errors import CsipError, Forbidden, UnsupportedMediaType
-from csip.sep2.xml import CONTENT_TYPE, error_body
+from csip.errors import CsipError, Forbidden
 from csip.services.sep2 import DOCUMENTS, Sep2Service
+from csip.web import sep2_der, sep2_programs, sep2_telemetry
 from csip.web.identity import IdentityResolver
+from csip.web.sep2_common import (
+    IDENTITY,
+    PRINCIPAL,
+    SERVICE,
+    created,
+    device_id,
+    error_response,
+    read_body,
+    svc,
+    xml,
+)
 
 log = logging.getLogger(__name__)
 
-SERVICE = web.AppKey("sep2_service", Sep2Service)
-IDENTITY = web.AppKey("sep2_identity", IdentityResolver)
-PRINCIPAL = web.RequestKey("principal", Principal)
-ACCEPTED_TYPES = frozenset({CONTENT_TYPE, "application/xml", "text/xml"})
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def xml(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type=CONTENT_TYPE)
-
-
-def error_response(status: int, reason_code: int, *, close: bool = False) -> web.Response:
-    response = xml(error_body(reason_code), status)
-    if close:
-        response.force_close()
-    return response
 
 
 async def _principal(request: web.Request) -> Principal:
@@ -78,61 +73,45 @@ async def sep2_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return error_response(500, 0)
 
 
-async def _body(request: web.Request) -> bytes:
-    if request.content_type not in ACCEPTED_TYPES:
-        raise UnsupportedMediaType(f"send {CONTENT_TYPE}, not {request.content_type}")
-    return await request.read()
-
-
-def _svc(request: web.Request) -> Sep2Service:
-    return request.app[SERVICE]
-
-
-def _device_id(request: web.Request) -> int:
-    return int(request.match_info["id"])
-
-
 async def get_dcap(request: web.Request) -> web.Response:
-    return xml(await _svc(request).device_capability(request[PRINCIPAL]))
+    return xml(await svc(request).device_capability(request[PRINCIPAL]))
 
 
 async def get_time(request: web.Request) -> web.Response:
-    return xml(await _svc(request).time())
+    return xml(await svc(request).time())
 
 
 async def get_edev_list(request: web.Request) -> web.Response:
-    settings = _svc(request).settings
+    settings = svc(request).settings
     page = parse_page(dict(request.query), 1, settings.max_list_limit)
-    return xml(await _svc(request).end_device_list(request[PRINCIPAL], page))
+    return xml(await svc(request).end_device_list(request[PRINCIPAL], page))
 
 
 async def post_edev(request: web.Request) -> web.Response:
-    device = await _svc(request).register(request[PRINCIPAL], await _body(request))
-    response = web.Response(status=201)
-    response.headers["Location"] = device.href
-    return response
+    device = await svc(request).register(request[PRINCIPAL], await read_body(request))
+    return created(device.href)
 
 
 async def get_edev(request: web.Request) -> web.Response:
     part = request.match_info.get("part", "")
-    return xml(await _svc(request).device_resource(request[PRINCIPAL], _device_id(request), part))
+    return xml(await svc(request).device_resource(request[PRINCIPAL], device_id(request), part))
 
 
 async def put_edev(request: web.Request) -> web.Response:
-    body = await _body(request)
-    await _svc(request).update_end_device(request[PRINCIPAL], _device_id(request), body)
+    body = await read_body(request)
+    await svc(request).update_end_device(request[PRINCIPAL], device_id(request), body)
     return web.Response(status=204)
 
 
 async def delete_edev(request: web.Request) -> web.Response:
-    await _svc(request).delete_end_device(request[PRINCIPAL], _device_id(request))
+    await svc(request).delete_end_device(request[PRINCIPAL], device_id(request))
     return web.Response(status=204)
 
 
 async def put_document(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_body(request)
     part = request.match_info["part"]
-    await _svc(request).put_document(request[PRINCIPAL], _device_id(request), part, body)
+    await svc(request).put_document(request[PRINCIPAL], device_id(request), part, body)
     return web.Response(status=204)
 
 
@@ -154,6 +133,9 @@ def create_app(service: Sep2Service, identity: IdentityResolver) -> web.Applicat
     routes.add_get(r"/edev/{id:\d+}/{part:rg|fsa}", get_edev)
     routes.add_get(rf"/edev/{{id:\d+}}/{{part:{documents}}}", get_edev)
     routes.add_put(rf"/edev/{{id:\d+}}/{{part:{documents}}}", put_document)
+    # function sets beyond the foundation each add their own routes and services
+    for function_set in (sep2_der, sep2_telemetry, sep2_programs):
+        function_set.setup(app, service)
     return app
 
 

@@ -1,0 +1,11 @@
+"""Telemetry: MirrorUsagePointList, MirrorUsagePoint, MirrorMeterReading(s), post rates."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from csip.services.sep2 import Sep2Service
+
+
+def setup(app: web.Application, service: Sep2Service) -> None:
+    """Add this function set's routes (and services) to the 2030.5 app."""
