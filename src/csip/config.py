@@ -68,6 +68,34 @@ class Settings:
     #: Rendered resources kept in memory per worker (oldest tenth dropped past it).
     cache_max_entries: int = 1_000_000
     log_level: str = "INFO"
+    # ---- OpenADR 3 VTN (issue 4) ------------------------------------------
+    #: HTTPS port of the OpenADR 3.1.0 VTN (server certificate of the PKI, no client cert).
+    vtn_port: int = 8445
+    #: Serve the VTN over plain HTTP (local labs only).
+    vtn_plain_http: bool = False
+    vtn_base_path: str = "/openadr3/3.1.0"
+    #: Public URL prefix clients use (tokenURL in /auth/server); empty = from the request.
+    vtn_public_url: str = ""
+    vtn_max_body_bytes: int = 1_048_576
+    #: Lifetime of the bearer tokens /auth/token issues.
+    vtn_token_ttl: int = 3600
+    #: HS256 (shared key) or ES256 (P-256 key); either key is kept in the database.
+    vtn_token_alg: str = "HS256"  # noqa: S105 - an algorithm name
+    vtn_token_issuer: str = "csip"  # noqa: S105 - the iss claim
+    #: Accept tokens of an external OAuth2 issuer too (issuer, audience, JWKS file or URL).
+    vtn_oauth_issuer: str = ""
+    vtn_oauth_audience: str = ""
+    vtn_oauth_jwks: str = ""
+    #: Labs: accept http:// webhook callbacks on loopback (otherwise https and public only).
+    vtn_webhook_allow_loopback: bool = False
+    vtn_webhook_timeout: float = 10.0
+    #: MQTT broker for notifications, e.g. mqtt://127.0.0.1:1883; empty = MQTT off.
+    vtn_mqtt_url: str = ""
+    vtn_mqtt_topic_prefix: str = "openadr3"
+    # ---- outbox (notifications of every protocol) ------------------------
+    #: Seconds between delivery attempts; the last repeats until outbox_max_attempts.
+    outbox_retry_delays: list[str] = field(default_factory=lambda: ["10", "100", "300", "1800"])
+    outbox_max_attempts: int = 8
 
     # ---- derived values -------------------------------------------------
     @property
@@ -111,6 +139,20 @@ class Settings:
             raise ConfigError("pen must fit in 32 bits")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if not 0 <= self.vtn_port <= 65535:
+            raise ConfigError(f"vtn_port must be 0..65535, not {self.vtn_port}")
+        if self.vtn_token_alg not in ("HS256", "ES256"):
+            raise ConfigError("vtn_token_alg must be HS256 or ES256")
+        if not self.vtn_base_path.startswith("/") or self.vtn_base_path.endswith("/"):
+            raise ConfigError("vtn_base_path must start with / and not end with /")
+        if self.vtn_oauth_issuer and not self.vtn_oauth_jwks:
+            raise ConfigError("vtn_oauth_issuer needs vtn_oauth_jwks (a JWKS file or URL)")
+        try:
+            delays = [float(d) for d in self.outbox_retry_delays]
+        except ValueError as exc:
+            raise ConfigError("outbox_retry_delays must be numbers of seconds") from exc
+        if not delays or min(delays) <= 0:
+            raise ConfigError("outbox_retry_delays must be positive numbers of seconds")
         return self
 
 

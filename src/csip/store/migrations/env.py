@@ -4,6 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import csip.store.tables  # noqa: F401 - registers the tables on SQLModel.metadata
+from csip.store import tables_openadr, tables_outbox  # noqa: F401 - VTN and outbox (issue 4)
 
 connection = context.config.attributes["connection"]
 context.configure(
