@@ -12,7 +12,7 @@ from lxml import etree
 
 from csip.domain.devices import EndDevice
 from csip.domain.timeinfo import TimeInfo
-from csip.sep2.xml import E, link, serialize
+from csip.sep2.xml import AUS, E, link, serialize
 
 
 def device_capability(poll_rate: int, edev_all: int) -> bytes:
@@ -40,14 +40,15 @@ def time_resource(info: TimeInfo, poll_rate: int) -> bytes:
     return serialize(element)
 
 
-def _end_device_element(device: EndDevice) -> Any:
+def _end_device_element(device: EndDevice, profile: str = "csip") -> Any:
     base = device.href
-    children: list[etree._Element] = []
+    children: list[etree._Element] = [link("DERListLink", f"{base}/der", 1)]
     if device.device_category is not None:
         children.append(E.deviceCategory(device.device_category))
     children.append(link("DeviceInformationLink", f"{base}/di"))
     children.append(link("DeviceStatusLink", f"{base}/dstat"))
     children.append(E.lFDI(device.lfdi))
+    children.append(link("LogEventListLink", f"{base}/lel"))
     children.append(link("PowerStatusLink", f"{base}/ps"))
     children.append(E.sFDI(str(device.sfdi)))
     children.append(E.changedTime(str(device.changed_time)))
@@ -56,16 +57,20 @@ def _end_device_element(device: EndDevice) -> Any:
     if device.post_rate is not None:
         children.append(E.postRate(str(device.post_rate)))
     children.append(link("RegistrationLink", f"{base}/rg"))
+    if profile == "csip-aus":  # csipaus-core.xsd appends it to EndDevice
+        children.append(AUS.ConnectionPointLink(href=f"{base}/cp"))
     return E.EndDevice(*children, href=base)
 
 
-def end_device(device: EndDevice) -> bytes:
-    return serialize(_end_device_element(device))
+def end_device(device: EndDevice, profile: str = "csip") -> bytes:
+    return serialize(_end_device_element(device, profile))
 
 
-def end_device_list(total: int, devices: Sequence[EndDevice], poll_rate: int) -> bytes:
+def end_device_list(
+    total: int, devices: Sequence[EndDevice], poll_rate: int, profile: str = "csip"
+) -> bytes:
     element = E.EndDeviceList(
-        *(_end_device_element(d) for d in devices),
+        *(_end_device_element(d, profile) for d in devices),
         href="/edev",
         all=str(total),
         results=str(len(devices)),

@@ -136,7 +136,9 @@ class Sep2Service:
             )
             rates = await self.poll_rates()
             devices = [await self._with_post_rate(d) for d in devices]
-            body = render.end_device_list(total, devices, rates["EndDeviceList"])
+            body = render.end_device_list(
+                total, devices, rates["EndDeviceList"], self.settings.profile
+            )
             return Entry(body, tags=(SETTINGS_TAG, f"edevs:{principal.scope}"))
 
         entry = await self.cache.fetch(("edevs", principal.scope, page.key()), load)
@@ -168,7 +170,7 @@ class Sep2Service:
         rates = await self.poll_rates()
         body: bytes | None
         if part == "":
-            body = render.end_device(await self._with_post_rate(device))
+            body = render.end_device(await self._with_post_rate(device), self.settings.profile)
         elif part == "rg":
             body = render.registration(device, rates["EndDeviceList"])
         elif part == "fsa":

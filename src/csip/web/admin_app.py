@@ -19,6 +19,7 @@ from csip import __version__
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
 from csip.errors import BadRequest, CsipError, Unauthorized
 from csip.services.admin import AdminService, PreRegistration
+from csip.services.der_device import DerDeviceService
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,21 @@ async def post_reset(request: web.Request) -> web.Response:
     return _json({"removed_end_devices": await _svc(request).reset()})
 
 
+async def get_end_device_der(request: web.Request) -> web.Response:
+    """DERCapability, DERSettings, DERStatus, DERAvailability (and ConnectionPoint) as posted."""
+    svc = _svc(request)
+    device = await svc.end_device(request.match_info["lfdi"])
+    return _json(await DerDeviceService(svc.sep2).der_json(device))
+
+
+async def get_end_device_log_events(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    device = await svc.end_device(request.match_info["lfdi"])
+    offset = _int_query(request, "offset", 0, 2**31)
+    limit = _int_query(request, "limit", 100, 1000)
+    return _json(await DerDeviceService(svc.sep2).log_events_json(device, offset, limit))
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -371,6 +387,18 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/clock", get_clock, "The server clock"),
     Route("PUT", "/api/clock", put_clock, "Set, advance or reset the server clock", ClockIn),
     Route("POST", "/api/reset", post_reset, "Remove all lab state for a clean start"),
+    Route(
+        "GET",
+        "/api/end-devices/{lfdi}/der",
+        get_end_device_der,
+        "DER capability, settings, status, availability of a device (values as posted)",
+    ),
+    Route(
+        "GET",
+        "/api/end-devices/{lfdi}/log-events",
+        get_end_device_log_events,
+        "LogEvents a device posted, newest first (offset, limit)",
+    ),
 )
 
 

@@ -5,8 +5,102 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from csip.domain.der_device import DER_DOCUMENTS
+from csip.domain.paging import parse_page
+from csip.services.der_device import DerDeviceService
 from csip.services.sep2 import Sep2Service
+from csip.web.sep2_common import PRINCIPAL, created, device_id, read_body, xml
+
+DER_SERVICE = web.AppKey("der_device_service", DerDeviceService)
+
+
+def _der(request: web.Request) -> DerDeviceService:
+    return request.app[DER_SERVICE]
+
+
+def _der_id(request: web.Request) -> int:
+    return int(request.match_info["der"])
+
+
+def _page(request: web.Request) -> tuple[int, int]:
+    return 1, _der(request).sep2.settings.max_list_limit
+
+
+async def get_der_list(request: web.Request) -> web.Response:
+    default, maximum = _page(request)
+    page = parse_page(dict(request.query), default, maximum)
+    return xml(await _der(request).der_list(request[PRINCIPAL], device_id(request), page))
+
+
+async def get_der(request: web.Request) -> web.Response:
+    body = await _der(request).der(request[PRINCIPAL], device_id(request), _der_id(request))
+    return xml(body)
+
+
+async def get_der_programs(request: web.Request) -> web.Response:
+    service = _der(request)
+    body = await service.associated_programs(
+        request[PRINCIPAL], device_id(request), _der_id(request)
+    )
+    return xml(body)
+
+
+async def get_der_document(request: web.Request) -> web.Response:
+    body = await _der(request).der_document(
+        request[PRINCIPAL], device_id(request), _der_id(request), request.match_info["part"]
+    )
+    return xml(body)
+
+
+async def put_der_document(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    await _der(request).put_der_document(
+        request[PRINCIPAL], device_id(request), _der_id(request), request.match_info["part"], body
+    )
+    return web.Response(status=204)
+
+
+async def get_connection_point(request: web.Request) -> web.Response:
+    return xml(await _der(request).connection_point(request[PRINCIPAL], device_id(request)))
+
+
+async def put_connection_point(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    await _der(request).put_connection_point(request[PRINCIPAL], device_id(request), body)
+    return web.Response(status=204)
+
+
+async def get_log_events(request: web.Request) -> web.Response:
+    default, maximum = _page(request)
+    page = parse_page(dict(request.query), default, maximum)
+    return xml(await _der(request).log_events(request[PRINCIPAL], device_id(request), page))
+
+
+async def post_log_event(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    event = await _der(request).post_log_event(request[PRINCIPAL], device_id(request), body)
+    return created(event.href())
+
+
+async def get_log_event(request: web.Request) -> web.Response:
+    event_id = int(request.match_info["n"])
+    return xml(await _der(request).log_event(request[PRINCIPAL], device_id(request), event_id))
 
 
 def setup(app: web.Application, service: Sep2Service) -> None:
     """Add this function set's routes (and services) to the 2030.5 app."""
+    app[DER_SERVICE] = DerDeviceService(service)
+    documents = "|".join(DER_DOCUMENTS)
+    edev = r"/edev/{id:\d+}"
+    der = edev + r"/der/{der:\d{1,9}}"
+    routes = app.router
+    routes.add_get(edev + "/der", get_der_list)
+    routes.add_get(der, get_der)
+    routes.add_get(der + "/derp", get_der_programs)
+    routes.add_get(der + f"/{{part:{documents}}}", get_der_document)
+    routes.add_put(der + f"/{{part:{documents}}}", put_der_document)
+    routes.add_get(edev + "/cp", get_connection_point)
+    routes.add_put(edev + "/cp", put_connection_point)
+    routes.add_get(edev + "/lel", get_log_events)
+    routes.add_post(edev + "/lel", post_log_event)
+    routes.add_get(edev + r"/lel/{n:\d{1,9}}", get_log_event)
