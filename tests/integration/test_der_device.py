@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from csip.pki.identity import sfdi_from_lfdi
 
@@ -389,13 +389,23 @@ async def test_unchanged_der_polls_render_once(srv: Running) -> None:
     renders = sep2.cache.stats.renders
     schemas = sep2.schemas
     sep2.schemas = dataclasses.replace(schemas, validator=_NoValidator())  # type: ignore[arg-type]
+    assert srv.server.store is not None
+    engine = srv.server.store.engine.sync_engine
+    queries: list[object] = []
+
+    def count(*_args: object) -> None:
+        queries.append(_args)
+
+    event.listen(engine, "before_cursor_execute", count)
     try:
         for _ in range(5):
             for path in paths:
                 assert (await client.get(path)).body == first[path]
     finally:
         sep2.schemas = schemas
+        event.remove(engine, "before_cursor_execute", count)
     assert sep2.cache.stats.renders == renders
+    assert queries == []
     # an alarm re-renders the log, not the EndDevice; a status PUT shows on the next poll
     edev_key = ("edev", int(href.rsplit("/", 1)[1]), "")
     assert (await client.get(href)).status == 200
