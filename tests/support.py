@@ -43,6 +43,11 @@ class Reply:
     def xml(self) -> etree._Element:
         return etree.fromstring(self.body)
 
+    def link(self, name: str) -> dict[str, str]:
+        """The attributes of a child link element (href, all), or {} when absent."""
+        found = self.xml().find(f"{{{schema.SEP_NS}}}{name}")
+        return {} if found is None else dict(found.attrib)
+
     def find(self, path: str) -> str | None:
         found = self.xml().find(path.replace("s:", f"{{{schema.SEP_NS}}}"))
         return None if found is None else found.text

@@ -42,7 +42,10 @@ async def test_openapi_document_is_valid_and_lists_every_route(srv: Running) -> 
     validate(document)
     assert srv.server.admin is not None
     routed = set()
-    for resource in srv.server.runners[1].app.router.resources():
+    from csip.web.admin_app import ADMIN
+
+    (admin_app,) = [r.app for r in srv.server.runners if ADMIN in r.app]
+    for resource in admin_app.router.resources():
         info = resource.get_info()
         path = info.get("path") or info.get("formatter")
         for route in resource:

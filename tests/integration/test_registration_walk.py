@@ -45,7 +45,7 @@ async def test_full_walk_of_a_new_device(srv: Running) -> None:
     listing = await client.get("/edev?l=10")
     assert (listing.xml().get("all"), listing.xml().get("results")) == ("1", "1")
     dcap_after = await client.get("/dcap")
-    assert dcap_after.xml()[1].get("all") == "1"
+    assert dcap_after.link("EndDeviceListLink").get("all") == "1"
 
     fsa = await client.get(href + "/fsa")
     assert fsa.status == 200

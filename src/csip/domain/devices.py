@@ -24,13 +24,18 @@ class Principal:
     kind: PrincipalKind
     aggregator_id: int | None = None
     disabled: bool = False
+    #: A key naming everything this client can see (one per aggregator, one per device);
+    #: computed once, since it keys the render cache on every poll.
+    scope: str = ""
 
-    @property
-    def scope(self) -> str:
-        """A key naming everything this client can see (one per aggregator, one per device)."""
-        if self.kind is PrincipalKind.AGGREGATOR:
-            return f"agg:{self.aggregator_id}"
-        return f"dev:{self.lfdi}"
+    def __post_init__(self) -> None:
+        if not self.scope:
+            scope = (
+                f"agg:{self.aggregator_id}"
+                if self.kind is PrincipalKind.AGGREGATOR
+                else f"dev:{self.lfdi}"
+            )
+            object.__setattr__(self, "scope", scope)
 
 
 @dataclass(frozen=True, slots=True)

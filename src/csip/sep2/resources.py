@@ -17,6 +17,7 @@ from csip.sep2.xml import AUS, E, link, serialize
 
 def device_capability(poll_rate: int, edev_all: int) -> bytes:
     dcap = E.DeviceCapability(
+        link("ResponseSetListLink", "/rsps"),
         link("TimeLink", "/tm"),
         link("EndDeviceListLink", "/edev", edev_all),
         href="/dcap",
@@ -53,7 +54,7 @@ def _end_device_element(device: EndDevice, profile: str = "csip") -> Any:
     children.append(E.sFDI(str(device.sfdi)))
     children.append(E.changedTime(str(device.changed_time)))
     children.append(E.enabled("true" if device.enabled else "false"))
-    children.append(link("FunctionSetAssignmentsListLink", f"{base}/fsa", 0))
+    children.append(link("FunctionSetAssignmentsListLink", f"{base}/fsa"))
     if device.post_rate is not None:
         children.append(E.postRate(str(device.post_rate)))
     children.append(link("RegistrationLink", f"{base}/rg"))
@@ -85,13 +86,5 @@ def registration(device: EndDevice, poll_rate: int) -> bytes:
         E.pIN(str(device.pin)),
         href=f"{device.href}/rg",
         pollRate=str(poll_rate),
-    )
-    return serialize(element)
-
-
-def function_set_assignments_list(device: EndDevice, poll_rate: int) -> bytes:
-    """Empty but valid until the DER function set fills it."""
-    element = E.FunctionSetAssignmentsList(
-        href=f"{device.href}/fsa", all="0", results="0", pollRate=str(poll_rate)
     )
     return serialize(element)

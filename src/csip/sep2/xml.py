@@ -35,6 +35,14 @@ def tag(name: str) -> str:
 
 def parse(body: bytes, validator: etree.XMLSchema, expected: str, max_bytes: int) -> etree._Element:
     """Parse and validate one 2030.5 document whose root must be `expected`."""
+    return parse_document(body, validator, (expected,), max_bytes)
+
+
+def parse_document(
+    body: bytes, validator: etree.XMLSchema, accepted: tuple[str, ...], max_bytes: int
+) -> etree._Element:
+    """Parse and validate one 2030.5 document whose root is one of `accepted`."""
+    expected = accepted[0]
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {max_bytes}")
     if not body.strip():
@@ -47,7 +55,7 @@ def parse(body: bytes, validator: etree.XMLSchema, expected: str, max_bytes: int
         raise BadRequest(f"malformed XML: {exc.msg}") from exc
     if etree.QName(root).namespace != SEP_NS:
         raise BadRequest(f"root element must be in namespace {SEP_NS}")
-    if etree.QName(root).localname != expected:
+    if etree.QName(root).localname not in accepted:
         raise BadRequest(f"expected a {expected}, got {etree.QName(root).localname}")
     if not validator.validate(root):
         error = getattr(validator.error_log, "last_error", None)

@@ -16,8 +16,12 @@ from typing import Any
 @dataclass(slots=True)
 class Entry:
     body: bytes
+    #: What access control needs (the EndDevice, the group ...), or derived data itself.
     owner: Any = None
     tags: tuple[str, ...] = ()
+    #: Server-clock time at which this rendering goes stale with no write (an event starts,
+    #: ends or is superseded); None = only a write changes it.
+    expires_at: float | None = None
 
 
 @dataclass
@@ -27,11 +31,17 @@ class CacheStats:
     renders: int = 0
 
 
+def _no_clock() -> float:
+    return 0.0
+
+
 @dataclass
 class RenderCache:
     #: Past this many entries the oldest tenth is dropped, so no client can grow the cache
     #: without bound by asking for ever new pages (they are re-rendered on the next poll).
     max_entries: int = 1_000_000
+    #: The server's clock (seconds); entries with expires_at are dropped once it passes.
+    now: Callable[[], float] = _no_clock
     entries: dict[Hashable, Entry] = field(default_factory=dict)
     by_tag: dict[str, set[Hashable]] = field(default_factory=dict)
     generation: int = 0
@@ -39,6 +49,9 @@ class RenderCache:
 
     def get(self, key: Hashable) -> Entry | None:
         entry = self.entries.get(key)
+        if entry is not None and entry.expires_at is not None and self.now() >= entry.expires_at:
+            self._drop(key)
+            entry = None
         if entry is None:
             self.stats.misses += 1
         else:

@@ -60,8 +60,10 @@ class Sep2Service:
         self.clock = clock
         self.schemas = schemas
         self.bus = bus
-        self.cache = RenderCache(max_entries=settings.cache_max_entries)
+        self.cache = RenderCache(max_entries=settings.cache_max_entries, now=clock.now)
         self._certs: dict[str, ClientCertificate | None] = {}
+        #: Principals that passed every check and cannot expire: the per-poll fast path.
+        self._ready: dict[str, Principal] = {}
         self._poll_rates: dict[str, int] | None = None
         self._post_rate: int | None = None
         bus.subscribe(self._on_invalidate)
@@ -71,11 +73,13 @@ class Sep2Service:
         if EVERYTHING in tags:
             self.cache.clear()
             self._certs.clear()
+            self._ready.clear()
             self._poll_rates = None
             return
         for tag in tags:
             if tag.startswith("cert:"):
                 self._certs.pop(tag[5:], None)
+                self._ready.pop(tag[5:], None)
             elif tag == SETTINGS_TAG:
                 self._poll_rates = None
         self.cache.invalidate(tags)
@@ -84,6 +88,16 @@ class Sep2Service:
         await self.bus.publish(tags)
 
     # ---- identity --------------------------------------------------------------
+    def ready_principal(self, lfdi: str) -> Principal | None:
+        """The principal of a certificate already admitted, if nothing has changed since."""
+        return self._ready.get(lfdi)
+
+    def admit(self, principal: Principal) -> None:
+        """Remember a principal that passed every check, unless its attachment can expire."""
+        cert = self._certs.get(principal.lfdi)
+        if cert is None or cert.expires_at is None:
+            self._ready[principal.lfdi] = principal
+
     async def principal(self, lfdi: str, sfdi: int) -> Principal:
         """Classify the certificate: one dict lookup once its record has been read."""
         if lfdi in self._certs:
@@ -112,6 +126,10 @@ class Sep2Service:
         return {"lfdi": principal.lfdi}
 
     async def device_capability(self, principal: Principal) -> bytes:
+        entry = self.cache.get(("dcap", principal.scope))
+        if entry is not None:
+            return entry.body
+
         async def load() -> Entry:
             total, _ = await self.store.page_end_devices(**self._scope(principal), limit=0)
             rates = await self.poll_rates()
@@ -130,6 +148,11 @@ class Sep2Service:
         return render.time_resource(info, rates["Time"])
 
     async def end_device_list(self, principal: Principal, page: Page) -> bytes:
+        key = ("edevs", principal.scope, page.key())
+        entry = self.cache.get(key)
+        if entry is not None:
+            return entry.body
+
         async def load() -> Entry:
             total, devices = await self.store.page_end_devices(
                 **self._scope(principal), start=page.start, limit=page.limit
@@ -141,8 +164,7 @@ class Sep2Service:
             )
             return Entry(body, tags=(SETTINGS_TAG, f"edevs:{principal.scope}"))
 
-        entry = await self.cache.fetch(("edevs", principal.scope, page.key()), load)
-        return entry.body
+        return (await self.cache.fetch(key, load)).body
 
     async def _with_post_rate(self, device: EndDevice) -> EndDevice:
         if device.post_rate is not None:
@@ -173,8 +195,6 @@ class Sep2Service:
             body = render.end_device(await self._with_post_rate(device), self.settings.profile)
         elif part == "rg":
             body = render.registration(device, rates["EndDeviceList"])
-        elif part == "fsa":
-            body = render.function_set_assignments_list(device, rates["FunctionSetAssignmentsList"])
         else:
             body = await self.store.get_document(device_id, part)
         entry = Entry(body or b"", device, tags)

@@ -20,6 +20,7 @@ from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
 from csip.errors import BadRequest, CsipError, Unauthorized
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.der_device import DerDeviceService
+from csip.services.programs import ProgramService
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
 
 
-async def _parse(request: web.Request, model: type[_M]) -> _M:
+async def parse_json(request: web.Request, model: type[_M]) -> _M:
+    """The JSON body checked against `model`; 400 naming every problem otherwise."""
     try:
         raw = await request.read()
         return model.model_validate_json(raw or b"{}")
@@ -199,7 +201,7 @@ async def get_end_device(request: web.Request) -> web.Response:
 
 
 async def put_end_device(request: web.Request) -> web.Response:
-    body = await _parse(request, EndDeviceIn)
+    body = await parse_json(request, EndDeviceIn)
     data = body.model_dump()
     data["lfdi"] = request.match_info["lfdi"]
     svc = _svc(request)
@@ -217,7 +219,7 @@ async def list_aggregators(request: web.Request) -> web.Response:
 
 
 async def post_aggregator(request: web.Request) -> web.Response:
-    body = await _parse(request, AggregatorIn)
+    body = await parse_json(request, AggregatorIn)
     return _json(aggregator_json(await _svc(request).create_aggregator(body.name)), 201)
 
 
@@ -238,7 +240,7 @@ async def list_aggregator_certificates(request: web.Request) -> web.Response:
 
 
 async def put_aggregator_certificate(request: web.Request) -> web.Response:
-    body = await _parse(request, CertificateAttachIn)
+    body = await parse_json(request, CertificateAttachIn)
     svc = _svc(request)
     cert = await svc.attach_certificate(
         request.match_info["name"], request.match_info["lfdi"], body.expires_at
@@ -258,7 +260,7 @@ async def list_certificates(request: web.Request) -> web.Response:
 
 
 async def put_certificate(request: web.Request) -> web.Response:
-    body = await _parse(request, CertificateStateIn)
+    body = await parse_json(request, CertificateStateIn)
     svc = _svc(request)
     cert = await svc.set_certificate_enabled(request.match_info["lfdi"], body.enabled)
     return _json(certificate_json(cert, await svc.aggregator_names()))
@@ -269,7 +271,7 @@ async def get_rates(request: web.Request) -> web.Response:
 
 
 async def put_rates(request: web.Request) -> web.Response:
-    body = await _parse(request, RatesIn)
+    body = await parse_json(request, RatesIn)
     clear = "post_rate" in body.model_fields_set and body.post_rate is None
     return _json(await _svc(request).set_rates(body.poll_rates, body.post_rate, clear))
 
@@ -281,7 +283,7 @@ async def get_clock(request: web.Request) -> web.Response:
 
 async def put_clock(request: web.Request) -> web.Response:
     """Labs and tests move the server's one clock; everything time-driven follows it."""
-    body = await _parse(request, ClockIn)
+    body = await parse_json(request, ClockIn)
     svc = _svc(request)
     if body.reset:
         svc.clock.offset = 0.0
@@ -294,6 +296,10 @@ async def put_clock(request: web.Request) -> web.Response:
 
 
 async def post_reset(request: web.Request) -> web.Response:
+    """Programs, groups and controls first, then the lab's devices."""
+    from csip.web.admin_programs import PROGRAM_ADMIN
+
+    await request.app[PROGRAM_ADMIN].der.reset()
     return _json({"removed_end_devices": await _svc(request).reset()})
 
 
@@ -402,13 +408,20 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def all_routes() -> tuple[Route, ...]:
+    """The foundation's routes and those of each function set's admin module."""
+    from csip.web import admin_programs
+
+    return ROUTES + admin_programs.routes()
+
+
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 description of ROUTES (request schemas come from the pydantic models)."""
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
     error_schema = {"schema": {"$ref": "#/components/schemas/Error"}}
     error = {"description": "error", "content": {"application/json": error_schema}}
-    for route in ROUTES:
+    for route in all_routes():
         operation: dict[str, Any] = {
             "summary": route.summary,
             "operationId": route.handler.__name__,
@@ -429,9 +442,11 @@ def openapi_document() -> dict[str, Any]:
             ]
         if route.body is not None:
             name = route.body.__name__
-            schemas[name] = route.body.model_json_schema(
+            model_schema = route.body.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            schemas.update(model_schema.pop("$defs", {}))  # nested models, e.g. ControlIn
+            schemas[name] = model_schema
             ref: dict[str, Any] = {"$ref": f"#/components/schemas/{name}"}
             if route.handler is bulk_preregister:
                 ref = {"type": "array", "items": ref}
@@ -498,6 +513,9 @@ def create_app(service: AdminService) -> web.Application:
         return _json(document)
 
     app.router.add_get("/openapi.json", get_openapi)
-    for route in ROUTES:
+    from csip.web.admin_programs import PROGRAM_ADMIN
+
+    app[PROGRAM_ADMIN] = ProgramService(service.sep2)
+    for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)
     return app

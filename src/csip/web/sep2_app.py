@@ -31,17 +31,26 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _principal(request: web.Request) -> Principal:
-    """Resolve the caller, enforcing the 2030.5 leaf rules and the utility's deny-list."""
+    """Resolve the caller, enforcing the 2030.5 leaf rules and the utility's deny-list.
+
+    A certificate admitted before (and not changed since: a deny-listing or attachment drops
+    it) takes the fast path, a dict lookup; everything else is checked in full.
+    """
     identity = request.app[IDENTITY].resolve(request)
     if identity is None:
         raise Forbidden("a client certificate is required")
     if identity.problems:
         raise Forbidden("client certificate rejected: " + "; ".join(identity.problems))
-    principal = await request.app[SERVICE].principal(identity.lfdi, identity.sfdi)
+    service = request.app[SERVICE]
+    principal = service.ready_principal(identity.lfdi)
+    if principal is not None:
+        return principal
+    principal = await service.principal(identity.lfdi, identity.sfdi)
     if principal.disabled:
         raise Forbidden("this certificate has been disabled by the utility")
     if principal.kind is PrincipalKind.DEVICE and not identity.has_hardware_module_name:
         raise Forbidden("a device certificate must carry a HardwareModuleName")
+    service.admit(principal)
     return principal
 
 
@@ -97,6 +106,10 @@ async def get_edev(request: web.Request) -> web.Response:
     return xml(await svc(request).device_resource(request[PRINCIPAL], device_id(request), part))
 
 
+async def get_registration(request: web.Request) -> web.Response:
+    return xml(await svc(request).device_resource(request[PRINCIPAL], device_id(request), "rg"))
+
+
 async def put_edev(request: web.Request) -> web.Response:
     body = await read_body(request)
     await svc(request).update_end_device(request[PRINCIPAL], device_id(request), body)
@@ -130,7 +143,7 @@ def create_app(service: Sep2Service, identity: IdentityResolver) -> web.Applicat
     routes.add_get(r"/edev/{id:\d+}", get_edev)
     routes.add_put(r"/edev/{id:\d+}", put_edev)
     routes.add_delete(r"/edev/{id:\d+}", delete_edev)
-    routes.add_get(r"/edev/{id:\d+}/{part:rg|fsa}", get_edev)
+    routes.add_get(r"/edev/{id:\d+}/rg", get_registration)
     routes.add_get(rf"/edev/{{id:\d+}}/{{part:{documents}}}", get_edev)
     routes.add_put(rf"/edev/{{id:\d+}}/{{part:{documents}}}", put_document)
     # function sets beyond the foundation each add their own routes and services

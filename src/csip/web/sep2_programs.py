@@ -1,12 +1,106 @@
 """Groups and programs: FunctionSetAssignments, DERProgram, DERControl, DefaultDERControl,
-ActiveDERControlList, DERCurve, responses and subscriptions."""
+ActiveDERControlList, DERCurve, and the ResponseSets devices answer controls in."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from csip.domain.paging import Page, parse_page
+from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
+from csip.web.sep2_common import PRINCIPAL, created, device_id, read_body, svc, xml
+
+PROGRAMS = web.AppKey("programs_service", ProgramService)
+
+
+def _programs(request: web.Request) -> ProgramService:
+    return request.app[PROGRAMS]
+
+
+def _page(request: web.Request) -> Page:
+    return parse_page(dict(request.query), 1, svc(request).settings.max_list_limit)
+
+
+def _int(request: web.Request, name: str) -> int:
+    return int(request.match_info[name])
+
+
+async def get_fsa_list(request: web.Request) -> web.Response:
+    body = await _programs(request).fsa_list(request[PRINCIPAL], device_id(request), _page(request))
+    return xml(body)
+
+
+async def get_fsa(request: web.Request) -> web.Response:
+    return xml(await _programs(request).fsa(request[PRINCIPAL], _int(request, "gid")))
+
+
+async def get_program_list(request: web.Request) -> web.Response:
+    programs, gid = _programs(request), _int(request, "gid")
+    return xml(await programs.program_list(request[PRINCIPAL], gid, _page(request)))
+
+
+async def get_program(request: web.Request) -> web.Response:
+    return xml(await _programs(request).program(request[PRINCIPAL], _int(request, "pid")))
+
+
+async def get_control_list(request: web.Request) -> web.Response:
+    programs, pid = _programs(request), _int(request, "pid")
+    return xml(await programs.control_list(request[PRINCIPAL], pid, _page(request)))
+
+
+async def get_active_list(request: web.Request) -> web.Response:
+    programs, pid = _programs(request), _int(request, "pid")
+    return xml(await programs.control_list(request[PRINCIPAL], pid, _page(request), True))
+
+
+async def get_control(request: web.Request) -> web.Response:
+    programs, pid = _programs(request), _int(request, "pid")
+    return xml(await programs.control(request[PRINCIPAL], pid, _int(request, "cid")))
+
+
+async def get_default_control(request: web.Request) -> web.Response:
+    return xml(await _programs(request).default_control(request[PRINCIPAL], _int(request, "pid")))
+
+
+async def get_curve_list(request: web.Request) -> web.Response:
+    programs, pid = _programs(request), _int(request, "pid")
+    return xml(await programs.curve_list(request[PRINCIPAL], pid, _page(request)))
+
+
+async def get_curve(request: web.Request) -> web.Response:
+    programs, pid = _programs(request), _int(request, "pid")
+    return xml(await programs.curve(request[PRINCIPAL], pid, _int(request, "cid")))
+
+
+async def get_response_sets(request: web.Request) -> web.Response:
+    return xml(await _programs(request).response_set_list(request[PRINCIPAL], _page(request)))
+
+
+async def get_responses(request: web.Request) -> web.Response:
+    programs, pid = _programs(request), _int(request, "pid")
+    return xml(await programs.response_list(request[PRINCIPAL], pid, _page(request)))
+
+
+async def post_response(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    href = await _programs(request).post_response(request[PRINCIPAL], _int(request, "pid"), body)
+    return created(href)
 
 
 def setup(app: web.Application, service: Sep2Service) -> None:
-    """Add this function set's routes (and services) to the 2030.5 app."""
+    """Add this function set's routes (and its service) to the 2030.5 app."""
+    app[PROGRAMS] = ProgramService(service)
+    routes = app.router
+    routes.add_get(r"/edev/{id:\d+}/fsa", get_fsa_list)
+    routes.add_get(r"/fsa/{gid:\d+}", get_fsa)
+    routes.add_get(r"/fsa/{gid:\d+}/derp", get_program_list)
+    routes.add_get(r"/derp/{pid:\d+}", get_program)
+    routes.add_get(r"/derp/{pid:\d+}/derc", get_control_list)
+    routes.add_get(r"/derp/{pid:\d+}/derc/{cid:\d+}", get_control)
+    routes.add_get(r"/derp/{pid:\d+}/actderc", get_active_list)
+    routes.add_get(r"/derp/{pid:\d+}/dderc", get_default_control)
+    routes.add_get(r"/derp/{pid:\d+}/dc", get_curve_list)
+    routes.add_get(r"/derp/{pid:\d+}/dc/{cid:\d+}", get_curve)
+    routes.add_get("/rsps", get_response_sets)
+    routes.add_get(r"/rsps/{pid:\d+}/rsp", get_responses)
+    routes.add_post(r"/rsps/{pid:\d+}/rsp", post_response)

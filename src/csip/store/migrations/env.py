@@ -3,7 +3,8 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import csip.store.tables  # noqa: F401 - registers the tables on SQLModel.metadata
+import csip.store.tables
+import csip.store.tables_der  # noqa: F401 - DER function set (issue 3)
 from csip.store import tables_openadr, tables_outbox  # noqa: F401 - VTN and outbox (issue 4)
 
 connection = context.config.attributes["connection"]

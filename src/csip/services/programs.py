@@ -1,0 +1,591 @@
+"""The DER function set as devices read it and the utility drives it.
+
+Groups form a tree (CSIP's seven levels are labels, not a fixed depth); a device sees the
+FunctionSetAssignments of every group it belongs to and of their ancestors, and through them
+the DERPrograms, their DERControls, DefaultDERControl and DERCurves (CSIP IG §6).
+
+Reads are render-once: each program's state (controls with their EventStatus) is computed
+once and cached until a write or the program's next time boundary (a start, end or
+cancellation), which the server clock drives, so a moved clock shows new statuses at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from csip.domain.der import (
+    DEFAULT_SETTINGS,
+    RESPONSE_STATUSES,
+    Control,
+    Curve,
+    DefaultControl,
+    EventStatus,
+    Group,
+    Program,
+    Status,
+    check_base,
+    event_statuses,
+    is_active,
+    next_boundary,
+)
+from csip.domain.devices import EndDevice, Principal, PrincipalKind, may_access
+from csip.domain.paging import Page
+from csip.errors import BadRequest, Forbidden, InvalidValues, NotFound
+from csip.pki.identity import normalize_lfdi
+from csip.sep2 import der_render as render
+from csip.sep2.xml import parse_document, text
+from csip.services.cache import Entry
+from csip.services.sep2 import SETTINGS_TAG, Sep2Service, device_tags
+from csip.store.der import DerStore
+
+GROUPS_TAG = "groups"
+MEMBERSHIP_TAG = "membership"
+PROGRAMS_TAG = "programs"
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    program: Program
+    controls: tuple[Control, ...]
+    statuses: Mapping[int, EventStatus]
+    curves: tuple[Curve, ...]
+    default: DefaultControl | None
+    boundary: int | None
+
+    @property
+    def curve_href(self) -> dict[int, str]:
+        return {c.id: c.href for c in self.curves}
+
+    def active(self, now: int) -> list[Control]:
+        return [c for c in self.controls if is_active(c, self.statuses[c.id], now)]
+
+    def counts(self, now: int) -> dict[str, int]:
+        return {
+            "active": len(self.active(now)),
+            "controls": len(self.controls),
+            "curves": len(self.curves),
+        }
+
+    @property
+    def reply_to(self) -> str:
+        return f"/rsps/{self.program.id}/rsp"
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """A DERControl as the utility asks for it (admin API)."""
+
+    start: int
+    duration: int
+    base: Mapping[str, Any]
+    description: str = ""
+    randomize_start: int | None = None
+    randomize_duration: int | None = None
+    response_required: str | None = None
+
+
+class ProgramService:
+    def __init__(self, sep2: Sep2Service) -> None:
+        self.sep2 = sep2
+        self.cache = sep2.cache
+        self.clock = sep2.clock
+        self.der = DerStore(sep2.store, sep2.settings.pen)
+
+    # ---- cached derived data ---------------------------------------------------------
+    async def _cached(self, key: tuple[Any, ...], tags: tuple[str, ...], load: Any) -> Any:
+        entry = self.cache.get(key)
+        if entry is None:
+            generation = self.cache.generation
+            entry = Entry(b"", await load(), tags)
+            self.cache.put(key, entry, generation)
+        return entry.owner
+
+    async def groups(self) -> dict[int, Group]:
+        async def load() -> dict[int, Group]:
+            return {g.id: g for g in await self.der.groups()}
+
+        result: dict[int, Group] = await self._cached(("groups",), (GROUPS_TAG,), load)
+        return result
+
+    def _closure(self, groups: Mapping[int, Group], direct: set[int]) -> set[int]:
+        """The groups and all their ancestors."""
+        found: set[int] = set()
+        for group_id in direct:
+            current: int | None = group_id
+            while current is not None and current not in found and current in groups:
+                found.add(current)
+                current = groups[current].parent_id
+        return found
+
+    async def device_groups(self, device_id: int) -> list[Group]:
+        """The FSAs a device sees, in creation order."""
+
+        async def load() -> list[Group]:
+            groups = await self.groups()
+            direct = (await self.der.memberships([device_id])).get(device_id, set())
+            return [groups[g] for g in sorted(self._closure(groups, direct))]
+
+        tags = (GROUPS_TAG, MEMBERSHIP_TAG, f"edev:{device_id}")
+        result: list[Group] = await self._cached(("device-groups", device_id), tags, load)
+        return result
+
+    async def visible_groups(self, principal: Principal) -> frozenset[int]:
+        """Every group some device of this client belongs to, with ancestors."""
+
+        async def load() -> frozenset[int]:
+            store = self.sep2.store
+            if principal.kind is PrincipalKind.AGGREGATOR:
+                _, devices = await store.page_end_devices(
+                    aggregator_id=principal.aggregator_id, lfdi=principal.lfdi, limit=10**9
+                )
+            else:
+                _, devices = await store.page_end_devices(lfdi=principal.lfdi, limit=1)
+            memberships = await self.der.memberships([d.id for d in devices])
+            direct = set().union(*memberships.values()) if memberships else set()
+            return frozenset(self._closure(await self.groups(), direct))
+
+        tags = (GROUPS_TAG, MEMBERSHIP_TAG, f"edevs:{principal.scope}")
+        result: frozenset[int] = await self._cached(("visible", principal.scope), tags, load)
+        return result
+
+    async def _related_pairs(self) -> frozenset[tuple[int, int]]:
+        """Pairs of groups that reach at least one common device (for potentiallySuperseded)."""
+
+        async def load() -> frozenset[tuple[int, int]]:
+            groups = await self.groups()
+            pairs: set[tuple[int, int]] = set()
+            closures = {frozenset(self._closure(groups, {g})) for g in groups}
+            memberships = await self.der.memberships()
+            closures |= {frozenset(self._closure(groups, d)) for d in memberships.values()}
+            for closure in closures:
+                pairs.update((a, b) for a in closure for b in closure)
+            return frozenset(pairs)
+
+        result: frozenset[tuple[int, int]] = await self._cached(
+            ("related",), (GROUPS_TAG, MEMBERSHIP_TAG), load
+        )
+        return result
+
+    async def state(self, program_id: int) -> ProgramState:
+        """A program with its controls' EventStatus now; cached until the next boundary."""
+        key = ("program-state", program_id)
+        entry = self.cache.get(key)
+        if entry is not None:
+            state: ProgramState = entry.owner
+            return state
+        generation = self.cache.generation
+        program = await self.der.program(program_id)
+        if program is None:
+            raise NotFound(f"no DERProgram {program_id}")
+        now = self.clock.now_int()
+        controls = await self.der.controls([program_id])
+        related = await self._related_pairs()
+        higher = [
+            p.id
+            for p in await self.der.programs()
+            if p.id != program_id
+            and p.primacy < program.primacy
+            and (p.group_id, program.group_id) in related
+        ]
+        higher_controls = await self.der.controls(higher)
+        statuses = event_statuses(controls, now, higher_controls)
+        state = ProgramState(
+            program,
+            tuple(controls),
+            statuses,
+            tuple(await self.der.curves(program_id)),
+            await self.der.default_control(program_id),
+            next_boundary([*controls, *higher_controls], now),
+        )
+        tags = (PROGRAMS_TAG, GROUPS_TAG, MEMBERSHIP_TAG)
+        self.cache.put(key, Entry(b"", state, tags, state.boundary), generation)
+        return state
+
+    # ---- reads -------------------------------------------------------------------------
+    async def _visible_program(self, principal: Principal, program_id: int) -> ProgramState:
+        state = await self.state(program_id)
+        if state.program.group_id not in await self.visible_groups(principal):
+            raise NotFound(f"no DERProgram {program_id}")
+        return state
+
+    async def _render(
+        self, key: tuple[Any, ...], tags: tuple[str, ...], expires: int | None, build: Any
+    ) -> bytes:
+        entry = self.cache.get(key)
+        if entry is None:
+            generation = self.cache.generation
+            entry = Entry(await build(), None, tags, expires)
+            self.cache.put(key, entry, generation)
+        return entry.body
+
+    async def fsa_list(self, principal: Principal, device_id: int, page: Page) -> bytes:
+        device = await self.sep2.accessible_device(principal, device_id)
+
+        async def build() -> bytes:
+            groups = await self.device_groups(device.id)
+            chosen = groups[page.start : page.start + page.limit]
+            counts = [(g, len(await self.der.programs(g.id))) for g in chosen]
+            rates = await self.sep2.poll_rates()
+            href = f"{device.href}/fsa"
+            return render.function_set_assignments_list(
+                href, len(groups), counts, rates["FunctionSetAssignmentsList"]
+            )
+
+        tags = (GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, SETTINGS_TAG, f"edev:{device_id}")
+        return await self._render(("fsa-list", device_id, page.key()), tags, None, build)
+
+    async def _visible_group(self, principal: Principal, group_id: int) -> Group:
+        group = (await self.groups()).get(group_id)
+        if group is None or group_id not in await self.visible_groups(principal):
+            raise NotFound(f"no FunctionSetAssignments {group_id}")
+        return group
+
+    async def fsa(self, principal: Principal, group_id: int) -> bytes:
+        group = await self._visible_group(principal, group_id)
+
+        async def build() -> bytes:
+            return render.function_set_assignments(group, len(await self.der.programs(group_id)))
+
+        return await self._render(("fsa", group_id), (GROUPS_TAG, PROGRAMS_TAG), None, build)
+
+    async def program_list(self, principal: Principal, group_id: int, page: Page) -> bytes:
+        await self._visible_group(principal, group_id)
+        now = self.clock.now_int()
+        states = [await self.state(p.id) for p in await self._programs_of(group_id)]
+        expires = min((s.boundary for s in states if s.boundary), default=None)
+
+        async def build() -> bytes:
+            chosen = states[page.start : page.start + page.limit]
+            rows = [(s.program, s.counts(now), s.default is not None) for s in chosen]
+            rates = await self.sep2.poll_rates()
+            href = f"/fsa/{group_id}/derp"
+            return render.der_program_list(href, len(states), rows, rates["DERProgramList"])
+
+        key = ("derp-list", group_id, page.key())
+        tags = (GROUPS_TAG, PROGRAMS_TAG, SETTINGS_TAG)
+        return await self._render(key, tags, expires, build)
+
+    async def _programs_of(self, group_id: int) -> list[Program]:
+        async def load() -> list[Program]:
+            return await self.der.programs(group_id)
+
+        result: list[Program] = await self._cached(
+            ("programs-of", group_id), (PROGRAMS_TAG, GROUPS_TAG), load
+        )
+        return result
+
+    async def program(self, principal: Principal, program_id: int) -> bytes:
+        state = await self._visible_program(principal, program_id)
+
+        async def build() -> bytes:
+            counts = state.counts(self.clock.now_int())
+            return render.der_program(state.program, counts, state.default is not None)
+
+        key = ("derp", program_id)
+        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG), state.boundary, build)
+
+    async def control_list(
+        self, principal: Principal, program_id: int, page: Page, active_only: bool = False
+    ) -> bytes:
+        state = await self._visible_program(principal, program_id)
+
+        async def build() -> bytes:
+            now = self.clock.now_int()
+            controls = state.active(now) if active_only else list(state.controls)
+            chosen = controls[page.start : page.start + page.limit]
+            rows = [(c, state.statuses[c.id]) for c in chosen]
+            suffix = "actderc" if active_only else "derc"
+            href = f"{state.program.href}/{suffix}"
+            return render.der_control_list(
+                href, len(controls), rows, state.reply_to, state.curve_href
+            )
+
+        key = ("derc-list", program_id, active_only, page.key())
+        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG), state.boundary, build)
+
+    async def control(self, principal: Principal, program_id: int, control_id: int) -> bytes:
+        state = await self._visible_program(principal, program_id)
+        control = next((c for c in state.controls if c.id == control_id), None)
+        if control is None:
+            raise NotFound(f"no DERControl {control_id} in DERProgram {program_id}")
+
+        async def build() -> bytes:
+            assert control is not None
+            status = state.statuses[control.id]
+            return render.der_control(control, status, state.reply_to, state.curve_href)
+
+        key = ("derc", program_id, control_id)
+        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG), state.boundary, build)
+
+    async def default_control(self, principal: Principal, program_id: int) -> bytes:
+        state = await self._visible_program(principal, program_id)
+        default = state.default
+        if default is None:
+            raise NotFound(f"DERProgram {program_id} has no DefaultDERControl")
+
+        async def build() -> bytes:
+            href = f"{state.program.href}/dderc"
+            return render.default_der_control(default, href, state.curve_href)
+
+        return await self._render(("dderc", program_id), (PROGRAMS_TAG,), None, build)
+
+    async def curve_list(self, principal: Principal, program_id: int, page: Page) -> bytes:
+        state = await self._visible_program(principal, program_id)
+
+        async def build() -> bytes:
+            chosen = state.curves[page.start : page.start + page.limit]
+            return render.der_curve_list(f"{state.program.href}/dc", len(state.curves), chosen)
+
+        key = ("dc-list", program_id, page.key())
+        return await self._render(key, (PROGRAMS_TAG,), None, build)
+
+    async def curve(self, principal: Principal, program_id: int, curve_id: int) -> bytes:
+        state = await self._visible_program(principal, program_id)
+        curve = next((c for c in state.curves if c.id == curve_id), None)
+        if curve is None:
+            raise NotFound(f"no DERCurve {curve_id} in DERProgram {program_id}")
+        found = curve
+
+        async def build() -> bytes:
+            return render.der_curve(found)
+
+        return await self._render(("dc", program_id, curve_id), (PROGRAMS_TAG,), None, build)
+
+    # ---- responses ------------------------------------------------------------------------
+    async def _device_for_response(self, principal: Principal, lfdi: str) -> EndDevice:
+        device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
+        if device is None or not may_access(principal, device):
+            raise Forbidden(f"endDeviceLFDI {lfdi} is not a device this client speaks for")
+        return device
+
+    async def post_response(self, principal: Principal, program_id: int, body: bytes) -> str:
+        """A DERControlResponse to a control's replyTo (CSIP IG §6, CORE-022)."""
+        root = parse_document(
+            body,
+            self.sep2.schemas.validator,
+            ("DERControlResponse", "Response"),
+            self.sep2.settings.max_body_bytes,
+        )
+        state = await self._visible_program(principal, program_id)
+        device = await self._device_for_response(principal, text(root, "endDeviceLFDI") or "")
+        subject = (text(root, "subject") or "").upper()
+        control = next((c for c in state.controls if c.mrid == subject), None)
+        if control is None:
+            raise InvalidValues(f"subject {subject} is not a DERControl of DERProgram {program_id}")
+        if state.program.group_id not in {g.id for g in await self.device_groups(device.id)}:
+            raise InvalidValues(f"DERControl {subject} does not apply to {device.lfdi}")
+        raw_status = text(root, "status")
+        if raw_status is None or int(raw_status) not in RESPONSE_STATUSES:
+            known = ", ".join(str(s) for s in RESPONSE_STATUSES)
+            raise InvalidValues(f"status {raw_status} is not a DER response status ({known})")
+        now = self.clock.now_int()
+        created = int(text(root, "createdDateTime") or now)
+        response_id = await self.der.add_response(
+            control.id, device.id, device.lfdi, int(raw_status), created, now
+        )
+        await self.sep2.publish([f"responses:{program_id}"])
+        return f"/rsps/{program_id}/rsp/{response_id}"
+
+    async def response_list(self, principal: Principal, program_id: int, page: Page) -> bytes:
+        """The responses this client's own devices posted (never other clients')."""
+        await self._visible_program(principal, program_id)
+
+        async def build() -> bytes:
+            responses = await self.der.responses(program_id=program_id)
+            mine = []
+            for response in responses:
+                device = await self.sep2.store.get_end_device_by_lfdi(response["lfdi"])
+                if device is not None and may_access(principal, device):
+                    mine.append(response)
+            chosen = mine[page.start : page.start + page.limit]
+            return render.response_list(f"/rsps/{program_id}/rsp", len(mine), chosen)
+
+        key = ("rsp-list", program_id, principal.scope, page.key())
+        tags = (f"responses:{program_id}", PROGRAMS_TAG)
+        return await self._render(key, tags, None, build)
+
+    async def response_set_list(self, principal: Principal, page: Page) -> bytes:
+        visible = await self.visible_groups(principal)
+
+        async def build() -> bytes:
+            programs = [p for p in await self.der.programs() if p.group_id in visible]
+            chosen = programs[page.start : page.start + page.limit]
+            return render.response_set_list("/rsps", len(programs), chosen)
+
+        key = ("rsps", principal.scope, page.key())
+        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG, MEMBERSHIP_TAG), None, build)
+
+    # ---- the utility's side (admin API) ----------------------------------------------------
+    async def create_group(self, description: str, level: str | None, parent: int | None) -> Group:
+        group = await self.der.create_group(description, level, parent, self.clock.now_int())
+        await self.sep2.publish([GROUPS_TAG])
+        return group
+
+    async def set_member(self, group_id: int, lfdi: str, member: bool) -> None:
+        device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
+        if device is None:
+            raise NotFound(f"no EndDevice with lFDI {lfdi}")
+        await self.der.set_member(group_id, device.id, member)
+        await self.sep2.publish([MEMBERSHIP_TAG, *device_tags(device)])
+
+    async def create_program(self, group_id: int, description: str, primacy: int) -> Program:
+        _check_primacy(primacy)
+        now = self.clock.now_int()
+        program = await self.der.create_program(group_id, description, primacy, now)
+        await self.sep2.publish([PROGRAMS_TAG])
+        return program
+
+    async def update_program(
+        self, program_id: int, description: str | None, primacy: int | None
+    ) -> Program:
+        if primacy is not None:
+            _check_primacy(primacy)
+        program = await self.der.update_program(program_id, description, primacy)
+        await self.sep2.publish([PROGRAMS_TAG])
+        return program
+
+    async def program_for(self, *, lfdi: str | None, group_id: int | None, primacy: int) -> Program:
+        """The program of this primacy in a group, or in a device's own group (both made as
+        needed): how a lab targets one device or one group in a single call."""
+        if (lfdi is None) == (group_id is None):
+            raise BadRequest("give exactly one of lfdi and group")
+        if lfdi is not None:
+            device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
+            if device is None:
+                raise NotFound(f"no EndDevice with lFDI {lfdi}")
+            label = f"EndDevice {device.sfdi}"
+            groups = await self.groups()
+            direct = (await self.der.memberships([device.id])).get(device.id, set())
+            own = [
+                g for g in direct if groups[g].level == "device" and groups[g].description == label
+            ]
+            if own:
+                group_id = own[0]
+            else:
+                group_id = (await self.create_group(label, "device", None)).id
+                await self.set_member(group_id, device.lfdi, True)
+        assert group_id is not None
+        for program in await self.der.programs(group_id):
+            if program.primacy == primacy:
+                return program
+        return await self.create_program(group_id, f"primacy {primacy}", primacy)
+
+    def _validate(self, document: bytes, what: str) -> None:
+        """Every control we publish is valid 2030.5 before it is stored (Int16 ranges ...)."""
+        from lxml import etree
+
+        validator = self.sep2.schemas.validator
+        if not validator.validate(etree.fromstring(document)):
+            error = getattr(validator.error_log, "last_error", None)
+            raise InvalidValues(f"{what} would not be valid 2030.5: {error}")
+
+    async def create_controls(self, program_id: int, specs: Sequence[ControlSpec]) -> list[Control]:
+        """Publish one or more DERControls in a program, all or none."""
+        state = await self.state(program_id)
+        curves = {c.id: c for c in state.curves}
+        now = self.clock.now_int()
+        controls = []
+        for index, spec in enumerate(specs):
+            if spec.duration <= 0:
+                raise InvalidValues("duration must be positive")
+            if spec.response_required is not None and not _is_hex8(spec.response_required):
+                raise InvalidValues("responseRequired is one hex byte, e.g. 03")
+            check_base(spec.base, self.sep2.settings.profile, curves)
+            control = Control(
+                id=-(index + 1),
+                mrid="0" * 32,
+                program_id=program_id,
+                description=spec.description,
+                creation_time=now,
+                start=spec.start,
+                duration=spec.duration,
+                base=dict(spec.base),
+                randomize_start=spec.randomize_start,
+                randomize_duration=spec.randomize_duration,
+                response_required=spec.response_required,
+            )
+            status = EventStatus(Status.SCHEDULED, now)
+            hrefs = {c.id: c.href for c in curves.values()}
+            self._validate(render.der_control(control, status, "/rsps/0/rsp", hrefs), "DERControl")
+            controls.append(control)
+        created = await self.der.create_controls(controls)
+        await self.sep2.publish([PROGRAMS_TAG])
+        return created
+
+    async def cancel(
+        self,
+        *,
+        program_id: int | None = None,
+        device_lfdi: str | None = None,
+        control_id: int | None = None,
+        randomized: bool = False,
+    ) -> list[Control]:
+        """Cancel one control, or every scheduled/active one of a program or a device."""
+        if device_lfdi is not None:
+            device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(device_lfdi))
+            if device is None:
+                raise NotFound(f"no EndDevice with lFDI {device_lfdi}")
+            group_ids = {g.id for g in await self.device_groups(device.id)}
+            program_ids = [p.id for p in await self.der.programs() if p.group_id in group_ids]
+        elif program_id is not None:
+            program_ids = [program_id]
+        else:
+            program_ids = []
+        if control_id is not None:
+            control = await self.der.control(control_id)
+            if control is None:
+                raise NotFound(f"no DERControl {control_id}")
+            candidates = [control]
+        else:
+            candidates = await self.der.controls(program_ids)
+        now = self.clock.now_int()
+        cancelled = await self.der.cancel([c.id for c in candidates], now, randomized)
+        await self.sep2.publish([PROGRAMS_TAG])
+        return cancelled
+
+    async def put_default_control(
+        self, program_id: int, base: Mapping[str, Any], settings: Mapping[str, int]
+    ) -> DefaultControl:
+        state = await self.state(program_id)
+        curves = {c.id: c for c in state.curves}
+        check_base(base, self.sep2.settings.profile, curves)
+        unknown = set(settings) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise InvalidValues(f"unknown DefaultDERControl settings: {', '.join(sorted(unknown))}")
+        now = self.clock.now_int()
+        draft = DefaultControl(program_id, "0" * 32, base, settings, 0, now)
+        hrefs = {c.id: c.href for c in curves.values()}
+        self._validate(render.default_der_control(draft, "/x", hrefs), "DefaultDERControl")
+        default = await self.der.put_default_control(program_id, base, settings, now)
+        await self.sep2.publish([PROGRAMS_TAG])
+        return default
+
+    async def create_curve(self, curve: Curve) -> Curve:
+        if not 1 <= len(curve.points) <= 10:
+            raise InvalidValues("a DERCurve has 1 to 10 points")
+        self._validate(render.der_curve(replace(curve, id=0, mrid="0" * 32)), "DERCurve")
+        created = await self.der.create_curve(curve)
+        await self.sep2.publish([PROGRAMS_TAG])
+        return created
+
+    async def responses(
+        self, *, program_id: int | None = None, lfdi: str | None = None
+    ) -> list[dict[str, Any]]:
+        device_id = None
+        if lfdi is not None:
+            device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
+            if device is None:
+                raise NotFound(f"no EndDevice with lFDI {lfdi}")
+            device_id = device.id
+        return await self.der.responses(program_id=program_id, device_id=device_id)
+
+
+def _check_primacy(primacy: int) -> None:
+    if not 0 <= primacy <= 255:
+        raise BadRequest("primacy is 0..255 (lower is more important)")
+
+
+def _is_hex8(value: str) -> bool:
+    return len(value) == 2 and all(ch in "0123456789abcdefABCDEF" for ch in value)
