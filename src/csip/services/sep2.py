@@ -159,12 +159,24 @@ class Sep2Service:
             )
             rates = await self.poll_rates()
             devices = [await self._with_post_rate(d) for d in devices]
+            self._prime_devices(devices)
             body = render.end_device_list(
                 total, devices, rates["EndDeviceList"], self.settings.profile
             )
             return Entry(body, tags=(SETTINGS_TAG, f"edevs:{principal.scope}"))
 
         return (await self.cache.fetch(key, load)).body
+
+    def _prime_devices(self, devices: list[EndDevice]) -> None:
+        """An aggregator walks a page, then each device on it: cache the EndDevices the page
+        just read, so the walk's next requests cost no query (first poll after a restart)."""
+        generation = self.cache.generation
+        for device in devices:
+            key = ("edev", device.id, "")
+            if key not in self.cache.entries:
+                body = render.end_device(device, self.settings.profile)
+                entry = Entry(body, device, (f"edev:{device.id}", SETTINGS_TAG))
+                self.cache.put(key, entry, generation)
 
     async def _with_post_rate(self, device: EndDevice) -> EndDevice:
         if device.post_rate is not None:
@@ -186,7 +198,8 @@ class Sep2Service:
             return entry
         generation = self.cache.generation
         tags = (f"edev:{device_id}", SETTINGS_TAG)
-        device = await self.store.get_end_device(device_id)
+        known = self.cache.get(("edev", device_id, "")) if part else None
+        device = known.owner if known is not None else await self.store.get_end_device(device_id)
         if device is None:
             return Entry(b"", None, tags)
         rates = await self.poll_rates()

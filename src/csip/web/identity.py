@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 from weakref import WeakKeyDictionary
 
@@ -31,7 +32,10 @@ class ConnectionIdentity:
     has_hardware_module_name: bool
 
 
+@lru_cache(maxsize=65536)
 def identity_from_der(der: bytes) -> ConnectionIdentity:
+    """LFDI, SFDI and the leaf rules of one certificate; remembered by its DER bytes, so a
+    client reconnecting (with or without session resumption) costs no certificate parsing."""
     lfdi = lfdi_from_cert_der(der)
     try:
         cert = x509.load_der_x509_certificate(der)
