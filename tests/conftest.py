@@ -99,6 +99,7 @@ async def make_server(
             host="127.0.0.1",
             sep2_port=0,
             admin_port=0,
+            vtn_port=overrides.pop("vtn_port", 0),  # OpenADR 3 VTN (issue 4)
             certs_dir=pki.directory,
             **overrides,
         ).validate()
@@ -120,3 +121,9 @@ async def make_server(
 @pytest_asyncio.fixture(loop_scope="session")
 async def srv(make_server: ServerFactory) -> Running:
     return await make_server()
+
+
+# ---- OpenADR 3 VTN (issue 4) ----------------------------------------------------------------
+# `csip serve` processes started by tests bind the VTN on an ephemeral port unless a test asks
+# for one (--vtn-port), so parallel runs never fight over the default 8445.
+os.environ.setdefault("CSIP_VTN_PORT", "0")

@@ -19,6 +19,12 @@ from csip import __version__
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
 from csip.errors import BadRequest, CsipError, Unauthorized
 from csip.services.admin import AdminService, PreRegistration
+from csip.web.vtn_app import (  # OpenADR 3 VTN clients (issue 4)
+    VtnClientIn,
+    admin_create_vtn_client,
+    admin_delete_vtn_client,
+    admin_list_vtn_clients,
+)
 from csip.services.der_device import DerDeviceService
 from csip.services.programs import ProgramService
 
@@ -393,6 +399,23 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/clock", get_clock, "The server clock"),
     Route("PUT", "/api/clock", put_clock, "Set, advance or reset the server clock", ClockIn),
     Route("POST", "/api/reset", post_reset, "Remove all lab state for a clean start"),
+    # ---- OpenADR 3 VTN clients (issue 4) ----
+    Route("GET", "/api/vtn/clients", admin_list_vtn_clients, "OAuth2 clients of the VTN"),
+    Route(
+        "POST",
+        "/api/vtn/clients",
+        admin_create_vtn_client,
+        "Create a VTN client (BL or VEN); the answer holds its secret, shown once",
+        VtnClientIn,
+        201,
+    ),
+    Route(
+        "DELETE",
+        "/api/vtn/clients/{name}",
+        admin_delete_vtn_client,
+        "Remove a VTN client (its tokens stop working within a minute)",
+        ok=204,
+    ),
     Route(
         "GET",
         "/api/end-devices/{lfdi}/der",

@@ -15,9 +15,13 @@ from csip.errors import ConfigError
 from csip.sep2 import schema
 from csip.services.admin import AdminService
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
+from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.sep2 import Sep2Service
+from csip.services.vtn import VtnService
+from csip.services.vtn_auth import VtnAuth
+from csip.services.vtn_notify import MqttSender
 from csip.store import Store
-from csip.web import admin_app, sep2_app
+from csip.web import admin_app, sep2_app, vtn_app
 from csip.web.identity import IdentityResolver
 from csip.web.tls import server_context
 
@@ -55,6 +59,13 @@ class Server:
     sep2_port: int = 0
     admin_port: int = 0
     redirect_port: int = 0
+    # ---- OpenADR 3 VTN and the outbox (issue 4) ----
+    outbox: OutboxWorker | None = None
+    webhooks: WebhookSender | None = None
+    mqtt: MqttSender | None = None
+    vtn_auth: VtnAuth | None = None
+    vtn: VtnService | None = None
+    vtn_port: int = 0
 
     async def start(self) -> None:
         settings = self.settings
@@ -73,12 +84,42 @@ class Server:
         sep2 = sep2_app.create_app(self.sep2, identity)
         self.sep2_port = await self._listen(sep2, settings.host, settings.sep2_port, context)
         admin = admin_app.create_app(self.admin)
+        await self._start_vtn(admin)
         self.admin_port = await self._listen(admin, settings.admin_host, settings.admin_port)
         if settings.http_redirect_port:
             redirect = sep2_app.create_redirect_app(self.sep2_port)
             self.redirect_port = await self._listen(
                 redirect, settings.host, settings.http_redirect_port
             )
+
+    async def _start_vtn(self, admin: web.Application) -> None:
+        """The outbox worker, then the OpenADR 3 VTN listener (HTTPS, or HTTP for labs)."""
+        settings = self.settings
+        assert self.store is not None and self.bus is not None
+        self.outbox = OutboxWorker(
+            self.store,
+            self.clock,
+            [float(d) for d in settings.outbox_retry_delays],
+            settings.outbox_max_attempts,
+        )
+        self.webhooks = WebhookSender(settings.vtn_webhook_timeout)
+        self.outbox.register("webhook", self.webhooks)
+        if settings.vtn_mqtt_url:
+            try:
+                self.mqtt = MqttSender(settings.vtn_mqtt_url)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+            self.outbox.register("mqtt", self.mqtt)
+        self.vtn_auth = VtnAuth(self.store, settings, self.clock)
+        await self.vtn_auth.start()
+        admin[vtn_app.VTN_AUTH] = self.vtn_auth
+        self.vtn = VtnService(
+            self.store, settings, self.clock, self.bus, self.vtn_auth, self.outbox
+        )
+        context = None if settings.vtn_plain_http else vtn_app.vtn_tls_context(settings)
+        app = vtn_app.create_app(self.vtn)
+        self.vtn_port = await self._listen(app, settings.host, settings.vtn_port, context)
+        await self.outbox.start()
 
     async def _listen(
         self, app: web.Application, host: str, port: int, context: ssl.SSLContext | None = None
@@ -95,6 +136,11 @@ class Server:
         for runner in reversed(self.runners):
             await runner.cleanup()
         self.runners.clear()
+        if self.outbox is not None:
+            await self.outbox.stop()
+        for sender in (self.webhooks, self.mqtt):
+            if sender is not None:
+                await sender.close()
         if self.bus is not None:
             await self.bus.stop()
         if self.store is not None:
@@ -108,6 +154,8 @@ class Server:
             "admin": f"http://{admin_host}:{self.admin_port}/api/status",
             "openapi": f"http://{admin_host}:{self.admin_port}/openapi.json",
         }
+        scheme = "http" if self.settings.vtn_plain_http else "https"
+        urls["vtn"] = f"{scheme}://{host}:{self.vtn_port}{self.settings.vtn_base_path}"
         if self.redirect_port:
             urls["redirect"] = f"http://{host}:{self.redirect_port}/"
         return urls

@@ -1,0 +1,609 @@
+"""The OpenADR 3.1.0 VTN use cases: CRUD of the six object kinds with 3.1.0 privacy,
+notifications to webhooks and MQTT through the outbox, and MQTT topic names.
+
+Every write is one transaction: the object, the objects it cascades to and the outbox rows of
+the notifications it causes commit together, then the outbox worker is woken. Reads are
+served from a per-worker cache of rendered bodies, keyed by caller and query and dropped on
+every OpenADR write (in every worker, through the bus), because VENs poll far more often
+than anything changes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from csip.config import Settings
+from csip.domain.clock import Clock
+from csip.errors import BadRequest, Conflict, Forbidden, NotFound
+from csip.openadr import models, rules
+from csip.openadr.rules import (
+    EVENT,
+    PROGRAM,
+    REPORT,
+    RESOURCE,
+    SUBSCRIPTION,
+    VEN,
+    Principal,
+    VenView,
+)
+from csip.services.bus import EVERYTHING, LocalBus
+from csip.services.outbox import OutboxWorker
+from csip.services.vtn_auth import VtnAuth
+from csip.services.vtn_notify import CallbackChecker
+from csip.store import Store
+from csip.store import openadr as oadr
+from csip.store import outbox as store_outbox
+from csip.store.openadr import StoredObject
+from csip.store.outbox import OutboxMessage, Session
+
+TAG = "oadr"
+READ_SCOPE = {
+    PROGRAM: "read_targets",
+    EVENT: "read_targets",
+    REPORT: "read_ven_objects",
+    SUBSCRIPTION: "read_ven_objects",
+    VEN: "read_ven_objects",
+    RESOURCE: "read_ven_objects",
+}
+WRITE_SCOPE = {
+    PROGRAM: "write_programs",
+    EVENT: "write_events",
+    REPORT: "write_reports",
+    SUBSCRIPTION: "write_subscriptions",
+    VEN: "write_vens",
+    RESOURCE: "write_vens",
+}
+MAX_LIMIT = 50
+_CACHE_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The query parameters of a list GET (only those the YAML names for the kind matter)."""
+
+    skip: int = 0
+    limit: int = MAX_LIMIT
+    targets: tuple[str, ...] = ()
+    program_id: str | None = None
+    event_id: str | None = None
+    client_name: str | None = None
+    ven_name: str | None = None
+    resource_name: str | None = None
+    ven_id: str | None = None
+    objects: tuple[str, ...] = ()
+    active: bool | None = None
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def rule_obj(obj: StoredObject) -> rules.Obj:
+    return rules.Obj(
+        kind=obj.kind,
+        id=obj.id,
+        targets=obj.targets,
+        program_id=obj.program_id,
+        client_id=obj.client_id,
+        ven_id=obj.ven_id,
+    )
+
+
+@dataclass
+class _Views:
+    """Every VEN client's view, built once per notification pass."""
+
+    by_client: dict[str, VenView] = field(default_factory=dict)
+
+    def of(self, client_id: str | None) -> VenView:
+        return self.by_client.get(client_id or "", VenView(client_id or ""))
+
+
+class VtnService:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        bus: LocalBus,
+        auth: VtnAuth,
+        outbox: OutboxWorker | None = None,
+        checker: CallbackChecker | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.bus = bus
+        self.auth = auth
+        self.outbox = outbox
+        self.checker = checker or CallbackChecker(
+            settings.vtn_webhook_allow_loopback, settings.vtn_webhook_timeout
+        )
+        self.mqtt_enabled = bool(settings.vtn_mqtt_url)
+        self.prefix = settings.vtn_mqtt_topic_prefix
+        self._cache: dict[tuple[Any, ...], bytes] = {}
+        self._generation = 0
+        bus.subscribe(self._on_tags)
+
+    # ---- cache ------------------------------------------------------------------------
+    def _on_tags(self, tags: list[str]) -> None:
+        if TAG in tags or EVERYTHING in tags:
+            self._generation += 1
+            self._cache.clear()
+
+    async def _changed(self) -> None:
+        self._generation += 1
+        self._cache.clear()
+        await self.bus.publish([TAG])
+        if self.outbox is not None:
+            self.outbox.wake()
+
+    def _remember(self, key: tuple[Any, ...], generation: int, body: bytes) -> None:
+        if generation == self._generation:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = body
+
+    # ---- access -----------------------------------------------------------------------
+    @staticmethod
+    def require(principal: Principal, scope: str) -> None:
+        if not principal.has(scope):
+            raise Forbidden(f"this operation needs the {scope} scope")
+
+    async def view(self, s: Session, principal: Principal) -> VenView | None:
+        """None for a BL; for a VEN its vens and the targets granted to them and theirs."""
+        if principal.is_bl:
+            return None
+        vens = await oadr.query(s, VEN, client_ids=[principal.client_id])
+        ven_ids = {v.id for v in vens}
+        targets = {t for v in vens for t in v.targets}
+        if ven_ids:
+            for resource in await oadr.query(s, RESOURCE, ven_ids=sorted(ven_ids)):
+                targets.update(resource.targets)
+        return VenView(principal.client_id, frozenset(ven_ids), frozenset(targets))
+
+    async def _all_views(self, s: Session) -> _Views:
+        views = _Views()
+        vens = await oadr.query(s, VEN)
+        resources = await oadr.query(s, RESOURCE)
+        by_ven: dict[str, set[str]] = {}
+        for r in resources:
+            by_ven.setdefault(r.ven_id or "", set()).update(r.targets)
+        grouped: dict[str, tuple[set[str], set[str]]] = {}
+        for v in vens:
+            ids, targets = grouped.setdefault(v.client_id or "", (set(), set()))
+            ids.add(v.id)
+            targets.update(v.targets)
+            targets.update(by_ven.get(v.id, set()))
+        for client_id, (ids, targets) in grouped.items():
+            views.by_client[client_id] = VenView(client_id, frozenset(ids), frozenset(targets))
+        return views
+
+    async def _program_of(self, s: Session, obj: StoredObject) -> rules.Obj | None:
+        if obj.kind != EVENT or not obj.program_id:
+            return None
+        program = await oadr.get(s, PROGRAM, obj.program_id)
+        return None if program is None else rule_obj(program)
+
+    async def _visible(self, s: Session, obj: StoredObject, view: VenView | None) -> bool:
+        if view is None:
+            return True
+        return rules.visible(rule_obj(obj), view, await self._program_of(s, obj))
+
+    def render(self, obj: StoredObject, view: VenView | None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": obj.id,
+            "createdDateTime": iso(obj.created_at),
+            "modificationDateTime": iso(obj.modified_at),
+            "objectType": obj.kind,
+        }
+        for key, value in obj.body.items():
+            if not key.startswith("_"):
+                out[key] = value
+        if obj.kind in (PROGRAM, EVENT):
+            shown = rules.shown_targets(rule_obj(obj), view)
+            if shown:
+                out["targets"] = shown
+            else:
+                out.pop("targets", None)
+        return out
+
+    # ---- reads ------------------------------------------------------------------------
+    async def list_objects(self, principal: Principal, kind: str, query: ListQuery) -> bytes:
+        self.require(principal, READ_SCOPE[kind])
+        if query.limit > MAX_LIMIT or query.limit < 0 or query.skip < 0:
+            raise BadRequest(f"skip must be >= 0 and limit 0..{MAX_LIMIT}")
+        key = (principal, kind, query)
+        cacheable = query.active is None
+        if cacheable:
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+        generation = self._generation
+        async with self.store.transaction() as s:
+            view = await self.view(s, principal)
+            found = await self._select(s, kind, query, view)
+        page = found[query.skip : query.skip + query.limit]
+        body = dumps([self.render(o, view) for o in page])
+        if cacheable:
+            self._remember(key, generation, body)
+        return body
+
+    async def _select(
+        self, s: Session, kind: str, q: ListQuery, view: VenView | None
+    ) -> list[StoredObject]:
+        own = None if view is None else [view.client_id]
+        if kind == PROGRAM:
+            objs = await oadr.query(s, PROGRAM)
+            return [
+                o
+                for o in objs
+                if rules.visible(rule_obj(o), view)
+                and rules.query_targets_match(o.targets, q.targets)
+            ]
+        if kind == EVENT:
+            objs = await oadr.query(s, EVENT, program_id=q.program_id)
+            programs = {
+                p.id: rule_obj(p)
+                for p in (
+                    await oadr.query(s, PROGRAM)
+                    if q.program_id is None
+                    else [x for x in [await oadr.get(s, PROGRAM, q.program_id)] if x]
+                )
+            }
+            now = self.clock.now()
+            return [
+                o
+                for o in objs
+                if rules.visible(rule_obj(o), view, programs.get(o.program_id or ""))
+                and rules.query_targets_match(o.targets, q.targets)
+                and (not q.active or rules.is_active(o.body, now))
+            ]
+        if kind == REPORT:
+            objs = await oadr.query(
+                s, REPORT, program_id=q.program_id, event_id=q.event_id, client_ids=own
+            )
+            return [o for o in objs if q.client_name is None or o.name == q.client_name]
+        if kind == SUBSCRIPTION:
+            objs = await oadr.query(s, SUBSCRIPTION, program_id=q.program_id, client_ids=own)
+            return [
+                o
+                for o in objs
+                if (q.client_name is None or o.name == q.client_name)
+                and (not q.objects or _subscribes_to_any(o, q.objects))
+            ]
+        if kind == VEN:
+            objs = await oadr.query(s, VEN, client_ids=own, name=q.ven_name)
+            return [o for o in objs if rules.query_targets_match(o.targets, q.targets)]
+        objs = await oadr.query(
+            s, RESOURCE, name=q.resource_name, ven_ids=None if q.ven_id is None else [q.ven_id]
+        )
+        return [
+            o
+            for o in objs
+            if rules.visible(rule_obj(o), view) and rules.query_targets_match(o.targets, q.targets)
+        ]
+
+    async def get_object(self, principal: Principal, kind: str, object_id: str) -> bytes:
+        self.require(principal, READ_SCOPE[kind])
+        key = (principal, kind, object_id)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        generation = self._generation
+        async with self.store.transaction() as s:
+            view = await self.view(s, principal)
+            obj = await self._visible_object(s, kind, object_id, view)
+        body = dumps(self.render(obj, view))
+        self._remember(key, generation, body)
+        return body
+
+    async def _visible_object(
+        self, s: Session, kind: str, object_id: str, view: VenView | None, lock: bool = False
+    ) -> StoredObject:
+        obj = await oadr.get(s, kind, object_id, lock=lock)
+        if obj is None or not await self._visible(s, obj, view):
+            raise NotFound(f"no {kind.lower()} {object_id!r}")
+        return obj
+
+    # ---- writes -----------------------------------------------------------------------
+    async def create(self, principal: Principal, kind: str, raw: bytes) -> bytes:
+        self.require(principal, WRITE_SCOPE[kind])
+        request = models.parse(kind, raw)
+        await self._check_callbacks(kind, request)
+        now = self.clock.now()
+        async with self.store.transaction() as s:
+            view = await self.view(s, principal)
+            obj = await self._build(s, principal, view, kind, request, None, now)
+            stored = await oadr.insert(s, obj)
+            await self._notify(s, [stored], "CREATE", now)
+        await self._changed()
+        return dumps(self.render(stored, view))
+
+    async def update(self, principal: Principal, kind: str, object_id: str, raw: bytes) -> bytes:
+        self.require(principal, WRITE_SCOPE[kind])
+        request = models.parse(kind, raw)
+        await self._check_callbacks(kind, request)
+        now = self.clock.now()
+        async with self.store.transaction() as s:
+            view = await self.view(s, principal)
+            existing = await self._visible_object(s, kind, object_id, view, lock=True)
+            obj = await self._build(s, principal, view, kind, request, existing, now)
+            stored = await oadr.replace(s, obj)
+            await self._notify(s, [stored], "UPDATE", now)
+        await self._changed()
+        return dumps(self.render(stored, view))
+
+    async def delete(self, principal: Principal, kind: str, object_id: str) -> bytes:
+        """Remove from the OpenADR view (rows stay as history); programs take their events
+        along, vens their resources."""
+        self.require(principal, WRITE_SCOPE[kind])
+        now = self.clock.now()
+        async with self.store.transaction() as s:
+            view = await self.view(s, principal)
+            existing = await self._visible_object(s, kind, object_id, view, lock=True)
+            doomed = [existing]
+            if kind == PROGRAM:
+                doomed += await oadr.query(s, EVENT, program_id=existing.id)
+            if kind == VEN:
+                doomed += await oadr.query(s, RESOURCE, ven_ids=[existing.id])
+            await self._notify(s, doomed, "DELETE", now)
+            await oadr.mark_deleted(s, [o.id for o in doomed], now)
+        await self._changed()
+        return dumps(self.render(existing, view))
+
+    async def _check_callbacks(self, kind: str, request: Any) -> None:
+        if kind != SUBSCRIPTION:
+            return
+        assert isinstance(request, models.SubscriptionRequest)
+        for url in dict.fromkeys(op.callbackUrl for op in request.objectOperations):
+            await self.checker.check(url)
+
+    async def _build(
+        self,
+        s: Session,
+        principal: Principal,
+        view: VenView | None,
+        kind: str,
+        request: Any,
+        existing: StoredObject | None,
+        now: float,
+    ) -> StoredObject:
+        """The object to store for a request, with the columns the queries use."""
+        body: dict[str, Any] = request.wire()
+        new_id = existing.id if existing else secrets.token_hex(12)
+        obj = StoredObject(
+            id=new_id,
+            kind=kind,
+            body=body,
+            targets=list(body.get("targets", [])),
+            created_at=existing.created_at if existing else now,
+            modified_at=now,
+        )
+        if kind == PROGRAM:
+            obj.program_id = new_id
+            obj.name = obj.unique_key = body["programName"]
+        elif kind == EVENT:
+            program = await oadr.get(s, PROGRAM, body["programID"])
+            if program is None or not rules.visible(rule_obj(program), view):
+                raise Conflict(f"programID {body['programID']!r} names no program")
+            obj.program_id = program.id
+            obj.name = body.get("eventName")
+        elif kind == REPORT:
+            event = await oadr.get(s, EVENT, body["eventID"])
+            if event is None or not await self._visible(s, event, view):
+                raise Conflict(f"eventID {body['eventID']!r} names no event")
+            owner = existing.client_id if existing else principal.client_id
+            body["clientID"] = owner
+            obj.event_id, obj.program_id, obj.client_id = event.id, event.program_id, owner
+            obj.name = body["clientName"]
+            obj.targets = []
+        elif kind == SUBSCRIPTION:
+            program_id = body.get("programID")
+            if program_id is not None:
+                program = await oadr.get(s, PROGRAM, program_id)
+                if program is None or not rules.visible(rule_obj(program), view):
+                    raise Conflict(f"programID {program_id!r} names no program")
+            owner = existing.client_id if existing else principal.client_id
+            role = existing.body.get("_role") if existing else principal.role
+            body["clientID"] = owner
+            body["_role"] = role
+            obj.program_id, obj.client_id, obj.name = program_id, owner, body["clientName"]
+        elif kind == VEN:
+            obj = self._ven(principal, body, obj, existing)
+        else:
+            obj = await self._resource(s, principal, view, body, obj, existing)
+        return obj
+
+    def _ven(
+        self,
+        principal: Principal,
+        body: dict[str, Any],
+        obj: StoredObject,
+        existing: StoredObject | None,
+    ) -> StoredObject:
+        kind_sent = body.pop("objectType")
+        if principal.is_bl:
+            if kind_sent != "BL_VEN_REQUEST":
+                raise BadRequest("a BL client sends objectType BL_VEN_REQUEST with clientID")
+        else:
+            if kind_sent != "VEN_VEN_REQUEST":
+                raise Forbidden("only BL clients set a ven's clientID and targets")
+            body["clientID"] = existing.client_id if existing else principal.client_id
+            kept = existing.targets if existing else []
+            if kept:
+                body["targets"] = kept
+        obj.body = {
+            k: body[k] for k in ("venName", "clientID", "targets", "attributes") if k in body
+        }
+        obj.targets = list(obj.body.get("targets", []))
+        obj.client_id = obj.body["clientID"]
+        obj.name = obj.unique_key = obj.body["venName"]
+        return obj
+
+    async def _resource(
+        self,
+        s: Session,
+        principal: Principal,
+        view: VenView | None,
+        body: dict[str, Any],
+        obj: StoredObject,
+        existing: StoredObject | None,
+    ) -> StoredObject:
+        kind_sent = body.pop("objectType")
+        ven = await oadr.get(s, VEN, body["venID"])
+        if ven is None or (view is not None and ven.id not in view.ven_ids):
+            raise NotFound(f"venID {body['venID']!r} names no ven")
+        if principal.is_bl:
+            if kind_sent != "BL_RESOURCE_REQUEST":
+                raise BadRequest("a BL client sends objectType BL_RESOURCE_REQUEST with clientID")
+        else:
+            if kind_sent != "VEN_RESOURCE_REQUEST":
+                raise Forbidden("only BL clients set a resource's clientID and targets")
+            body["clientID"] = existing.client_id if existing else principal.client_id
+            kept = existing.targets if existing else []
+            if kept:
+                body["targets"] = kept
+        keys = ("resourceName", "venID", "clientID", "targets", "attributes")
+        obj.body = {k: body[k] for k in keys if k in body}
+        obj.targets = list(obj.body.get("targets", []))
+        obj.client_id = obj.body["clientID"]
+        obj.ven_id = ven.id
+        obj.name = obj.body["resourceName"]
+        obj.unique_key = f"{ven.id}/{obj.name}"
+        return obj
+
+    # ---- notifications ------------------------------------------------------------------
+    async def _notify(
+        self, s: Session, objs: Sequence[StoredObject], operation: str, now: float
+    ) -> None:
+        """Outbox rows for every subscription (and MQTT topic) that may see each change."""
+        subscriptions = await oadr.query(s, SUBSCRIPTION)
+        if not subscriptions and not self.mqtt_enabled:
+            return
+        views = await self._all_views(s)
+        programs: dict[str, rules.Obj | None] = {}
+        messages: list[OutboxMessage] = []
+        for obj in objs:
+            robj = rule_obj(obj)
+            program = None
+            if obj.kind == EVENT and obj.program_id:
+                if obj.program_id not in programs:
+                    found = await oadr.get(s, PROGRAM, obj.program_id)
+                    programs[obj.program_id] = None if found is None else rule_obj(found)
+                program = programs[obj.program_id]
+            for sub in subscriptions:
+                view = None if sub.body.get("_role") == "bl" else views.of(sub.client_id)
+                if not rules.visible(robj, view, program):
+                    continue
+                if sub.program_id and obj.program_id != sub.program_id:
+                    continue
+                if sub.targets and not any(t in obj.targets for t in sub.targets):
+                    continue
+                payload: bytes | None = None
+                for op in sub.body.get("objectOperations", []):
+                    if obj.kind in op["objects"] and operation in op["operations"]:
+                        payload = payload or self._notification(obj, operation, view)
+                        token = op.get("bearerToken")
+                        headers = {"Authorization": f"Bearer {token}"} if token else {}
+                        messages.append(
+                            OutboxMessage("webhook", op["callbackUrl"], payload, headers=headers)
+                        )
+            if self.mqtt_enabled:
+                bl_payload = self._notification(obj, operation, None)
+                for topic in rules.bl_topic_names(self.prefix, robj, operation):
+                    messages.append(OutboxMessage("mqtt", topic, bl_payload))
+                for view in views.by_client.values():
+                    if not rules.visible(robj, view, program):
+                        continue
+                    payload = self._notification(obj, operation, view)
+                    for ven_id in sorted(view.ven_ids):
+                        name = rules.ven_topic_name(self.prefix, ven_id, robj, operation)
+                        if name:
+                            messages.append(OutboxMessage("mqtt", name, payload))
+        if messages:
+            await store_outbox.enqueue(s, messages, now)
+
+    def _notification(self, obj: StoredObject, operation: str, view: VenView | None) -> bytes:
+        rendered = self.render(obj, view)
+        note: dict[str, Any] = {"objectType": obj.kind, "operation": operation, "object": rendered}
+        if rendered.get("targets"):
+            note["targets"] = rendered["targets"]
+        return dumps(note)
+
+    # ---- notifiers and MQTT topics ------------------------------------------------------
+    def notifiers(self) -> bytes:
+        body: dict[str, Any] = {"WEBHOOK": True}
+        if self.mqtt_enabled:
+            body["MQTT"] = {
+                "URIS": [self.settings.vtn_mqtt_url],
+                "serialization": "JSON",
+                "authentication": {"method": "ANONYMOUS"},
+            }
+        return dumps(body)
+
+    async def topics(self, principal: Principal, family: str, object_id: str | None) -> bytes:
+        """Topic names for one of the /notifiers/mqtt/topics/... endpoints.
+
+        A BL gets the topics carrying every object; a VEN gets its own per-VEN topics, where
+        only what it may see is published (with its view of the targets).
+        """
+        if not self.mqtt_enabled:
+            raise NotFound("MQTT notifications are not configured on this VTN")
+        async with self.store.transaction() as s:
+            view = await self.view(s, principal)
+            if family.startswith("program") and object_id is not None:
+                await self._visible_object(s, PROGRAM, object_id, view)
+            if family.startswith("ven/") or family == "ven":
+                assert object_id is not None
+                await self._visible_object(s, VEN, object_id, view)
+        topics = self._topics_for(family, object_id, view)
+        return dumps({"topics": topics.as_json()})
+
+    def _topics_for(self, family: str, object_id: str | None, view: VenView | None) -> rules.Topics:
+        p = self.prefix
+        per_ven_kind = {
+            "programs": PROGRAM,
+            "program": PROGRAM,
+            "program/events": EVENT,
+            "events": EVENT,
+            "reports": REPORT,
+            "subscriptions": SUBSCRIPTION,
+            "resources": RESOURCE,
+        }
+        if family == "ven" or family.startswith("ven/"):
+            assert object_id is not None
+            sub = {"ven": None, "ven/events": EVENT, "ven/programs": PROGRAM}.get(family, RESOURCE)
+            return rules.ven_topics(p, object_id, sub)
+        if view is not None:  # a VEN: its private topics
+            if not view.ven_ids:
+                raise NotFound("this client has no ven yet: create one with POST /vens")
+            own = sorted(view.ven_ids)[0]
+            if family == "vens":
+                return rules.ven_topics(p, own)
+            return rules.ven_topics(p, own, per_ven_kind[family])
+        if family == "program":
+            assert object_id is not None
+            return rules.program_topics(p, object_id)
+        if family == "program/events":
+            assert object_id is not None
+            return rules.program_event_topics(p, object_id)
+        kind = {"vens": VEN, **per_ven_kind}[family]
+        return rules.kind_topics(p, kind)
+
+
+def _subscribes_to_any(obj: StoredObject, objects: Sequence[str]) -> bool:
+    return any(
+        kind in op.get("objects", [])
+        for op in obj.body.get("objectOperations", [])
+        for kind in objects
+    )

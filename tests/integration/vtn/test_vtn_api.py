@@ -1,0 +1,231 @@
+"""The VTN's REST API over real HTTPS: every answer is checked against the (patched) 3.1.0
+spec by the client; CRUD, server-assigned fields, names, paging, auth and Problem errors."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import aiohttp
+import jwt
+from vtn_support import VtnClient
+
+from conftest import Vtn
+
+from support import BACKENDS
+
+pytestmark = BACKENDS
+
+PROGRAM = {
+    "programName": "summer-peak",
+    "intervalPeriod": {"start": "2026-06-01T00:00:00Z", "duration": "P3M"},
+    "payloadDescriptors": [
+        {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "PRICE", "currency": "USD"}
+    ],
+    "attributes": [{"type": "LOCATION", "values": ["CA"]}],
+}
+
+
+def event_for(program_id: str, **extra: object) -> dict[str, object]:
+    return {
+        "programID": program_id,
+        "eventName": "peak-1",
+        "priority": 1,
+        "intervalPeriod": {"start": "2030-07-01T17:00:00Z", "duration": "PT1H"},
+        "intervals": [
+            {"id": 0, "payloads": [{"type": "PRICE", "values": [0.42]}]},
+            {"id": 1, "payloads": [{"type": "PRICE", "values": [0.55]}]},
+        ],
+        **extra,
+    }
+
+
+async def test_program_crud_assigns_metadata_and_ignores_clients_values(vtn: Vtn) -> None:
+    bl = await vtn.client("bl", "bl")
+    sent = {
+        **PROGRAM,
+        "id": "mine",
+        "createdDateTime": "2000-01-01T00:00:00Z",
+        "objectType": "EVENT",
+    }
+    created = await bl.post("/programs", sent)
+    assert created.status == 201
+    program = created.body
+    assert program["id"] != "mine" and program["objectType"] == "PROGRAM"
+    assert program["createdDateTime"] != "2000-01-01T00:00:00Z"
+    assert program["payloadDescriptors"] == PROGRAM["payloadDescriptors"]
+    assert created.headers["Location"].endswith(f"/programs/{program['id']}")
+    assert (await bl.get(f"/programs/{program['id']}")).body == program
+    changed = await bl.put(f"/programs/{program['id']}", {**PROGRAM, "programName": "renamed"})
+    assert changed.status == 200 and changed.body["programName"] == "renamed"
+    assert changed.body["createdDateTime"] == program["createdDateTime"]
+    assert changed.body["modificationDateTime"] >= program["modificationDateTime"]
+    deleted = await bl.delete(f"/programs/{program['id']}")
+    assert deleted.status == 200 and deleted.body["programName"] == "renamed"
+    assert (await bl.get(f"/programs/{program['id']}")).status == 404
+    assert (await bl.get("/programs")).body == []
+
+
+async def test_event_crud_and_filters(vtn: Vtn) -> None:
+    bl = await vtn.client("bl", "bl")
+    p1 = (await bl.post("/programs", PROGRAM)).body
+    p2 = (await bl.post("/programs", {"programName": "other"})).body
+    e1 = (await bl.post("/events", event_for(p1["id"], targets=["a"]))).body
+    e2 = (await bl.post("/events", event_for(p2["id"], targets=["b"]))).body
+    e3 = (await bl.post("/events", event_for(p1["id"]))).body
+    assert e1["intervals"][1]["payloads"][0]["values"] == [0.55]
+    listed = (await bl.get("/events")).body
+    assert [e["id"] for e in listed] == [e1["id"], e2["id"], e3["id"]]  # creation order
+    by_program = (await bl.get("/events", {"programID": p1["id"]})).body
+    assert [e["id"] for e in by_program] == [e1["id"], e3["id"]]
+    repeated = (await bl.get("/events", [("targets", "a"), ("targets", "b")])).body
+    assert [e["id"] for e in repeated] == [e1["id"], e2["id"]]
+    page = (await bl.get("/events", {"skip": "1", "limit": "1"})).body
+    assert [e["id"] for e in page] == [e2["id"]]
+    assert (await bl.get("/events", {"limit": "0"})).body == []
+    assert (await bl.get("/events", {"limit": "51"})).status == 400
+    assert (await bl.get("/events", {"skip": "x"})).status == 400
+    unknown = await bl.post("/events", event_for("no-such-program"))
+    assert unknown.status == 409
+    # active=true drops events that have transpired
+    past = event_for(p1["id"], intervalPeriod={"start": "2001-01-01T00:00:00Z", "duration": "PT1H"})
+    old = (await bl.post("/events", past)).body
+    active = (await bl.get("/events", {"active": "true"})).body
+    assert old["id"] not in [e["id"] for e in active] and len(active) == 3
+    assert len((await bl.get("/events", {"active": "false"})).body) == 4
+    # deleting a program takes its events out of the view too
+    await bl.delete(f"/programs/{p1['id']}")
+    assert [e["id"] for e in (await bl.get("/events")).body] == [e2["id"]]
+    assert (await bl.get(f"/events/{e1['id']}")).status == 404
+
+
+async def test_names_are_unique_with_409(vtn: Vtn) -> None:
+    bl = await vtn.client("bl", "bl")
+    first = (await bl.post("/programs", PROGRAM)).body
+    clash = await bl.post("/programs", PROGRAM)
+    assert clash.status == 409 and clash.body["status"] == 409
+    other = (await bl.post("/programs", {"programName": "b"})).body
+    assert (await bl.put(f"/programs/{other['id']}", PROGRAM)).status == 409
+    ven = {"objectType": "BL_VEN_REQUEST", "venName": "v1", "clientID": "c1"}
+    v1 = (await bl.post("/vens", ven)).body
+    assert (await bl.post("/vens", ven)).status == 409
+    # a deleted name is free again
+    await bl.delete(f"/programs/{first['id']}")
+    assert (await bl.post("/programs", PROGRAM)).status == 201
+    await bl.delete(f"/vens/{v1['id']}")
+    assert (await bl.post("/vens", ven)).status == 201
+
+
+async def test_bad_input_is_400_problem_and_stores_nothing(vtn: Vtn) -> None:
+    bl = await vtn.client("bl", "bl")
+    cases = [
+        {},  # programName missing
+        {"programName": 5},  # wrong type
+        {"programName": ""},  # too short
+        {"programName": "x", "targets": "a"},  # not an array
+        {"programName": "x", "intervalPeriod": {"start": "yesterday"}},
+        {"programName": "x", "intervalPeriod": {"duration": "1 hour"}},
+        {"programName": "x", "payloadDescriptors": [{"objectType": "NOPE", "payloadType": "P"}]},
+    ]
+    for body in cases:
+        answer = await bl.post("/programs", body)
+        assert answer.status == 400, body
+        assert set(answer.body) >= {"type", "title", "status", "detail"}
+    for raw in (b"{not json", b"[1, 2]", b"null", b""):
+        assert (await bl.call("POST", "/programs", raw=raw)).status == 400
+    assert (await bl.get("/programs")).body == []
+    # explicit nulls count as absent
+    answer = await bl.post("/programs", {"programName": "n", "targets": None, "attributes": None})
+    assert answer.status == 201 and "targets" not in answer.body
+
+
+async def test_too_large_is_413_and_unknown_is_404(vtn: Vtn) -> None:
+    bl = await vtn.client("bl", "bl")
+    huge = {"programName": "big", "attributes": [{"type": "X", "values": ["y" * 300_000]}]}
+    answer = await bl.post("/programs", huge)
+    assert answer.status == 413 and answer.body["status"] == 413
+    for kind in ("programs", "events", "reports", "subscriptions", "vens", "resources"):
+        missing = await bl.get(f"/{kind}/does-not-exist")
+        assert missing.status == 404 and missing.body["title"] == "Not Found"
+        deleted = await bl.delete(f"/{kind}/does-not-exist")
+        assert deleted.status == (403 if kind == "reports" else 404)  # BL: no write_reports
+    assert (await bl.get("/programs")).body == []
+
+
+async def test_tokens_basic_or_form_expiry_and_scopes(vtn: Vtn) -> None:
+    status, created = await vtn.running.admin(
+        "POST", "/api/vtn/clients", {"name": "ven-a", "role": "ven"}
+    )
+    assert status == 201
+    client_id, secret = created["client_id"], created["client_secret"]
+    token_url = vtn.base + "/auth/token"
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    async with vtn.session.post(
+        token_url,
+        data={"grant_type": "client_credentials", "scope": "read_all write_programs"},
+        headers={"Authorization": f"Basic {basic}"},
+    ) as response:
+        assert response.status == 200
+        by_basic = await response.json()
+    assert by_basic["token_type"] == "Bearer" and by_basic["expires_in"] > 0
+    assert "read_all" not in by_basic["scope"].split()  # asked, not granted, not an error
+    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    async with vtn.session.post(token_url, data=form) as response:
+        assert response.status == 200
+        by_form = await response.json()
+    async with vtn.session.post(token_url, data={**form, "client_secret": "wrong"}) as response:
+        assert response.status == 401
+        assert (await response.json())["error"] == "invalid_client"
+    async with vtn.session.post(token_url, data={**form, "grant_type": "password"}) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "unsupported_grant_type"
+    ven = VtnClient(vtn.base, vtn.session, token=by_form["access_token"])
+    assert (await ven.get("/programs")).status == 200
+    assert (await ven.post("/programs", PROGRAM)).status == 403  # no write_programs
+    assert (await ven.get("/programs", None)).status == 200
+    anonymous = vtn.anonymous()
+    assert (await anonymous.get("/programs")).status == 401
+    assert (await anonymous.call("GET", "/programs", token="not-a-jwt")).status == 401
+    claims = jwt.decode(by_form["access_token"], options={"verify_signature": False})
+    forged = jwt.encode(
+        {**claims, "scope": "read_all write_programs"},
+        "a-guessed-key-that-is-long-enough-000",
+        "HS256",
+    )
+    assert (await anonymous.call("GET", "/programs", token=forged)).status == 401
+    server = vtn.running.server
+    assert server.vtn_auth is not None
+    expired_claims = {**claims, "exp": int(time.time()) - 10}
+    expired = jwt.encode(expired_claims, server.vtn_auth._signing_key, "HS256")
+    answer = await anonymous.call("GET", "/programs", token=expired)
+    assert answer.status == 401 and "expired" in answer.body["detail"]
+    auth_server = await anonymous.get("/auth/server")
+    assert auth_server.body["tokenURL"] == token_url
+    # removing the client ends its tokens
+    assert (await vtn.running.admin("DELETE", "/api/vtn/clients/ven-a"))[0] == 204
+    assert (await ven.get("/programs")).status == 401
+    status, listed = await vtn.running.admin("GET", "/api/vtn/clients")
+    assert status == 200 and listed == []
+
+
+async def test_every_error_is_a_problem(vtn: Vtn) -> None:
+    bl = await vtn.client("bl", "bl")
+    async with vtn.session.patch(vtn.base + "/programs") as response:
+        assert response.status == 405
+        body = await response.json()
+    assert body["status"] == 405 and body["title"]
+    async with vtn.session.get(vtn.base + "/nowhere") as response:
+        assert response.status == 404 and (await response.json())["status"] == 404
+    assert (await bl.get("/notifiers")).body["WEBHOOK"] is True
+
+
+async def test_plain_http_for_labs(make_vtn: object) -> None:
+    from conftest import VtnFactory
+
+    assert callable(make_vtn)
+    factory: VtnFactory = make_vtn  # type: ignore[assignment]
+    lab = await factory(vtn_plain_http=True)
+    url = f"http://127.0.0.1:{lab.running.server.vtn_port}/openadr3/3.1.0/auth/server"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        assert (await response.json())["tokenURL"].startswith("http://")
