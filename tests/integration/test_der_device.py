@@ -5,12 +5,16 @@ by the test client with the server's profile (CORE-014, BASIC-027, BASIC-028).""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 
+import pytest
 from sqlalchemy import event, text
 
+import csip.services.der_device
 from csip.pki.identity import sfdi_from_lfdi
+from csip.services.bus import PgBus
 
 from helpers import end_device_xml, register
 from support import BACKENDS, NS, Reply, Running, ServerFactory
@@ -295,6 +299,27 @@ async def test_log_events_post_list_newest_first_and_read_back(srv: Running) -> 
 
 
 @BACKENDS
+async def test_a_device_keeps_only_its_newest_log_events(
+    srv: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csip.services.der_device, "LOG_EVENTS_KEPT", 3)
+    a, b = srv.pki.device_a, srv.pki.device_b
+    href_a, href_b = await register(srv, a), await register(srv, b)
+    client_a, client_b = srv.client(a), srv.client(b)
+    assert (await client_b.post(f"{href_b}/lel", log_event(1600000000, 1))).status == 201
+    for event_id in range(1, 6):
+        reply = await client_a.post(f"{href_a}/lel", log_event(1700000000 + event_id, event_id))
+        assert reply.status == 201
+    listing = (await client_a.get(f"{href_a}/lel?l=10")).xml()
+    assert listing.get("all") == "3"
+    assert [e.findtext("s:logEventID", namespaces=NS) for e in listing] == ["5", "4", "3"]
+    # a late event older than all the others is still kept: it is the one just posted
+    late = await client_a.post(f"{href_a}/lel", log_event(1500000000, 9))
+    assert (await client_a.get(late.headers["Location"])).status == 200
+    assert (await client_b.get(f"{href_b}/lel")).xml().get("all") == "1"  # others untouched
+
+
+@BACKENDS
 async def test_admin_reads_der_documents_and_log_events(srv: Running) -> None:
     device = srv.pki.device_a
     href = await register(srv, device)
@@ -369,6 +394,23 @@ async def test_deleting_an_end_device_deletes_its_der_data(srv: Running) -> None
     assert left == 0
 
 
+async def settle_bus(srv: Running) -> None:
+    """Wait until the server's own earlier invalidations have come back (PostgreSQL NOTIFY
+    echoes arrive later than the write that sent them, in order)."""
+    assert srv.server.bus is not None
+    bus = srv.server.bus
+    seen: list[int] = []
+    sentinel = f"test:settle:{secrets.token_hex(4)}"
+    bus.subscribe(lambda tags: seen.append(1) if sentinel in tags else None)
+    await bus.publish([sentinel])
+    expected = 2 if isinstance(bus, PgBus) else 1
+    for _ in range(200):
+        if len(seen) >= expected:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the invalidation bus did not echo")
+
+
 class _NoValidator:
     def validate(self, _document: object) -> bool:
         raise AssertionError("schema validation on the read path")
@@ -383,6 +425,7 @@ async def test_unchanged_der_polls_render_once(srv: Running) -> None:
     assert (await client.post(f"{href}/lel", log_event(1700000000, 1))).status == 201
     paths = [f"{href}/der", f"{href}/der/1", f"{href}/der/1/derp", f"{href}/der/1/ders"]
     paths.append(f"{href}/lel")
+    await settle_bus(srv)
     first = {path: (await client.get(path)).body for path in paths}
     assert srv.server.sep2 is not None
     sep2 = srv.server.sep2

@@ -141,6 +141,11 @@ def nmi_problem(connection_point_id: str) -> str | None:
 
 
 # ---- LogEvent -----------------------------------------------------------------------
+#: LogEvents kept per EndDevice: past it the oldest (the tail of the list) are dropped as a
+#: new one arrives, so one chattering device cannot fill the database.
+LOG_EVENTS_KEPT = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class LogEvent:
     """One event a device posted; `id` is the server's, the rest is what the device sent."""

@@ -18,6 +18,7 @@ from lxml import etree
 from csip.domain.der_device import (
     DER_DOCUMENTS,
     DER_ID,
+    LOG_EVENTS_KEPT,
     LogEvent,
     Quantity,
     missing_settings,
@@ -326,7 +327,7 @@ class DerDeviceService:
             root.set("href", href)
             return serialize(root)
 
-        stored = await self.store.add_log_event(event, render)
+        stored = await self.store.add_log_event(event, render, LOG_EVENTS_KEPT)
         await self.sep2.publish([log_tag(device_id)])
         return stored
 

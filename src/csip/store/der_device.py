@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 
 from csip.domain.der_device import LogEvent
 from csip.errors import NotFound
@@ -58,8 +58,14 @@ class DerDeviceStore:
             )
             return {r.kind: StoredDocument(r.kind, bytes(r.xml), r.updated_at) for r in rows}
 
-    async def add_log_event(self, event: LogEvent, render: Callable[[str], bytes]) -> LogEvent:
-        """Insert one LogEvent; `render(href)` gives its XML once its id (href) is known."""
+    async def add_log_event(
+        self, event: LogEvent, render: Callable[[str], bytes], keep: int
+    ) -> LogEvent:
+        """Insert one LogEvent; `render(href)` gives its XML once its id (href) is known.
+
+        The device keeps its newest `keep` events: older ones (list order) go in the same
+        transaction.
+        """
         async with self.store.transaction() as s:
             if await s.get(EndDeviceRow, event.end_device_id) is None:
                 raise NotFound(f"EndDevice {event.end_device_id} does not exist")
@@ -79,6 +85,22 @@ class DerDeviceStore:
             assert row.id is not None
             row.xml = render(f"/edev/{event.end_device_id}/lel/{row.id}")
             await s.flush()
+            mine = col(LogEventRow.end_device_id) == event.end_device_id
+            count = select(func.count()).select_from(LogEventRow).where(mine)
+            excess = int((await s.execute(count)).scalar_one()) - keep
+            if excess > 0:
+                oldest = (
+                    select(LogEventRow.id)
+                    .where(mine, col(LogEventRow.id) != row.id)  # never the one just posted
+                    .order_by(
+                        col(LogEventRow.created_date_time),
+                        col(LogEventRow.log_event_id),
+                        col(LogEventRow.id),
+                    )
+                    .limit(excess)
+                )
+                ids = list((await s.execute(oldest)).scalars())
+                await s.execute(delete(LogEventRow).where(col(LogEventRow.id).in_(ids)))
             return _log_event(row)
 
     async def get_log_event(self, device_id: int, event_id: int) -> LogEvent | None:
