@@ -96,6 +96,12 @@ class Settings:
     #: Seconds between delivery attempts; the last repeats until outbox_max_attempts.
     outbox_retry_delays: list[str] = field(default_factory=lambda: ["10", "100", "300", "1800"])
     outbox_max_attempts: int = 8
+    # ---- 2030.5 notifications (issue 3) ------------------------------------
+    #: Subscribers' notificationURIs must be https to public addresses unless these allow it.
+    notification_allow_http: bool = False
+    notification_allow_private: bool = False
+    #: Absolute base of subscriptionURIs, e.g. https://csip.example.com:8443; empty = derived.
+    sep2_public_url: str = ""
 
     # ---- derived values -------------------------------------------------
     @property

@@ -109,7 +109,7 @@ def der_control_list(
         href=href,
         all=str(total),
         results=str(len(page)),
-        subscribable="0",
+        subscribable="1" if href.endswith("/derc") else "0",
     )
     return serialize(element)
 
@@ -141,7 +141,7 @@ def der_program_list(
         href=href,
         all=str(total),
         results=str(len(page)),
-        subscribable="0",
+        subscribable="1",
         pollRate=str(poll_rate),
     )
     return serialize(element)
@@ -169,7 +169,7 @@ def function_set_assignments_list(
         href=href,
         all=str(total),
         results=str(len(page)),
-        subscribable="0",
+        subscribable="1",
         pollRate=str(poll_rate),
     )
     return serialize(element)
@@ -181,7 +181,7 @@ def default_der_control(default: DefaultControl, href: str, curve_href: Mapping[
     for name in DEFAULT_SETTINGS:
         if name in default.settings:
             children.append(E(name, str(default.settings[name])))
-    return serialize(E.DefaultDERControl(*children, href=href, subscribable="0"))
+    return serialize(E.DefaultDERControl(*children, href=href, subscribable="1"))
 
 
 _CURVE_BEFORE = ("autonomousVRefEnable", "autonomousVRefTimeConstant")

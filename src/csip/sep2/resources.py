@@ -58,9 +58,10 @@ def _end_device_element(device: EndDevice, profile: str = "csip") -> Any:
     if device.post_rate is not None:
         children.append(E.postRate(str(device.post_rate)))
     children.append(link("RegistrationLink", f"{base}/rg"))
+    children.append(link("SubscriptionListLink", f"{base}/sub"))
     if profile == "csip-aus":  # csipaus-core.xsd appends it to EndDevice
         children.append(AUS.ConnectionPointLink(href=f"{base}/cp"))
-    return E.EndDevice(*children, href=base)
+    return E.EndDevice(*children, href=base, subscribable="1")
 
 
 def end_device(device: EndDevice, profile: str = "csip") -> bytes:

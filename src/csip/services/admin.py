@@ -191,8 +191,7 @@ class AdminService:
         found = await self.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
         if found is None:
             return False
-        await self.store.delete_end_device(found.id)
-        await self.sep2.publish(device_tags(found))
+        await self.sep2.remove_device(found)
         return True
 
     # ---- rates -------------------------------------------------------------------

@@ -427,14 +427,14 @@ class ProgramService:
         device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
         if device is None:
             raise NotFound(f"no EndDevice with lFDI {lfdi}")
-        await self.der.set_member(group_id, device.id, member)
-        await self.sep2.publish([MEMBERSHIP_TAG, *device_tags(device)])
+        await self.der.set_member(group_id, device.id, member, self.clock.now_int())
+        await self.sep2.published([MEMBERSHIP_TAG, *device_tags(device)])
 
     async def create_program(self, group_id: int, description: str, primacy: int) -> Program:
         _check_primacy(primacy)
         now = self.clock.now_int()
         program = await self.der.create_program(group_id, description, primacy, now)
-        await self.sep2.publish([PROGRAMS_TAG])
+        await self.sep2.published([PROGRAMS_TAG])
         return program
 
     async def update_program(
@@ -442,8 +442,9 @@ class ProgramService:
     ) -> Program:
         if primacy is not None:
             _check_primacy(primacy)
-        program = await self.der.update_program(program_id, description, primacy)
-        await self.sep2.publish([PROGRAMS_TAG])
+        now = self.clock.now_int()
+        program = await self.der.update_program(program_id, description, primacy, now)
+        await self.sep2.published([PROGRAMS_TAG])
         return program
 
     async def program_for(self, *, lfdi: str | None, group_id: int | None, primacy: int) -> Program:
@@ -511,7 +512,7 @@ class ProgramService:
             self._validate(render.der_control(control, status, "/rsps/0/rsp", hrefs), "DERControl")
             controls.append(control)
         created = await self.der.create_controls(controls)
-        await self.sep2.publish([PROGRAMS_TAG])
+        await self.sep2.published([PROGRAMS_TAG])
         return created
 
     async def cancel(
@@ -542,7 +543,7 @@ class ProgramService:
             candidates = await self.der.controls(program_ids)
         now = self.clock.now_int()
         cancelled = await self.der.cancel([c.id for c in candidates], now, randomized)
-        await self.sep2.publish([PROGRAMS_TAG])
+        await self.sep2.published([PROGRAMS_TAG])
         return cancelled
 
     async def put_default_control(
@@ -559,7 +560,7 @@ class ProgramService:
         hrefs = {c.id: c.href for c in curves.values()}
         self._validate(render.default_der_control(draft, "/x", hrefs), "DefaultDERControl")
         default = await self.der.put_default_control(program_id, base, settings, now)
-        await self.sep2.publish([PROGRAMS_TAG])
+        await self.sep2.published([PROGRAMS_TAG])
         return default
 
     async def create_curve(self, curve: Curve) -> Curve:

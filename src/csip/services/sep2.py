@@ -8,7 +8,7 @@ the tags they changed on the bus, which drops the affected bytes in every worker
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from lxml import etree
@@ -39,6 +39,10 @@ DOCUMENTS = {"di": "DeviceInformation", "dstat": "DeviceStatus", "ps": "PowerSta
 SETTINGS_TAG = "settings"
 
 
+def _nothing() -> None:
+    return None
+
+
 def device_tags(device: EndDevice) -> list[str]:
     """Cache tags a change to this device must drop: itself and every list it appears in."""
     tags = [f"edev:{device.id}", f"edevs:dev:{device.lfdi}"]
@@ -66,6 +70,10 @@ class Sep2Service:
         self._ready: dict[str, Principal] = {}
         self._poll_rates: dict[str, int] | None = None
         self._post_rate: int | None = None
+        #: Set by the server once the outbox worker runs; writers call it after commit.
+        self.wake_outbox: Callable[[], None] = _nothing
+        #: Set by the subscriptions setup: the farewell notifications of a device's subscriptions.
+        self.farewells: Callable[[int], Awaitable[list[Any]]] | None = None
         bus.subscribe(self._on_invalidate)
 
     # ---- invalidation ----------------------------------------------------------
@@ -86,6 +94,11 @@ class Sep2Service:
 
     async def publish(self, tags: Iterable[str]) -> None:
         await self.bus.publish(tags)
+
+    async def published(self, tags: Iterable[str]) -> None:
+        """After a write that may have queued notifications: drop caches, wake the outbox."""
+        await self.bus.publish(tags)
+        self.wake_outbox()
 
     # ---- identity --------------------------------------------------------------
     def ready_principal(self, lfdi: str) -> Principal | None:
@@ -109,11 +122,14 @@ class Sep2Service:
 
     # ---- settings --------------------------------------------------------------
     async def poll_rates(self) -> dict[str, int]:
-        if self._poll_rates is None:
+        rates = self._poll_rates
+        if rates is None:
+            # read both before publishing either: an invalidation may arrive during an await
             stored = await self.store.get_settings("poll_rate.")
-            self._poll_rates = {**DEFAULT_POLL_RATES, **stored}
-            self._post_rate = await self.store.get_setting("post_rate")
-        return self._poll_rates
+            post_rate = await self.store.get_setting("post_rate")
+            rates = {**DEFAULT_POLL_RATES, **stored}
+            self._poll_rates, self._post_rate = rates, post_rate
+        return rates
 
     async def default_post_rate(self) -> int | None:
         await self.poll_rates()
@@ -298,8 +314,13 @@ class Sep2Service:
 
     async def delete_end_device(self, principal: Principal, device_id: int) -> None:
         device = await self.accessible_device(principal, device_id)
-        await self.store.delete_end_device(device_id)
-        await self.publish(device_tags(device))
+        await self.remove_device(device)
+
+    async def remove_device(self, device: EndDevice) -> None:
+        """Delete a device with everything under it; its subscribers hear it is gone."""
+        farewells = await self.farewells(device.id) if self.farewells is not None else []
+        await self.store.delete_end_device(device.id, farewells, self.clock.now())
+        await self.published(device_tags(device))
 
     async def put_document(
         self, principal: Principal, device_id: int, part: str, body: bytes

@@ -13,6 +13,7 @@ from csip.domain.der import Control, Curve, DefaultControl, Group, Program
 from csip.domain.devices import mint_mrid
 from csip.errors import NotFound
 from csip.store.store import Store
+from csip.store.subscriptions import notify_in
 from csip.store.tables_der import (
     DerControlRow,
     DerCurveRow,
@@ -107,7 +108,7 @@ class DerStore:
             rows = await s.scalars(select(DerGroupRow).order_by(col(DerGroupRow.id)))
             return [_group(r) for r in rows]
 
-    async def set_member(self, group_id: int, device_id: int, member: bool) -> None:
+    async def set_member(self, group_id: int, device_id: int, member: bool, now: int) -> None:
         async with self.store.transaction() as s:
             if await s.get(DerGroupRow, group_id) is None:
                 raise NotFound(f"no group {group_id}")
@@ -116,6 +117,9 @@ class DerStore:
                 s.add(DerGroupMemberRow(group_id=group_id, end_device_id=device_id))
             elif not member and existing is not None:
                 await s.delete(existing)
+            else:
+                return
+            await notify_in(s, [f"/edev/{device_id}/fsa"], now)
 
     async def memberships(self, device_ids: Sequence[int] | None = None) -> dict[int, set[int]]:
         """device id -> the groups it is directly a member of."""
@@ -149,10 +153,11 @@ class DerStore:
             await s.flush()
             assert row.id is not None
             row.mrid = _mrid(KIND_PROGRAM, row.id, self.pen)
+            await notify_in(s, [f"/fsa/{group_id}/derp"], now)
             return _program(row)
 
     async def update_program(
-        self, program_id: int, description: str | None, primacy: int | None
+        self, program_id: int, description: str | None, primacy: int | None, now: int
     ) -> Program:
         async with self.store.transaction() as s:
             row = await s.get(DerProgramRow, program_id)
@@ -163,6 +168,7 @@ class DerStore:
             if primacy is not None:
                 row.primacy = primacy
             row.version += 1
+            await notify_in(s, [f"/fsa/{row.group_id}/derp"], now)
             return _program(row)
 
     async def programs(self, group_id: int | None = None) -> list[Program]:
@@ -207,6 +213,8 @@ class DerStore:
             for row in rows:
                 assert row.id is not None
                 row.mrid = _mrid(KIND_CONTROL, row.id, self.pen)
+            hrefs = sorted({f"/derp/{c.program_id}/derc" for c in controls})
+            await notify_in(s, hrefs, max((c.creation_time for c in controls), default=0))
             return [_control(r) for r in rows]
 
     async def controls(self, program_ids: Sequence[int]) -> list[Control]:
@@ -248,6 +256,7 @@ class DerStore:
                 row.cancel_randomized = randomized
                 row.version += 1
                 changed.append(_control(row))
+            await notify_in(s, sorted({f"/derp/{c.program_id}/derc" for c in changed}), now)
             return changed
 
     # ---- default controls and curves -----------------------------------------------------
@@ -283,6 +292,7 @@ class DerStore:
             row.mrid, row.version, row.updated_at = mrid, version, now
             row.base = json.dumps(dict(base))
             row.settings = json.dumps(dict(settings))
+            await notify_in(s, [f"/derp/{program_id}/dderc"], now)
             return DefaultControl(program_id, mrid, dict(base), dict(settings), version, now)
 
     async def create_curve(self, curve: Curve) -> Curve:

@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -32,6 +32,9 @@ from csip.store.tables import (
     EndDeviceRow,
     SettingRow,
 )
+
+if TYPE_CHECKING:
+    from csip.store.outbox import OutboxMessage
 
 _ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
@@ -277,8 +280,16 @@ class Store:
             await s.flush()
             return _end_device(row)
 
-    async def delete_end_device(self, device_id: int) -> bool:
+    async def delete_end_device(
+        self, device_id: int, farewells: Sequence[OutboxMessage] = (), now: float = 0.0
+    ) -> bool:
+        """Delete a device and all under it; `farewells` (subscription-cancelled notifications)
+        are queued in the same transaction."""
         async with self._tx() as s:
+            if farewells:
+                from csip.store.outbox import enqueue
+
+                await enqueue(s, farewells, now)
             await s.execute(
                 delete(DeviceDocumentRow).where(col(DeviceDocumentRow.end_device_id) == device_id)
             )

@@ -111,3 +111,18 @@ class DerResponseRow(SQLModel, table=True):
     status: int
     created_date_time: int = Field(sa_column=Column(BigInteger, nullable=False))
     received_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class Sep2SubscriptionRow(SQLModel, table=True):
+    """A 2030.5 Subscription a client POSTed to its EndDevice's SubscriptionList."""
+
+    __tablename__ = "sep2_subscription"
+
+    id: int | None = Field(default=None, primary_key=True)
+    end_device_id: int = Field(sa_column=_fk("end_device.id"))
+    subscribed_resource: str = Field(max_length=255, index=True)
+    notification_uri: str = Field(sa_column=Column(Text, nullable=False))
+    limit: int
+    encoding: int = 0
+    level: str = Field(default="", max_length=16)
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))

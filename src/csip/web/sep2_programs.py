@@ -8,9 +8,11 @@ from aiohttp import web
 from csip.domain.paging import Page, parse_page
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
+from csip.services.subscriptions import SubscriptionService
 from csip.web.sep2_common import PRINCIPAL, created, device_id, read_body, svc, xml
 
 PROGRAMS = web.AppKey("programs_service", ProgramService)
+SUBSCRIPTIONS = web.AppKey("subscriptions_service", SubscriptionService)
 
 
 def _programs(request: web.Request) -> ProgramService:
@@ -87,9 +89,33 @@ async def post_response(request: web.Request) -> web.Response:
     return created(href)
 
 
+async def get_subscriptions(request: web.Request) -> web.Response:
+    subscriptions = request.app[SUBSCRIPTIONS]
+    return xml(await subscriptions.page(request[PRINCIPAL], device_id(request), _page(request)))
+
+
+async def post_subscription(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    found = await request.app[SUBSCRIPTIONS].create(request[PRINCIPAL], device_id(request), body)
+    return created(found.href)
+
+
+async def get_subscription(request: web.Request) -> web.Response:
+    subscriptions, sid = request.app[SUBSCRIPTIONS], _int(request, "sid")
+    return xml(await subscriptions.get(request[PRINCIPAL], device_id(request), sid))
+
+
+async def delete_subscription(request: web.Request) -> web.Response:
+    subscriptions, sid = request.app[SUBSCRIPTIONS], _int(request, "sid")
+    await subscriptions.delete(request[PRINCIPAL], device_id(request), sid)
+    return web.Response(status=204)
+
+
 def setup(app: web.Application, service: Sep2Service) -> None:
-    """Add this function set's routes (and its service) to the 2030.5 app."""
-    app[PROGRAMS] = ProgramService(service)
+    """Add this function set's routes (and its services) to the 2030.5 app."""
+    programs = app[PROGRAMS] = ProgramService(service)
+    subscriptions = app[SUBSCRIPTIONS] = SubscriptionService(programs)
+    service.farewells = subscriptions.cancellations
     routes = app.router
     routes.add_get(r"/edev/{id:\d+}/fsa", get_fsa_list)
     routes.add_get(r"/fsa/{gid:\d+}", get_fsa)
@@ -104,3 +130,7 @@ def setup(app: web.Application, service: Sep2Service) -> None:
     routes.add_get("/rsps", get_response_sets)
     routes.add_get(r"/rsps/{pid:\d+}/rsp", get_responses)
     routes.add_post(r"/rsps/{pid:\d+}/rsp", post_response)
+    routes.add_get(r"/edev/{id:\d+}/sub", get_subscriptions)
+    routes.add_post(r"/edev/{id:\d+}/sub", post_subscription)
+    routes.add_get(r"/edev/{id:\d+}/sub/{sid:\d+}", get_subscription)
+    routes.add_delete(r"/edev/{id:\d+}/sub/{sid:\d+}", delete_subscription)

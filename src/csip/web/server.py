@@ -17,13 +17,14 @@ from csip.services.admin import AdminService
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.sep2 import Sep2Service
+from csip.services.subscriptions import Sep2Notifier
 from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
 from csip.services.vtn_notify import MqttSender
 from csip.store import Store
-from csip.web import admin_app, sep2_app, vtn_app
+from csip.web import admin_app, sep2_app, sep2_programs, vtn_app
 from csip.web.identity import IdentityResolver
-from csip.web.tls import server_context
+from csip.web.tls import client_context, server_context
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Server:
     vtn_auth: VtnAuth | None = None
     vtn: VtnService | None = None
     vtn_port: int = 0
+    notifier: Sep2Notifier | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -85,6 +87,9 @@ class Server:
         self.sep2_port = await self._listen(sep2, settings.host, settings.sep2_port, context)
         admin = admin_app.create_app(self.admin)
         await self._start_vtn(admin)
+        self._start_notifications(sep2)
+        assert self.outbox is not None
+        await self.outbox.start()
         self.admin_port = await self._listen(admin, settings.admin_host, settings.admin_port)
         if settings.http_redirect_port:
             redirect = sep2_app.create_redirect_app(self.sep2_port)
@@ -119,7 +124,21 @@ class Server:
         context = None if settings.vtn_plain_http else vtn_app.vtn_tls_context(settings)
         app = vtn_app.create_app(self.vtn)
         self.vtn_port = await self._listen(app, settings.host, settings.vtn_port, context)
-        await self.outbox.start()
+
+    def _start_notifications(self, sep2: web.Application) -> None:
+        """2030.5 notifications (issue 3): mutual TLS with the server's own certificate."""
+        assert self.outbox is not None and self.sep2 is not None
+        settings = self.settings
+        ca, chain, key = settings.tls_files()
+        subscriptions = sep2[sep2_programs.SUBSCRIPTIONS]
+        host = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
+        subscriptions.public_base = (
+            settings.sep2_public_url.rstrip("/") or f"https://{host}:{self.sep2_port}"
+        )
+        context = client_context(ca_file=ca, cert_chain_file=chain, key_file=key)
+        self.notifier = Sep2Notifier(subscriptions, context)
+        self.outbox.register("sep2", self.notifier)
+        self.sep2.wake_outbox = self.outbox.wake
 
     async def _listen(
         self, app: web.Application, host: str, port: int, context: ssl.SSLContext | None = None
@@ -138,7 +157,7 @@ class Server:
         self.runners.clear()
         if self.outbox is not None:
             await self.outbox.stop()
-        for sender in (self.webhooks, self.mqtt):
+        for sender in (self.webhooks, self.mqtt, self.notifier):
             if sender is not None:
                 await sender.close()
         if self.bus is not None:

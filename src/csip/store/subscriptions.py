@@ -1,0 +1,105 @@
+"""Persistence of 2030.5 subscriptions, and the notification intents a change writes.
+
+A change and the notifications it causes commit together: writers call `notify_in(session,
+hrefs, now)` inside their own transaction. Each intent names the subscription and the
+resource; the body is rendered when it is delivered (the resource as it is then, as
+2030.5 wants), so the transaction stays small even with thousands of subscribers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, func, select
+
+from csip.domain.subscriptions import Subscription
+from csip.store.outbox import OutboxMessage, enqueue
+from csip.store.store import Store
+from csip.store.tables_der import Sep2SubscriptionRow
+
+KIND = "sep2"
+INTENT_TYPE = "application/vnd.csip.notify+json"
+
+
+def _subscription(row: Sep2SubscriptionRow) -> Subscription:
+    assert row.id is not None
+    return Subscription(
+        row.id,
+        row.end_device_id,
+        row.subscribed_resource,
+        row.notification_uri,
+        row.limit,
+        row.encoding,
+        row.level,
+        row.created_at,
+    )
+
+
+async def notify_in(session: AsyncSession, hrefs: Sequence[str], now: float) -> int:
+    """Enqueue one notification intent per subscription to any of these resources."""
+    if not hrefs:
+        return 0
+    rows = await session.scalars(
+        select(Sep2SubscriptionRow).where(col(Sep2SubscriptionRow.subscribed_resource).in_(hrefs))
+    )
+    messages = [
+        OutboxMessage(
+            kind=KIND,
+            target=row.notification_uri,
+            body=json.dumps({"subscription": row.id}).encode(),
+            content_type=INTENT_TYPE,
+        )
+        for row in rows
+    ]
+    return await enqueue(session, messages, now) if messages else 0
+
+
+class SubscriptionStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def create(self, subscription: Subscription) -> Subscription:
+        async with self.store.transaction() as s:
+            row = Sep2SubscriptionRow(
+                end_device_id=subscription.end_device_id,
+                subscribed_resource=subscription.subscribed_resource,
+                notification_uri=subscription.notification_uri,
+                limit=subscription.limit,
+                encoding=subscription.encoding,
+                level=subscription.level,
+                created_at=subscription.created_at,
+            )
+            s.add(row)
+            await s.flush()
+            return _subscription(row)
+
+    async def get(self, subscription_id: int) -> Subscription | None:
+        async with self.store.transaction() as s:
+            row = await s.get(Sep2SubscriptionRow, subscription_id)
+            return None if row is None else _subscription(row)
+
+    async def page(self, device_id: int, start: int, limit: int) -> tuple[int, list[Subscription]]:
+        async with self.store.transaction() as s:
+            where = col(Sep2SubscriptionRow.end_device_id) == device_id
+            total = (
+                await s.execute(select(func.count()).select_from(Sep2SubscriptionRow).where(where))
+            ).scalar_one()
+            rows = await s.scalars(
+                select(Sep2SubscriptionRow)
+                .where(where)
+                .order_by(col(Sep2SubscriptionRow.id))
+                .offset(start)
+                .limit(limit)
+            )
+            return int(total), [_subscription(r) for r in rows]
+
+    async def of_device(self, device_id: int) -> list[Subscription]:
+        return (await self.page(device_id, 0, 10**9))[1]
+
+    async def delete(self, subscription_id: int) -> None:
+        async with self.store.transaction() as s:
+            row = await s.get(Sep2SubscriptionRow, subscription_id)
+            if row is not None:
+                await s.delete(row)

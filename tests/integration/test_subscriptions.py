@@ -1,0 +1,227 @@
+"""2030.5 subscriptions and notifications (CORE-018, CORE-019, AGG-001; CSIP IG §6.5): a real
+receiver with its own TLS server that demands a client certificate, so every notification
+arrives over mutual TLS signed by csip's certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from lxml import etree
+
+from csip.web.tls import server_context
+from helpers import register
+from support import BACKENDS, Pki, Running, ServerFactory
+from test_der_programs import control, ok, server_now, topology
+
+pytestmark = BACKENDS
+SEP = "{urn:ieee:std:2030.5:ns}"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+
+@dataclass
+class Receiver:
+    port: int
+    received: list[etree._Element] = field(default_factory=list)
+    peers: list[bytes] = field(default_factory=list)
+    fail_next: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def uri(self) -> str:
+        return f"https://127.0.0.1:{self.port}/notify"
+
+    async def wait(self, count: int, timeout: float = 10.0) -> list[etree._Element]:
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.received
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def receiver(pki: Pki) -> AsyncIterator[Receiver]:
+    """An aggregator's notification endpoint: HTTPS with a certificate of the same PKI."""
+    state = Receiver(0)
+
+    async def notify(request: web.Request) -> web.Response:
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        state.peers.append(ssl_object.getpeercert(binary_form=True) if ssl_object else b"")
+        if state.fail_next:
+            state.fail_next -= 1
+            return web.Response(status=503)
+        state.received.append(etree.fromstring(await request.read()))
+        state.arrived.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/notify", notify)
+    context = server_context(
+        ca_file=pki.ca,
+        cert_chain_file=pki.directory / "server-chain.pem",
+        key_file=pki.directory / "server.key",
+    )
+    context.verify_mode = ssl.CERT_REQUIRED
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    state.port = int(runner.addresses[0][1])
+    yield state
+    await runner.cleanup()
+
+
+def subscription_xml(resource: str, uri: str, limit: int = 5, extra: str = "") -> str:
+    return (
+        '<Subscription xmlns="urn:ieee:std:2030.5:ns">'
+        f"<subscribedResource>{resource}</subscribedResource>{extra}<encoding>0</encoding>"
+        f"<level>-S1-L1-R1</level><limit>{limit}</limit><notificationURI>{uri}</notificationURI>"
+        "</Subscription>"
+    )
+
+
+async def lab_server(make_server: ServerFactory) -> Running:
+    return await make_server(notification_allow_private=True, outbox_retry_delays=["0.2"])
+
+
+async def test_control_change_notifies_the_subscriber(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    srv = await lab_server(make_server)
+    device = srv.pki.device_a
+    world = await topology(srv, device)
+    client = srv.client(device)
+    derc = f"{world['p1']['href']}/derc"
+    posted = await client.post(world["edev"] + "/sub", subscription_xml(derc, receiver.uri))
+    assert posted.status == 201
+    href = posted.headers["Location"]
+    assert (await client.get(href)).find("s:notificationURI") == receiver.uri
+    assert (await client.get(world["edev"] + "/sub")).xml().get("all") == "1"
+    assert (await client.get(derc)).xml().get("subscribable") == "1"
+
+    now = await server_now(srv)
+    (created,) = await ok(
+        srv,
+        "POST",
+        f"/api/programs/{world['p1']['id']}/controls",
+        control(now + 60, opModMaxLimW=1),
+    )
+    (notification,) = await receiver.wait(1)
+    assert srv.validator.validate(notification), srv.validator.error_log
+    assert notification.findtext(f"{SEP}subscribedResource") == derc
+    assert notification.findtext(f"{SEP}status") == "0"
+    uri = notification.findtext(f"{SEP}subscriptionURI") or ""
+    assert uri.startswith("https://localhost:") and uri.endswith(href)
+    resource = notification.find(f"{SEP}Resource")
+    assert resource is not None and resource.get(XSI_TYPE) == "DERControlList"
+    assert [c.findtext(f"{SEP}mRID") for c in resource] == [created["mrid"]]
+    server_pem = (srv.pki.directory / "server.pem").read_bytes()
+    assert receiver.peers[-1] == ssl.PEM_cert_to_DER_cert(server_pem.decode())
+
+    # cancelling is a change too
+    await ok(srv, "POST", f"/api/controls/{created['id']}/cancel", {})
+    second = (await receiver.wait(2))[1]
+    status = second.find(f"{SEP}Resource/{SEP}DERControl/{SEP}EventStatus/{SEP}currentStatus")
+    assert status is not None and status.text == "2"
+
+
+async def test_undelivered_notifications_are_retried(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    srv = await lab_server(make_server)
+    device = srv.pki.device_a
+    world = await topology(srv, device)
+    dderc = f"{world['p1']['href']}/dderc"
+    await ok(
+        srv,
+        "PUT",
+        f"/api/programs/{world['p1']['id']}/default-control",
+        {"base": {"opModConnect": True}},
+    )
+    reply = await srv.client(device).post(
+        world["edev"] + "/sub", subscription_xml(dderc, receiver.uri)
+    )
+    assert reply.status == 201
+    receiver.fail_next = 2
+    await ok(
+        srv,
+        "PUT",
+        f"/api/programs/{world['p1']['id']}/default-control",
+        {"base": {"opModConnect": False}},
+    )
+    (notification,) = await receiver.wait(1)
+    assert len(receiver.peers) >= 3  # two refusals, then delivered
+    connect = notification.find(f"{SEP}Resource/{SEP}DERControlBase/{SEP}opModConnect")
+    assert connect is not None and connect.text == "false"
+
+
+async def test_deleting_the_device_ends_its_subscriptions(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    srv = await lab_server(make_server)
+    device = srv.pki.device_a
+    href = await register(srv, device)
+    reply = await srv.client(device).post(href + "/sub", subscription_xml(href, receiver.uri))
+    assert reply.status == 201
+    assert (await srv.admin("DELETE", f"/api/end-devices/{device.lfdi}"))[0] == 204
+    (farewell,) = await receiver.wait(1)
+    assert farewell.findtext(f"{SEP}status") == "4"
+    assert farewell.find(f"{SEP}Resource") is None
+    assert srv.validator.validate(farewell)
+
+
+async def test_membership_change_notifies_fsa_list_subscribers(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    srv = await lab_server(make_server)
+    device = srv.pki.device_a
+    href = await register(srv, device)
+    reply = await srv.client(device).post(
+        href + "/sub", subscription_xml(href + "/fsa", receiver.uri)
+    )
+    assert reply.status == 201
+    group = await ok(srv, "POST", "/api/groups", {"description": "feeder 9"})
+    await ok(srv, "PUT", f"/api/groups/{group['id']}/members/{device.lfdi}")
+    (notification,) = await receiver.wait(1)
+    resource = notification.find(f"{SEP}Resource")
+    assert resource is not None and resource.get(XSI_TYPE) == "FunctionSetAssignmentsList"
+    assert resource.get("all") == "1"
+
+
+async def test_bad_subscriptions_are_refused(srv: Running, receiver: Receiver) -> None:
+    device = srv.pki.device_a
+    href = await register(srv, device)
+    other = await register(srv, srv.pki.device_b)
+    client = srv.client(device)
+    cases = [
+        (subscription_xml(href, receiver.uri), 400, "1"),  # loopback not allowed by default
+        (subscription_xml(href, "http://example.com/n"), 400, "1"),
+        (subscription_xml(href, "https://10.1.2.3/n"), 400, "1"),
+        (subscription_xml("/tm", "https://example.com/n"), 400, "1"),
+        (subscription_xml(other, "https://example.com/n"), 403, "0"),
+        (subscription_xml(href, "https://example.com/n", limit=0), 400, "1"),
+        (
+            subscription_xml(
+                href,
+                "https://example.com/n",
+                extra="<Condition><attributeIdentifier>0</attributeIdentifier>"
+                "<lowerThreshold>0</lowerThreshold><upperThreshold>1</upperThreshold></Condition>",
+            ),
+            400,
+            "3",
+        ),
+    ]
+    for body, status, reason in cases:
+        reply = await client.post(href + "/sub", body)
+        assert (reply.status, reply.find("s:reasonCode")) == (status, reason), body
+    assert (await client.get(href + "/sub")).xml().get("all") == "0"
+    good = await client.post(href + "/sub", subscription_xml(href, "https://example.com/n"))
+    assert good.status == 201
+    assert (await srv.client(srv.pki.device_b).get(good.headers["Location"])).status == 404
+    assert (await client.delete(good.headers["Location"])).status == 204
+    assert (await client.get(href + "/sub")).xml().get("all") == "0"
