@@ -10,7 +10,7 @@ from typing import Any
 from csip.pki.testpki import IssuedCert
 
 from helpers import register
-from support import BACKENDS, Reply, Running, ServerFactory
+from support import BACKENDS, Reply, Running, ServerFactory, settle_bus
 
 pytestmark = BACKENDS
 SEP = "{urn:ieee:std:2030.5:ns}"
@@ -49,7 +49,11 @@ async def topology(srv: Running, device: IssuedCert) -> dict[str, Any]:
     p2 = await ok(
         srv, "POST", f"/api/groups/{feeder['id']}/programs", {"description": "feeder", "primacy": 1}
     )
-    return {"edev": href, "utility": utility, "substation": substation, "feeder": feeder, "p1": p1, "p2": p2}  # fmt: skip
+    return {
+        "edev": href,
+        **{"utility": utility, "substation": substation, "feeder": feeder},
+        **{"p1": p1, "p2": p2},
+    }
 
 
 def control(start: int, duration: int = 600, **base: Any) -> dict[str, Any]:
@@ -197,9 +201,10 @@ async def test_default_control_is_replaced_not_merged(srv: Running) -> None:
     world = await topology(srv, device)
     client = srv.client(device)
     pid, href = world["p1"]["id"], world["p1"]["href"]
+    power_factor = {"displacement": 95, "excitation": False, "multiplier": -2}
     first = await ok(
         srv, "PUT", f"/api/programs/{pid}/default-control",
-        {"base": {"opModMaxLimW": 8000, "opModFixedPFInjectW": {"displacement": 95, "excitation": False, "multiplier": -2}},
+        {"base": {"opModMaxLimW": 8000, "opModFixedPFInjectW": power_factor},
          "settings": {"setGradW": 100, "setSoftGradW": 50}},
     )  # fmt: skip
     reply = await client.get(f"{href}/dderc")
@@ -329,6 +334,7 @@ async def test_program_polls_are_render_once_until_a_time_boundary(srv: Running)
         f"{world['p1']['href']}/actderc",
         world["edev"] + "/fsa",
     ]
+    await settle_bus(srv)
     for path in paths:
         assert (await client.get(path)).status == 200
     assert srv.server.store is not None
@@ -375,8 +381,11 @@ async def test_csip_aus_limits_in_the_csip_aus_profile(make_server: ServerFactor
     device = srv.pki.device_a
     await register(srv, device)
     now = await server_now(srv)
-    body = {"lfdi": device.lfdi, "primacy": 1, "start": now, "duration": 300,
-            "base": {"opModExpLimW": {"multiplier": 3, "value": 5}, "opModGenLimW": {"multiplier": 0, "value": 2500}}}  # fmt: skip
+    limits = {
+        "opModExpLimW": {"multiplier": 3, "value": 5},
+        "opModGenLimW": {"multiplier": 0, "value": 2500},
+    }
+    body = {"lfdi": device.lfdi, "primacy": 1, "start": now, "duration": 300, "base": limits}
     created = await ok(srv, "POST", "/api/controls", body)
     reply = await srv.client(device).get(created["href"])
     base = reply.xml().find(f"{SEP}DERControlBase")

@@ -14,7 +14,7 @@ from sqlalchemy import event
 import csip.web.identity
 
 from helpers import end_device_xml, register
-from support import BACKENDS, Running
+from support import BACKENDS, Running, settle_bus
 
 pytestmark = BACKENDS
 
@@ -61,6 +61,7 @@ async def test_unchanged_poll_does_no_render_and_no_query(
     href = await register(srv, device)
     client = srv.client(device)
     paths = ["/dcap", "/edev", href, href + "/fsa", href + "/rg"]
+    await settle_bus(srv)
     first = {path: (await client.get(path)).body for path in paths}
     assert srv.server.sep2 is not None
     stats = srv.server.sep2.cache.stats

@@ -9,15 +9,15 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import pytest
 import pytest_asyncio
 from aiohttp import web
 from lxml import etree
+from test_der_programs import control, ok, server_now, topology
 
 from csip.web.tls import server_context
+
 from helpers import register
 from support import BACKENDS, Pki, Running, ServerFactory
-from test_der_programs import control, ok, server_now, topology
 
 pytestmark = BACKENDS
 SEP = "{urn:ieee:std:2030.5:ns}"
@@ -36,8 +36,8 @@ class Receiver:
     def uri(self) -> str:
         return f"https://127.0.0.1:{self.port}/notify"
 
-    async def wait(self, count: int, timeout: float = 10.0) -> list[etree._Element]:
-        async with asyncio.timeout(timeout):
+    async def wait(self, count: int) -> list[etree._Element]:
+        async with asyncio.timeout(10.0):
             while len(self.received) < count:
                 self.arrived.clear()
                 await self.arrived.wait()
