@@ -395,3 +395,20 @@ async def test_csip_aus_limits_in_the_csip_aus_profile(make_server: ServerFactor
         "{https://csipaus.org/ns}opModExpLimW": "5",
         "{https://csipaus.org/ns}opModGenLimW": "2500",
     }
+
+
+async def test_bulk_membership_is_all_or_nothing(srv: Running) -> None:
+    import secrets
+
+    lfdis = [secrets.token_hex(20).upper() for _ in range(3)]
+    await ok(srv, "POST", "/api/end-devices", [{"lfdi": x} for x in lfdis])
+    group = await ok(srv, "POST", "/api/groups", {"description": "bulk"})
+    unknown = secrets.token_hex(20).upper()
+    status, body = await srv.admin(
+        "POST", f"/api/groups/{group['id']}/members", {"lfdis": [*lfdis, unknown]}
+    )
+    assert status == 404 and unknown in body["detail"]
+    added = await ok(srv, "POST", f"/api/groups/{group['id']}/members", {"lfdis": lfdis})
+    assert added == {"added": 3}
+    again = await ok(srv, "POST", f"/api/groups/{group['id']}/members", {"lfdis": lfdis[:1]})
+    assert again == {"added": 0}

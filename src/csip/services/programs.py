@@ -430,6 +430,19 @@ class ProgramService:
         await self.der.set_member(group_id, device.id, member, self.clock.now_int())
         await self.sep2.published([MEMBERSHIP_TAG, *device_tags(device)])
 
+    async def add_members(self, group_id: int, lfdis: Sequence[str]) -> int:
+        """Put many EndDevices in a group at once (all must exist; one transaction)."""
+        wanted = [normalize_lfdi(x) for x in lfdis]
+        found = await self.sep2.store.end_devices_by_lfdi(wanted)
+        missing = [x for x in wanted if x not in found]
+        if missing:
+            raise NotFound(f"no EndDevice with lFDI {', '.join(missing[:5])}")
+        devices = [found[x] for x in wanted]
+        added = await self.der.add_members(group_id, [d.id for d in devices], self.clock.now_int())
+        tags = [MEMBERSHIP_TAG, *(tag for d in devices for tag in device_tags(d))]
+        await self.sep2.published(tags)
+        return added
+
     async def create_program(self, group_id: int, description: str, primacy: int) -> Program:
         _check_primacy(primacy)
         now = self.clock.now_int()

@@ -121,6 +121,20 @@ class DerStore:
                 return
             await notify_in(s, [f"/edev/{device_id}/fsa"], now)
 
+    async def add_members(self, group_id: int, device_ids: Sequence[int], now: int) -> int:
+        """Add many devices to a group in one transaction; members already there are kept."""
+        async with self.store.transaction() as s:
+            if await s.get(DerGroupRow, group_id) is None:
+                raise NotFound(f"no group {group_id}")
+            rows = await s.scalars(
+                select(DerGroupMemberRow).where(col(DerGroupMemberRow.group_id) == group_id)
+            )
+            present = {r.end_device_id for r in rows}
+            new = [d for d in dict.fromkeys(device_ids) if d not in present]
+            s.add_all(DerGroupMemberRow(group_id=group_id, end_device_id=d) for d in new)
+            await notify_in(s, [f"/edev/{d}/fsa" for d in new], now)
+            return len(new)
+
     async def memberships(self, device_ids: Sequence[int] | None = None) -> dict[int, set[int]]:
         """device id -> the groups it is directly a member of."""
         async with self.store.transaction() as s:

@@ -234,6 +234,17 @@ class Store:
             row = await s.get(EndDeviceRow, device_id)
             return None if row is None else _end_device(row)
 
+    async def end_devices_by_lfdi(self, lfdis: Sequence[str]) -> dict[str, EndDevice]:
+        async with self._tx() as s:
+            found: dict[str, EndDevice] = {}
+            for start in range(0, len(lfdis), 500):
+                chunk = list(lfdis[start : start + 500])
+                rows = await s.scalars(
+                    select(EndDeviceRow).where(col(EndDeviceRow.lfdi).in_(chunk))
+                )
+                found.update((r.lfdi, _end_device(r)) for r in rows)
+            return found
+
     async def get_end_device_by_lfdi(self, lfdi: str) -> EndDevice | None:
         async with self._tx() as s:
             row = (await s.scalars(select(EndDeviceRow).where(EndDeviceRow.lfdi == lfdi))).first()

@@ -26,6 +26,10 @@ class GroupIn(_Body):
     parent: int | None = Field(None, description="parent group id; none = a root")
 
 
+class MembersIn(_Body):
+    lfdis: list[str] = Field(min_length=1, max_length=100_000)
+
+
 class ProgramIn(_Body):
     description: str = Field(min_length=1, max_length=32)
     primacy: int = Field(ge=0, le=255)
@@ -190,6 +194,11 @@ async def delete_member(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def post_members(request: web.Request, body: MembersIn) -> web.Response:
+    added = await _svc(request).add_members(_id(request, "gid"), body.lfdis)
+    return web.json_response({"added": added})
+
+
 async def list_programs(request: web.Request) -> web.Response:
     programs = await _svc(request).der.programs(_id(request, "gid"))
     return web.json_response([program_json(p) for p in programs])
@@ -321,6 +330,13 @@ def routes() -> tuple[Any, ...]:
             delete_member,
             "Remove an EndDevice from a group",
             ok=204,
+        ),
+        route(
+            "POST",
+            "/api/groups/{gid}/members",
+            post_members,
+            "Add many EndDevices to a group (one transaction)",
+            MembersIn,
         ),
         route("GET", "/api/groups/{gid}/programs", list_programs, "Programs of a group"),
         route(
