@@ -15,14 +15,15 @@ from csip.domain.timeinfo import TimeInfo
 from csip.sep2.xml import AUS, E, link, serialize
 
 
-def device_capability(poll_rate: int, edev_all: int) -> bytes:
-    dcap = E.DeviceCapability(
+def device_capability(poll_rate: int, edev_all: int, mup_all: int | None = None) -> bytes:
+    links = [
         link("ResponseSetListLink", "/rsps"),
         link("TimeLink", "/tm"),
         link("EndDeviceListLink", "/edev", edev_all),
-        href="/dcap",
-        pollRate=str(poll_rate),
-    )
+    ]
+    if mup_all is not None:  # telemetry (MirrorUsagePointList)
+        links.append(link("MirrorUsagePointListLink", "/mup", mup_all))
+    dcap = E.DeviceCapability(*links, href="/dcap", pollRate=str(poll_rate))
     return serialize(dcap)
 
 

@@ -70,6 +70,8 @@ class Sep2Service:
         self._ready: dict[str, Principal] = {}
         self._poll_rates: dict[str, int] | None = None
         self._post_rate: int | None = None
+        #: How many MirrorUsagePoints a client sees, for /dcap (set by the telemetry setup).
+        self.mup_count: Callable[[Principal], Awaitable[int]] | None = None
         #: Set by the server once the outbox worker runs; writers call it after commit.
         self.wake_outbox: Callable[[], None] = _nothing
         #: Set by the subscriptions setup: the farewell notifications of a device's subscriptions.
@@ -149,8 +151,10 @@ class Sep2Service:
         async def load() -> Entry:
             total, _ = await self.store.page_end_devices(**self._scope(principal), limit=0)
             rates = await self.poll_rates()
-            body = render.device_capability(rates["DeviceCapability"], total)
-            return Entry(body, tags=(SETTINGS_TAG, f"edevs:{principal.scope}"))
+            mups = await self.mup_count(principal) if self.mup_count else None
+            body = render.device_capability(rates["DeviceCapability"], total, mups)
+            tags = (SETTINGS_TAG, f"edevs:{principal.scope}", f"mups:{principal.scope}")
+            return Entry(body, tags=tags)
 
         entry = await self.cache.fetch(("dcap", principal.scope), load)
         return entry.body

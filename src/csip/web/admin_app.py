@@ -19,14 +19,15 @@ from csip import __version__
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
 from csip.errors import BadRequest, CsipError, Unauthorized
 from csip.services.admin import AdminService, PreRegistration
+from csip.services.der_device import DerDeviceService
+from csip.services.programs import ProgramService
+from csip.services.telemetry import TelemetryService
 from csip.web.vtn_app import (  # OpenADR 3 VTN clients (issue 4)
     VtnClientIn,
     admin_create_vtn_client,
     admin_delete_vtn_client,
     admin_list_vtn_clients,
 )
-from csip.services.der_device import DerDeviceService
-from csip.services.programs import ProgramService
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +325,62 @@ async def get_end_device_log_events(request: web.Request) -> web.Response:
     return _json(await DerDeviceService(svc.sep2).log_events_json(device, offset, limit))
 
 
+# ---- telemetry (issue 3 item 6) ---------------------------------------------------------
+class PostRateIn(_Body):
+    post_rate: int | None = Field(
+        description="this device's postRate (EndDevice and MirrorUsagePoints), seconds; "
+        "null = the global default (PUT /api/rates)",
+        gt=0,
+        le=0xFFFFFFFF,
+    )
+
+
+def _optional_query(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 12:
+        raise BadRequest(f"{name} must be epoch seconds")
+    return int(raw)
+
+
+def _telemetry(request: web.Request) -> TelemetryService:
+    return TelemetryService(_svc(request).sep2)
+
+
+async def get_end_device_readings(request: web.Request) -> web.Response:
+    """Readings per ReadingType, newest first, values exact with their physical value."""
+    device = await _svc(request).end_device(request.match_info["lfdi"])
+    since = _optional_query(request, "since")
+    until = _optional_query(request, "until")
+    limit = _int_query(request, "limit", 1000, 100_000)
+    return _json(await _telemetry(request).device_readings(device, since, until, limit))
+
+
+async def get_end_device_mups(request: web.Request) -> web.Response:
+    device = await _svc(request).end_device(request.match_info["lfdi"])
+    return _json(await _telemetry(request).device_mups(device))
+
+
+async def delete_end_device_mups(request: web.Request) -> web.Response:
+    device = await _svc(request).end_device(request.match_info["lfdi"])
+    return _json({"removed": await _telemetry(request).delete_for_devices([device])})
+
+
+async def delete_aggregator_mups(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    _, devices = await svc.end_devices(0, 2**31 - 1, request.match_info["name"])
+    return _json({"removed": await _telemetry(request).delete_for_devices(devices)})
+
+
+async def put_end_device_post_rate(request: web.Request) -> web.Response:
+    body = await parse_json(request, PostRateIn)
+    svc = _svc(request)
+    device = await svc.end_device(request.match_info["lfdi"])
+    updated = await _telemetry(request).set_post_rate(device, body.post_rate)
+    return _json(end_device_json(updated, await svc.aggregator_names()))
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -428,6 +485,38 @@ ROUTES: tuple[Route, ...] = (
         get_end_device_log_events,
         "LogEvents a device posted, newest first (offset, limit)",
     ),
+    # ---- telemetry (issue 3 item 6) ----
+    Route(
+        "GET",
+        "/api/end-devices/{lfdi}/readings",
+        get_end_device_readings,
+        "Readings a device mirrored, per ReadingType, newest first (since, until, limit)",
+    ),
+    Route(
+        "GET",
+        "/api/end-devices/{lfdi}/mirror-usage-points",
+        get_end_device_mups,
+        "MirrorUsagePoints of a device with their ReadingTypes and postRate",
+    ),
+    Route(
+        "DELETE",
+        "/api/end-devices/{lfdi}/mirror-usage-points",
+        delete_end_device_mups,
+        "Delete all MirrorUsagePoints (and readings) of a device",
+    ),
+    Route(
+        "DELETE",
+        "/api/aggregators/{name}/mirror-usage-points",
+        delete_aggregator_mups,
+        "Delete all MirrorUsagePoints (and readings) of an aggregator's devices",
+    ),
+    Route(
+        "PUT",
+        "/api/end-devices/{lfdi}/post-rate",
+        put_end_device_post_rate,
+        "Set (or clear with null) a device's postRate",
+        PostRateIn,
+    ),
 )
 
 
@@ -465,9 +554,7 @@ def openapi_document() -> dict[str, Any]:
             ]
         if route.body is not None:
             name = route.body.__name__
-            model_schema = route.body.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            model_schema = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(model_schema.pop("$defs", {}))  # nested models, e.g. ControlIn
             schemas[name] = model_schema
             ref: dict[str, Any] = {"$ref": f"#/components/schemas/{name}"}

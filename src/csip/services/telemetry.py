@@ -1,0 +1,481 @@
+"""Telemetry use cases: the metering mirror of IEEE 2030.5 (MirrorUsagePointList,
+MirrorUsagePoint, MirrorMeterReading(List), ReadingType, Reading) and its admin read-back.
+
+Reads go through the Sep2Service render cache. A MirrorUsagePoint's bytes are tagged with
+itself (`mup:{id}`), its EndDevice (`edev:{id}`: the per-device postRate, deletion) and the
+settings (the global postRate); a list page with the client's scope (`mups:{scope}`, new or
+deleted MUPs) and its EndDeviceList tag (`edevs:{scope}`: a device moved or deleted). Posting
+readings changes no rendered bytes (csip does not echo readings back), so a device that
+posts every minute does not re-render its MirrorUsagePoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from lxml import etree
+
+from csip.domain.devices import EndDevice, Principal, PrincipalKind, may_access
+from csip.domain.paging import Page
+from csip.domain.telemetry import (
+    ACCUMULATIONS,
+    DATA_QUALIFIERS,
+    FLOW_DIRECTIONS,
+    KINDS,
+    PHASES,
+    UNITS,
+    MeterReadingDraft,
+    MirrorMeterReading,
+    MirrorUsagePoint,
+    Reading,
+    ReadingType,
+    StoredReading,
+    UsagePointDraft,
+    check_reading_type,
+    check_usage_point,
+    effective_post_rate,
+    normalize_mrid,
+)
+from csip.errors import BadRequest, Forbidden, InvalidValues, NotFound
+from csip.pki.identity import normalize_lfdi
+from csip.sep2.xml import E, serialize, tag, text
+from csip.services.cache import Entry
+from csip.services.sep2 import SETTINGS_TAG, Sep2Service, device_tags
+from csip.store.telemetry import TelemetryStore, WriteResult
+
+MUP_LIST = "/mup"
+_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(MirrorMeterReading(?:List)?)[\s/>]")
+
+
+def mup_tag(mup_id: int) -> str:
+    return f"mup:{mup_id}"
+
+
+def mup_list_tags(device: EndDevice) -> list[str]:
+    """Tags of every MirrorUsagePointList (and /dcap) that shows this device's MUPs."""
+    tags = [f"mups:dev:{device.lfdi}"]
+    if device.aggregator_id is not None:
+        tags.append(f"mups:agg:{device.aggregator_id}")
+    return tags
+
+
+def _hex16(value: int) -> str:
+    return f"{value:04X}"
+
+
+def _int(element: etree._Element, name: str) -> int | None:
+    raw = text(element, name)
+    return None if raw is None else int(raw)
+
+
+def _hex(element: etree._Element, name: str) -> int | None:
+    raw = text(element, name)
+    return None if raw is None or raw == "" else int(raw, 16)
+
+
+# ---- wire in ---------------------------------------------------------------------
+def parse_reading_type(element: etree._Element, mrid: str) -> ReadingType:
+    uom = _int(element, "uom")
+    if uom is None:
+        raise InvalidValues(f"the ReadingType of MirrorMeterReading {mrid} must state its uom")
+    for name in ("numberOfConsumptionBlocks", "numberOfTouTiers"):
+        if _int(element, name):
+            raise InvalidValues(f"{name} is not supported: csip mirrors untiered readings")
+    for name in ("calorificValue", "conversionFactor", "supplyLimit", "maxNumberOfIntervals"):
+        if element.find(tag(name)) is not None:
+            raise InvalidValues(f"ReadingType {name} is not supported (electricity readings)")
+    return ReadingType(
+        uom=uom,
+        power_of_ten_multiplier=_int(element, "powerOfTenMultiplier") or 0,
+        kind=_int(element, "kind"),
+        phase=_int(element, "phase"),
+        flow_direction=_int(element, "flowDirection"),
+        data_qualifier=_int(element, "dataQualifier"),
+        accumulation_behaviour=_int(element, "accumulationBehaviour"),
+        commodity=_int(element, "commodity"),
+        interval_length=_int(element, "intervalLength"),
+    )
+
+
+def _period(element: etree._Element | None) -> tuple[int, int] | None:
+    if element is None:
+        return None
+    return int(text(element, "start") or 0), int(text(element, "duration") or 0)
+
+
+def _reading(element: etree._Element, mrid: str, default: tuple[int, int | None] | None) -> Reading:
+    value = _int(element, "value")
+    if value is None:
+        raise InvalidValues(f"a Reading of MirrorMeterReading {mrid} has no value")
+    if _int(element, "touTier") or _int(element, "consumptionBlock"):
+        raise InvalidValues("touTier and consumptionBlock are not supported")
+    period: tuple[int, int | None] | None = _period(element.find(tag("timePeriod")))
+    period = period or default
+    if period is None:
+        raise InvalidValues(
+            f"a Reading of MirrorMeterReading {mrid} needs a timePeriod (or its "
+            "MirrorReadingSet's, or the MirrorMeterReading's lastUpdateTime)"
+        )
+    return Reading(
+        value=value,
+        power_of_ten_multiplier=0,  # the declared ReadingType's, set when stored
+        start=period[0],
+        duration=period[1],
+        quality_flags=_hex(element, "qualityFlags"),
+        local_id=_hex(element, "localID"),
+    )
+
+
+def parse_meter_reading(element: etree._Element) -> MeterReadingDraft:
+    mrid = normalize_mrid(text(element, "mRID") or "")
+    last_update = _int(element, "lastUpdateTime")
+    default: tuple[int, int | None] | None = (
+        (last_update, None) if last_update is not None else None
+    )
+    readings: list[Reading] = []
+    for reading_set in element.findall(tag("MirrorReadingSet")):
+        set_period = _period(reading_set.find(tag("timePeriod")))
+        for child in reading_set.findall(tag("Reading")):
+            readings.append(_reading(child, mrid, set_period or default))
+    single = element.find(tag("Reading"))
+    if single is not None:
+        readings.append(_reading(single, mrid, default))
+    rt_element = element.find(tag("ReadingType"))
+    return MeterReadingDraft(
+        mrid=mrid,
+        description=text(element, "description"),
+        reading_type=None if rt_element is None else parse_reading_type(rt_element, mrid),
+        readings=tuple(readings),
+    )
+
+
+def parse_usage_point(root: etree._Element) -> UsagePointDraft:
+    return UsagePointDraft(
+        mrid=normalize_mrid(text(root, "mRID") or ""),
+        device_lfdi=normalize_lfdi(text(root, "deviceLFDI") or ""),
+        role_flags=_hex(root, "roleFlags") or 0,
+        service_category_kind=_int(root, "serviceCategoryKind") or 0,
+        status=_int(root, "status") or 0,
+        description=text(root, "description"),
+        post_rate=_int(root, "postRate"),
+        readings=tuple(parse_meter_reading(m) for m in root.findall(tag("MirrorMeterReading"))),
+    )
+
+
+# ---- wire out --------------------------------------------------------------------
+def reading_type_element(rt: ReadingType) -> Any:
+    """ReadingType children in sep.xsd order; absent values stay absent."""
+    children = []
+    for name, value in (
+        ("accumulationBehaviour", rt.accumulation_behaviour),
+        ("commodity", rt.commodity),
+        ("dataQualifier", rt.data_qualifier),
+        ("flowDirection", rt.flow_direction),
+        ("intervalLength", rt.interval_length),
+        ("kind", rt.kind),
+        ("phase", rt.phase),
+        ("powerOfTenMultiplier", rt.power_of_ten_multiplier),
+        ("uom", rt.uom),
+    ):
+        if value is not None:
+            children.append(E(name, str(value)))
+    return E.ReadingType(*children)
+
+
+def _mmr_element(mup: MirrorUsagePoint, mmr: MirrorMeterReading) -> Any:
+    children = [E.mRID(mmr.mrid)]
+    if mmr.description is not None:
+        children.append(E.description(mmr.description))
+    children.append(reading_type_element(mmr.reading_type))
+    return E.MirrorMeterReading(*children, href=f"{mup.href}/mr/{mmr.id}")
+
+
+def _mup_element(mup: MirrorUsagePoint, post_rate: int | None) -> Any:
+    children = [E.mRID(mup.mrid)]
+    if mup.description is not None:
+        children.append(E.description(mup.description))
+    children += [
+        E.roleFlags(_hex16(mup.role_flags)),
+        E.serviceCategoryKind(str(mup.service_category_kind)),
+        E.status(str(mup.status)),
+        E.deviceLFDI(mup.device_lfdi),
+    ]
+    children += [_mmr_element(mup, m) for m in mup.meter_readings]
+    if post_rate is not None:
+        children.append(E.postRate(str(post_rate)))
+    return E.MirrorUsagePoint(*children, href=mup.href)
+
+
+# ---- admin JSON ---------------------------------------------------------------------
+def reading_type_json(rt: ReadingType) -> dict[str, Any]:
+    unit = UNITS[rt.uom]
+    return {
+        "uom": rt.uom,
+        "unit": unit.symbol,
+        "quantity": unit.quantity,
+        "power_of_ten_multiplier": rt.power_of_ten_multiplier,
+        "kind": rt.kind,
+        "kind_name": KINDS.get(rt.kind) if rt.kind is not None else None,
+        "phase": rt.phase,
+        "phase_name": PHASES.get(rt.phase) if rt.phase is not None else None,
+        "flow_direction": rt.flow_direction,
+        "flow_direction_name": (
+            FLOW_DIRECTIONS.get(rt.flow_direction) if rt.flow_direction is not None else None
+        ),
+        "data_qualifier": rt.data_qualifier,
+        "data_qualifier_name": (
+            DATA_QUALIFIERS.get(rt.data_qualifier) if rt.data_qualifier is not None else None
+        ),
+        "accumulation_behaviour": rt.accumulation_behaviour,
+        "accumulation_behaviour_name": (
+            ACCUMULATIONS.get(rt.accumulation_behaviour)
+            if rt.accumulation_behaviour is not None
+            else None
+        ),
+        "commodity": rt.commodity,
+        "interval_length": rt.interval_length,
+    }
+
+
+def reading_json(reading: Reading, received_at: int | None = None) -> dict[str, Any]:
+    physical = reading.physical
+    out: dict[str, Any] = {
+        "value": reading.value,
+        "power_of_ten_multiplier": reading.power_of_ten_multiplier,
+        "physical": float(physical),
+        "physical_exact": format(physical, "f"),
+        "start": reading.start,
+        "duration": reading.duration,
+        "quality_flags": reading.quality_flags,
+        "local_id": reading.local_id,
+    }
+    if received_at is not None:
+        out["received_at"] = received_at
+    return out
+
+
+def mup_json(mup: MirrorUsagePoint, post_rate: int | None) -> dict[str, Any]:
+    return {
+        "href": mup.href,
+        "mrid": mup.mrid,
+        "description": mup.description,
+        "device_lfdi": mup.device_lfdi,
+        "role_flags": _hex16(mup.role_flags),
+        "service_category_kind": mup.service_category_kind,
+        "status": mup.status,
+        "post_rate": post_rate,
+        "requested_post_rate": mup.requested_post_rate,
+        "meter_readings": [
+            {
+                "href": f"{mup.href}/mr/{m.id}",
+                "mrid": m.mrid,
+                "description": m.description,
+                "reading_type": reading_type_json(m.reading_type),
+            }
+            for m in mup.meter_readings
+        ],
+    }
+
+
+def readings_by_type(found: Sequence[StoredReading]) -> list[dict[str, Any]]:
+    """Group newest-first readings per MirrorMeterReading (one ReadingType each)."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in found:
+        key = (item.mup_mrid, item.mmr_mrid)
+        group = groups.get(key)
+        if group is None:
+            group = {
+                "mirror_usage_point": item.mup_mrid,
+                "mirror_meter_reading": item.mmr_mrid,
+                "description": item.description,
+                "reading_type": reading_type_json(item.reading_type),
+                "latest": reading_json(item.reading, item.received_at),
+                "readings": [],
+            }
+            groups[key] = group
+        group["readings"].append(reading_json(item.reading, item.received_at))
+    return list(groups.values())
+
+
+class TelemetryService:
+    def __init__(self, sep2: Sep2Service) -> None:
+        self.sep2 = sep2
+        self.store = TelemetryStore(sep2.store)
+
+    # ---- shared ------------------------------------------------------------------
+    def _scope(self, principal: Principal) -> dict[str, Any]:
+        if principal.kind is PrincipalKind.AGGREGATOR:
+            return {"aggregator_id": principal.aggregator_id, "lfdi": principal.lfdi}
+        return {"lfdi": principal.lfdi}
+
+    async def _post_rate(self, device: EndDevice, mup: MirrorUsagePoint) -> int | None:
+        default = await self.sep2.default_post_rate()
+        return effective_post_rate(device.post_rate, default, mup.requested_post_rate)
+
+    async def count(self, principal: Principal) -> int:
+        """How many MirrorUsagePoints this client sees (the /dcap link's `all`)."""
+        total, _ = await self.store.page(**self._scope(principal), limit=0)
+        return total
+
+    async def _entry(self, mup_id: int) -> Entry:
+        """The cached rendering of /mup/{id}; owner is (MUP, EndDevice). Unknown ids are
+        answered from the database every time and never cached."""
+        key = ("mup", mup_id)
+        cache = self.sep2.cache
+        entry = cache.get(key)
+        if entry is not None:
+            return entry
+        generation = cache.generation
+        found = await self.store.get(mup_id)
+        if found is None:
+            return Entry(b"", None)
+        mup, device = found
+        body = serialize(_mup_element(mup, await self._post_rate(device, mup)))
+        entry = Entry(body, found, (mup_tag(mup_id), f"edev:{device.id}", SETTINGS_TAG))
+        cache.put(key, entry, generation)
+        return entry
+
+    async def _accessible(self, principal: Principal, mup_id: int) -> Entry:
+        entry = await self._entry(mup_id)
+        if entry.owner is None or not may_access(principal, entry.owner[1]):
+            raise NotFound(f"no such MirrorUsagePoint /mup/{mup_id}")
+        return entry
+
+    async def _publish(self, device: EndDevice, mup_id: int, listing: bool) -> None:
+        tags = [mup_tag(mup_id)]
+        if listing:
+            tags += mup_list_tags(device)
+        await self.sep2.publish(tags)
+
+    # ---- 2030.5 reads -------------------------------------------------------------
+    async def mup_list(self, principal: Principal, page: Page) -> bytes:
+        key = ("mups", principal.scope, page.key())
+        cache = self.sep2.cache
+        entry = cache.get(key)
+        if entry is not None:
+            return entry.body
+
+        async def load() -> Entry:
+            total, found = await self.store.page(
+                **self._scope(principal), start=page.start, limit=page.limit
+            )
+            rates = await self.sep2.poll_rates()
+            items = [_mup_element(m, await self._post_rate(d, m)) for m, d in found]
+            body = serialize(
+                E.MirrorUsagePointList(
+                    *items,
+                    href=MUP_LIST,
+                    all=str(total),
+                    results=str(len(items)),
+                    pollRate=str(rates["MirrorUsagePointList"]),
+                )
+            )
+            tags = (SETTINGS_TAG, f"mups:{principal.scope}", f"edevs:{principal.scope}")
+            return Entry(body, tags=tags)
+
+        return (await cache.fetch(key, load)).body
+
+    async def mup(self, principal: Principal, mup_id: int) -> bytes:
+        return (await self._accessible(principal, mup_id)).body
+
+    async def meter_reading(self, principal: Principal, mup_id: int, mmr_id: int) -> bytes:
+        entry = await self._accessible(principal, mup_id)
+        mup: MirrorUsagePoint = entry.owner[0]
+        for mmr in mup.meter_readings:
+            if mmr.id == mmr_id:
+                return serialize(_mmr_element(mup, mmr))
+        raise NotFound(f"no such MirrorMeterReading {mup.href}/mr/{mmr_id}")
+
+    # ---- 2030.5 writes ------------------------------------------------------------
+    async def _target(self, principal: Principal, lfdi: str) -> EndDevice:
+        """The EndDevice a MirrorUsagePoint names, if this client may post for it."""
+        device = await self.sep2.store.get_end_device_by_lfdi(lfdi)
+        if device is None and lfdi == principal.lfdi:
+            raise NotFound(f"register EndDevice {lfdi} (POST /edev) before mirroring it")
+        if device is None or not may_access(principal, device):
+            raise Forbidden(f"deviceLFDI {lfdi} is not an EndDevice this client may post for")
+        return device
+
+    async def post_mup(self, principal: Principal, body: bytes) -> WriteResult:
+        """POST /mup: one MirrorUsagePoint per (mRID, device); a repeat updates it."""
+        draft = parse_usage_point(self.sep2.parse_body(body, "MirrorUsagePoint"))
+        check_usage_point(draft)
+        for mmr in draft.readings:
+            if mmr.reading_type is not None:
+                check_reading_type(mmr.mrid, mmr.reading_type)
+        device = await self._target(principal, draft.device_lfdi)
+        result = await self.store.upsert(device, draft, self.sep2.clock.now_int())
+        await self._publish(device, result.mup.id, listing=True)
+        return result
+
+    async def post_readings(
+        self, principal: Principal, mup_id: int, body: bytes
+    ) -> tuple[WriteResult, str]:
+        """POST /mup/{id}: a MirrorMeterReading or a MirrorMeterReadingList. Answers the
+        result and the href to put in Location."""
+        entry = await self._accessible(principal, mup_id)
+        device: EndDevice = entry.owner[1]
+        match = _ROOT.search(body[:4096])
+        expected = match.group(1).decode() if match else "MirrorMeterReading"
+        root = self.sep2.parse_body(body, expected)
+        if expected == "MirrorMeterReadingList":
+            drafts = [parse_meter_reading(m) for m in root.findall(tag("MirrorMeterReading"))]
+        else:
+            drafts = [parse_meter_reading(root)]
+        if not drafts:
+            raise BadRequest("no MirrorMeterReading in the body")
+        mrids = [d.mrid for d in drafts]
+        if len(set(mrids)) != len(mrids):
+            raise InvalidValues("the same MirrorMeterReading mRID appears twice")
+        for draft in drafts:
+            if draft.reading_type is not None:
+                check_reading_type(draft.mrid, draft.reading_type)
+        result = await self.store.post_readings(mup_id, drafts, self.sep2.clock.now_int())
+        if any(d.reading_type is not None or d.description is not None for d in drafts):
+            await self._publish(device, mup_id, listing=True)
+        href = result.mup.href
+        if len(drafts) == 1:
+            for mmr in result.mup.meter_readings:
+                if mmr.mrid == drafts[0].mrid:
+                    href = f"{result.mup.href}/mr/{mmr.id}"
+        return result, href
+
+    async def delete_mup(self, principal: Principal, mup_id: int) -> None:
+        entry = await self._accessible(principal, mup_id)
+        await self.store.delete(mup_id)
+        await self._publish(entry.owner[1], mup_id, listing=True)
+
+    # ---- admin ----------------------------------------------------------------------
+    async def device_mups(self, device: EndDevice) -> list[dict[str, Any]]:
+        _, found = await self.store.page(device_id=device.id, limit=1_000_000)
+        return [mup_json(m, await self._post_rate(d, m)) for m, d in found]
+
+    async def device_readings(
+        self, device: EndDevice, since: int | None, until: int | None, limit: int
+    ) -> dict[str, Any]:
+        found = await self.store.readings(device.id, since, until, limit)
+        return {
+            "lfdi": device.lfdi,
+            "since": since,
+            "until": until,
+            "count": len(found),
+            "reading_types": readings_by_type(found),
+        }
+
+    async def delete_for_devices(self, devices: Sequence[EndDevice]) -> int:
+        """Delete all MirrorUsagePoints (and readings) of these devices."""
+        removed = await self.store.delete_for_devices([d.id for d in devices])
+        tags: list[str] = [f"edev:{d.id}" for d in devices]
+        for device in devices:
+            tags += mup_list_tags(device)
+        # every /mup/{id} of these devices is tagged edev:{id}, so all are dropped
+        await self.sep2.publish(sorted(set(tags)))
+        return removed
+
+    async def set_post_rate(self, device: EndDevice, post_rate: int | None) -> EndDevice:
+        """The device's own postRate (None: the global default applies)."""
+        updated = await self.sep2.store.update_end_device(device.id, post_rate=post_rate)
+        await self.sep2.publish(device_tags(device) + device_tags(updated))
+        return updated
