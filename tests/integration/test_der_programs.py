@@ -412,3 +412,27 @@ async def test_bulk_membership_is_all_or_nothing(srv: Running) -> None:
     assert added == {"added": 3}
     again = await ok(srv, "POST", f"/api/groups/{group['id']}/members", {"lfdis": lfdis[:1]})
     assert again == {"added": 0}
+
+
+async def test_fifteen_level_group_tree(srv: Running) -> None:
+    """CORE-011: the CSIP levels are labels, not a fixed depth."""
+    device = srv.pki.device_a
+    href = await register(srv, device)
+    parent = None
+    groups = []
+    for level in range(15):
+        body = {"description": f"level {level}", "level": f"L{level}", "parent": parent}
+        group = await ok(srv, "POST", "/api/groups", body)
+        groups.append(group)
+        parent = group["id"]
+    await ok(srv, "PUT", f"/api/groups/{parent}/members/{device.lfdi}")
+    listing = await srv.client(device).get(href + "/fsa?l=20")
+    found = [f.get("href") for f in listing.xml().findall(f"{SEP}FunctionSetAssignments")]
+    assert listing.xml().get("all") == "15"
+    assert found == [g["href"] for g in groups]
+    now = await server_now(srv)
+    body = control(now, opModFixedW=-2500)  # signed per cent of setMaxW, exactly as given
+    target = {**body["controls"][0], "group": groups[0]["id"], "primacy": 3}
+    created = await ok(srv, "POST", "/api/controls", target)
+    reply = await srv.client(device).get(created["href"])
+    assert reply.find("s:DERControlBase/s:opModFixedW") == "-2500"
