@@ -86,6 +86,9 @@ async def test_device_walks_fsa_programs_and_controls(srv: Running) -> None:
     hrefs = [f.get("href") for f in fsa_list.xml().findall(f"{SEP}FunctionSetAssignments")]
     assert hrefs == [world[k]["href"] for k in ("utility", "substation", "feeder")]
 
+    # the DER's AssociatedDERProgramList: every program reaching the device, by primacy
+    associated = await client.get(world["edev"] + "/der/1/derp?l=5")
+    assert [p.get("href") for p in associated.xml()] == [world["p2"]["href"], world["p1"]["href"]]
     programs = await client.get(f"{world['utility']['href']}/derp?l=5")
     assert [p.findtext(f"{SEP}primacy") for p in programs.xml()] == ["10"]
     program = await client.get(world["p1"]["href"])

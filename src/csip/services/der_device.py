@@ -131,14 +131,6 @@ def render_der_list(device: EndDevice, page: Page, poll_rate: int) -> bytes:
     return serialize(element)
 
 
-def render_associated_programs(device: EndDevice, poll_rate: int) -> bytes:
-    """Empty but valid until the program engine associates DERPrograms with the DER."""
-    element = E.DERProgramList(
-        href=f"{device.href}/der/{DER_ID}/derp", all="0", results="0", pollRate=str(poll_rate)
-    )
-    return serialize(element)
-
-
 def render_log_events(device: EndDevice, total: int, events: list[LogEvent]) -> bytes:
     element = E.LogEventList(
         *(etree.fromstring(e.xml, _PARSER) for e in events),
@@ -226,16 +218,9 @@ class DerDeviceService:
         tags = (f"edev:{device_id}",)
         return await self._cached(("der", device_id, "der"), device, tags, load)
 
-    async def associated_programs(self, principal: Principal, device_id: int, der_id: int) -> bytes:
-        device = await self.sep2.accessible_device(principal, device_id)
+    def check_der(self, der_id: int) -> None:
+        """Only DER 1 exists (one DER per EndDevice)."""
         self._check_der(der_id)
-
-        async def load() -> bytes:
-            rates = await self.sep2.poll_rates()
-            return render_associated_programs(device, rates["DERProgramList"])
-
-        tags = (f"edev:{device_id}", SETTINGS_TAG)
-        return await self._cached(("der", device_id, "derp"), device, tags, load)
 
     async def _document(self, principal: Principal, device_id: int, kind: str) -> bytes:
         device = await self.sep2.accessible_device(principal, device_id)

@@ -236,6 +236,29 @@ class ProgramService:
         tags = (GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, SETTINGS_TAG, f"edev:{device_id}")
         return await self._render(("fsa-list", device_id, page.key()), tags, None, build)
 
+    async def associated_programs(self, principal: Principal, device_id: int, page: Page) -> bytes:
+        """AssociatedDERProgramList of the device's DER: programs of all its groups, by
+        primacy (the order a device resolves them in)."""
+        device = await self.sep2.accessible_device(principal, device_id)
+        now = self.clock.now_int()
+        programs = []
+        for group in await self.device_groups(device.id):
+            programs += await self._programs_of(group.id)
+        programs.sort(key=lambda p: (p.primacy, p.id))
+        states = [await self.state(p.id) for p in programs]
+        expires = min((s.boundary for s in states if s.boundary), default=None)
+
+        async def build() -> bytes:
+            chosen = states[page.start : page.start + page.limit]
+            rows = [(s.program, s.counts(now), s.default is not None) for s in chosen]
+            rates = await self.sep2.poll_rates()
+            href = f"{device.href}/der/1/derp"
+            return render.der_program_list(href, len(states), rows, rates["DERProgramList"])
+
+        key = ("assoc-derp", device_id, page.key())
+        tags = (GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, SETTINGS_TAG, f"edev:{device_id}")
+        return await self._render(key, tags, expires, build)
+
     async def _visible_group(self, principal: Principal, group_id: int) -> Group:
         group = (await self.groups()).get(group_id)
         if group is None or group_id not in await self.visible_groups(principal):

@@ -9,7 +9,8 @@ from csip.domain.der_device import DER_DOCUMENTS
 from csip.domain.paging import parse_page
 from csip.services.der_device import DerDeviceService
 from csip.services.sep2 import Sep2Service
-from csip.web.sep2_common import PRINCIPAL, created, device_id, read_body, xml
+from csip.web.sep2_common import PRINCIPAL, created, device_id, read_body, svc, xml
+from csip.web.sep2_programs import PROGRAMS
 
 DER_SERVICE = web.AppKey("der_device_service", DerDeviceService)
 
@@ -38,11 +39,11 @@ async def get_der(request: web.Request) -> web.Response:
 
 
 async def get_der_programs(request: web.Request) -> web.Response:
-    service = _der(request)
-    body = await service.associated_programs(
-        request[PRINCIPAL], device_id(request), _der_id(request)
-    )
-    return xml(body)
+    """AssociatedDERProgramList: the programs of every group the device belongs to."""
+    _der(request).check_der(_der_id(request))
+    page = parse_page(dict(request.query), 1, svc(request).settings.max_list_limit)
+    programs = request.app[PROGRAMS]
+    return xml(await programs.associated_programs(request[PRINCIPAL], device_id(request), page))
 
 
 async def get_der_document(request: web.Request) -> web.Response:
