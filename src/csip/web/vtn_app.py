@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -116,9 +117,27 @@ def _int(request: web.Request, name: str, default: int) -> int:
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise BadRequest(f"{name} must be a whole number") from exc
+    if not 0 <= value < 2**31:
+        raise BadRequest(f"{name} must be 0 to 2147483647")
+    return value
+
+
+_OBJECT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+
+
+def _text(request: web.Request, name: str, object_id: bool = False) -> str | None:
+    """A string query parameter, held to the YAML's rule for it (objectID or a 1-128 name)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if object_id and not _OBJECT_ID.match(raw):
+        raise BadRequest(f"{name} must be an objectID (1-128 of A-Z a-z 0-9 _ -)")
+    if not 1 <= len(raw) <= 128:
+        raise BadRequest(f"{name} must be 1 to 128 characters")
+    return raw
 
 
 def _bool(request: web.Request, name: str) -> bool | None:
@@ -135,16 +154,19 @@ def list_query(request: web.Request) -> ListQuery:
     objects = tuple(q.getall("objects", ()))
     if any(o not in KINDS for o in objects):
         raise BadRequest(f"objects must be among {', '.join(KINDS)}")
+    targets = tuple(q.getall("targets", ()))
+    if any(not 1 <= len(t) <= 128 for t in targets):
+        raise BadRequest("each target must be 1 to 128 characters")
     return ListQuery(
         skip=_int(request, "skip", 0),
         limit=_int(request, "limit", MAX_LIMIT),
-        targets=tuple(q.getall("targets", ())),
-        program_id=q.get("programID"),
-        event_id=q.get("eventID"),
-        client_name=q.get("clientName"),
-        ven_name=q.get("venName"),
-        resource_name=q.get("resourceName"),
-        ven_id=q.get("venID"),
+        targets=targets,
+        program_id=_text(request, "programID", object_id=True),
+        event_id=_text(request, "eventID", object_id=True),
+        client_name=_text(request, "clientName"),
+        ven_name=_text(request, "venName"),
+        resource_name=_text(request, "resourceName"),
+        ven_id=_text(request, "venID", object_id=True),
         objects=objects,
         active=_bool(request, "active"),
     )
@@ -283,7 +305,13 @@ def vtn_tls_context(settings: Settings) -> ssl.SSLContext:
 
 def create_app(service: VtnService) -> web.Application:
     settings = service.settings
-    app = web.Application(middlewares=[problems], client_max_size=settings.vtn_max_body_bytes)
+    # Long query strings (many targets=...) must reach the handlers, which answer a Problem;
+    # past aiohttp's default 8 KiB request line its parser would answer in plain text.
+    app = web.Application(
+        middlewares=[problems],
+        client_max_size=settings.vtn_max_body_bytes,
+        handler_args={"max_line_size": 262_144, "max_field_size": 16_384},
+    )
     app[VTN] = service
     base = settings.vtn_base_path
     kinds = "{collection:" + "|".join(COLLECTIONS) + "}"

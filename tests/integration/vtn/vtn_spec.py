@@ -36,9 +36,20 @@ def _response(description: str) -> dict[str, Any]:
     return {"description": description, "content": copy.deepcopy(_PROBLEM)}
 
 
+class _TextTimestamps(yaml.SafeLoader):
+    """Keeps date-times as the strings they are in JSON (examples must stay sendable)."""
+
+
+_TextTimestamps.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 @functools.cache
 def raw_spec() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text(encoding="utf-8"))
+    text = SPEC_FILE.read_text(encoding="utf-8")
+    loaded: dict[str, Any] = yaml.load(text, Loader=_TextTimestamps)  # noqa: S506 - SafeLoader
     return loaded
 
 
