@@ -439,3 +439,62 @@ async def test_fifteen_level_group_tree(srv: Running) -> None:
     created = await ok(srv, "POST", "/api/controls", target)
     reply = await srv.client(device).get(created["href"])
     assert reply.find("s:DERControlBase/s:opModFixedW") == "-2500"
+
+
+CURVE_MODES = sorted(
+    {
+        "opModFreqWatt": 0,
+        "opModHFRTMayTrip": 1,
+        "opModHFRTMustTrip": 2,
+        "opModHVRTMayTrip": 3,
+        "opModHVRTMomentaryCessation": 4,
+        "opModHVRTMustTrip": 5,
+        "opModLFRTMayTrip": 6,
+        "opModLFRTMustTrip": 7,
+        "opModLVRTMayTrip": 8,
+        "opModLVRTMomentaryCessation": 9,
+        "opModLVRTMustTrip": 10,
+        "opModVoltVar": 11,
+        "opModVoltWatt": 12,
+        "opModWattPF": 13,
+        "opModWattVar": 14,
+    }.items()
+)
+
+
+async def test_every_curve_mode_and_structured_mode(srv: Running) -> None:
+    """BASIC-004/005/006/011/012/015: ride-through, volt-var/watt, freq-watt, watt-PF/var
+    curves, frequency droop, fixed var, target var and absorb PF, each published exactly."""
+    device = srv.pki.device_a
+    world = await topology(srv, device)
+    client = srv.client(device)
+    pid = world["p1"]["id"]
+    now = await server_now(srv)
+    base: dict[str, Any] = {}
+    for mode, curve_type in CURVE_MODES:
+        curve = await ok(
+            srv, "POST", f"/api/programs/{pid}/curves",
+            {"curve_type": curve_type, "points": [[0, 100], [50, 60], [100, 0]],
+             "x_multiplier": -1, "y_multiplier": 0, "y_ref_type": 1, "extras": {"vRef": 100}},
+        )  # fmt: skip
+        base[mode] = {"curve": curve["id"]}
+    base["opModFreqDroop"] = {"dBOF": 36, "dBUF": 36, "kOF": 5, "kUF": 5, "openLoopTms": 500}
+    base["opModFixedVar"] = {"refType": 2, "value": -1500}
+    base["opModTargetVar"] = {"multiplier": 2, "value": -30}
+    base["opModFixedPFAbsorbW"] = {"displacement": 90, "excitation": True, "multiplier": -2}
+    (created,) = await ok(srv, "POST", f"/api/programs/{pid}/controls", control(now + 10, **base))
+    reply = await client.get(created["href"])
+    found = reply.xml().find(f"{SEP}DERControlBase")
+    assert found is not None
+    children = {child.tag.removeprefix(SEP): child for child in found}
+    assert set(children) == set(base)
+    curves = {c.get("href") for c in (await client.get(f"{world['p1']['href']}/dc?l=20")).xml()}
+    for mode, _ in CURVE_MODES:
+        assert children[mode].get("href") in curves
+    assert children["opModFreqDroop"].findtext(f"{SEP}openLoopTms") == "500"
+    assert children["opModFixedVar"].findtext(f"{SEP}value") == "-1500"
+    assert children["opModTargetVar"].findtext(f"{SEP}multiplier") == "2"
+    assert children["opModFixedPFAbsorbW"].findtext(f"{SEP}excitation") == "true"
+    one_curve = await client.get(f"{world['p1']['href']}/dc?l=1")
+    assert one_curve.find("s:DERCurve/s:vRef") == "100"
+    assert one_curve.find("s:DERCurve/s:xMultiplier") == "-1"
