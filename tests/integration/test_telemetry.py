@@ -10,7 +10,7 @@ from csip.config import DEFAULT_POLL_RATES
 from csip.pki.testpki import IssuedCert
 
 from helpers import end_device_xml, register
-from support import BACKENDS, Running, Sep2Client
+from support import BACKENDS, Running, Sep2Client, settle_bus
 
 pytestmark = BACKENDS
 
@@ -323,6 +323,7 @@ async def test_unchanged_poll_is_served_from_the_render_cache(srv: Running) -> N
     await register(srv, device)
     client = srv.client(device)
     href = await create_mup(client, device.lfdi, mmrs=declared(1, 38, 0, 128, {}))
+    await settle_bus(srv)  # on PostgreSQL the write's NOTIFY echo comes back later
     for path in ("/mup", href):
         await client.get(path)
     stats = srv.server.sep2.cache.stats
