@@ -498,3 +498,51 @@ async def test_every_curve_mode_and_structured_mode(srv: Running) -> None:
     one_curve = await client.get(f"{world['p1']['href']}/dc?l=1")
     assert one_curve.find("s:DERCurve/s:vRef") == "100"
     assert one_curve.find("s:DERCurve/s:xMultiplier") == "-1"
+
+
+async def test_basic_program_scenarios(srv: Running) -> None:
+    """BASIC-016..020, 025, 026 as a server serves them: defaults per program, events in
+    sequence (default -> event -> default), non-overlapping events both kept, and
+    independent modes across programs never marked as superseding."""
+    device = srv.pki.device_a
+    world = await topology(srv, device)
+    client = srv.client(device)
+    p1, p2 = world["p1"], world["p2"]
+    for program, limit in ((p1, 8000), (p2, 6000)):
+        await ok(
+            srv, "PUT", f"/api/programs/{program['id']}/default-control",
+            {"base": {"opModMaxLimW": limit}, "settings": {"setGradW": 200}},
+        )  # fmt: skip
+    # BASIC-016: two programs, two defaults, no controls: both reachable, primacy tells order
+    associated = await client.get(world["edev"] + "/der/1/derp?l=5")
+    assert [p.findtext(f"{SEP}primacy") for p in associated.xml()] == ["1", "10"]
+    for program, limit in ((p1, "8000"), (p2, "6000")):
+        default = await client.get(program["href"] + "/dderc")
+        assert default.find("s:DERControlBase/s:opModMaxLimW") == limit
+    # BASIC-019: two back-to-back controls in one program: neither supersedes the other
+    now = await server_now(srv)
+    (first,) = await ok(
+        srv, "POST", f"/api/programs/{p1['id']}/controls", control(now + 10, 100, opModMaxLimW=1)
+    )
+    (second,) = await ok(
+        srv, "POST", f"/api/programs/{p1['id']}/controls", control(now + 110, 100, opModMaxLimW=2)
+    )
+    listing = dict(statuses(await client.get(p1["href"] + "/derc?l=10")))
+    assert listing == {first["mrid"]: "0", second["mrid"]: "0"}
+    # BASIC-025: an independent mode in the higher-priority program: no potentiallySuperseded
+    (independent,) = await ok(
+        srv, "POST", f"/api/programs/{p2['id']}/controls", control(now + 10, 100, opModConnect=True)
+    )
+    assert (await client.get(first["href"])).find(
+        "s:EventStatus/s:potentiallySuperseded"
+    ) == "false"
+    # BASIC-018: default -> event -> next event -> default
+    actives = []
+    for step in (11, 100, 100):
+        await ok(srv, "PUT", "/api/clock", {"advance": step})
+        active = await client.get(p1["href"] + "/actderc?l=5")
+        actives.append([c.findtext(f"{SEP}mRID") for c in active.xml()])
+    assert actives == [[first["mrid"]], [second["mrid"]], []]
+    # BASIC-026 (after start): the independent control ran alongside, untouched
+    assert (await client.get(independent["href"])).find("s:EventStatus/s:currentStatus") == "1"
+    assert (await client.get(p1["href"] + "/dderc")).find("s:setGradW") == "200"
