@@ -316,6 +316,17 @@ async def test_responses(srv: Running) -> None:
     stored = await ok(srv, "GET", f"/api/end-devices/{device.lfdi}/responses")
     assert [r["status"] for r in stored] == [2, 1] or sorted(r["status"] for r in stored) == [1, 2]
     assert {r["subject"] for r in stored} == {created["mrid"]}
+    # per group: the utility group (an ancestor of the device's feeder) reports the device
+    report = await ok(srv, "GET", f"/api/groups/{world['utility']['id']}/report")
+    assert report["total"] == 1
+    (entry,) = report["devices"]
+    assert entry["lfdi"] == device.lfdi
+    assert sorted(r["status"] for r in entry["responses"]) == [1, 2]
+    assert "readings" in entry and "der" in entry
+    assert (await srv.admin("GET", "/api/groups/999/report"))[0] == 404
+    assert (await srv.admin("GET", f"/api/groups/{world['utility']['id']}/report?limit=x"))[
+        0
+    ] == 400
 
 
 async def test_program_polls_are_render_once_until_a_time_boundary(srv: Running) -> None:

@@ -607,6 +607,17 @@ class ProgramService:
         await self.sep2.publish([PROGRAMS_TAG])
         return created
 
+    async def group_devices(self, group_id: int) -> list[EndDevice]:
+        """Every EndDevice in a group or any group below it, in id order."""
+        groups = await self.groups()
+        if group_id not in groups:
+            raise NotFound(f"no group {group_id}")
+        below = {g for g in groups if group_id in self._closure(groups, {g})}
+        memberships = await self.der.memberships()
+        ids = sorted(d for d, direct in memberships.items() if direct & below)
+        devices = [await self.sep2.store.get_end_device(i) for i in ids]
+        return [d for d in devices if d is not None]
+
     async def responses(
         self, *, program_id: int | None = None, lfdi: str | None = None
     ) -> list[dict[str, Any]]:

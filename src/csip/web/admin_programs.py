@@ -199,6 +199,32 @@ async def post_members(request: web.Request, body: MembersIn) -> web.Response:
     return web.json_response({"added": added})
 
 
+async def group_report(request: web.Request) -> web.Response:
+    """What the utility reads per group: each device's DER documents, latest readings and
+    responses (paged with offset/limit over the group's devices, sub-groups included)."""
+    from csip.services.der_device import DerDeviceService
+    from csip.services.telemetry import TelemetryService
+    from csip.web.admin_app import _int_query
+
+    svc = _svc(request)
+    devices = await svc.group_devices(_id(request, "gid"))
+    offset = _int_query(request, "offset", 0, 2**31)
+    limit = _int_query(request, "limit", 100, 1000)
+    der, telemetry = DerDeviceService(svc.sep2), TelemetryService(svc.sep2)
+    report = []
+    for device in devices[offset : offset + limit]:
+        report.append(
+            {
+                "lfdi": device.lfdi,
+                "href": device.href,
+                "der": await der.der_json(device),
+                "readings": await telemetry.device_readings(device, None, None, 100),
+                "responses": (await svc.responses(lfdi=device.lfdi))[:20],
+            }
+        )
+    return web.json_response({"total": len(devices), "offset": offset, "devices": report})
+
+
 async def list_programs(request: web.Request) -> web.Response:
     programs = await _svc(request).der.programs(_id(request, "gid"))
     return web.json_response([program_json(p) for p in programs])
@@ -339,6 +365,12 @@ def routes() -> tuple[Any, ...]:
             MembersIn,
         ),
         route("GET", "/api/groups/{gid}/programs", list_programs, "Programs of a group"),
+        route(
+            "GET",
+            "/api/groups/{gid}/report",
+            group_report,
+            "Per device of a group (and its sub-groups): DER status, readings, responses",
+        ),
         route(
             "POST",
             "/api/groups/{gid}/programs",
