@@ -10,7 +10,7 @@ from csip.config import DEFAULT_POLL_RATES
 from csip.pki.testpki import IssuedCert
 
 from helpers import end_device_xml, register
-from support import BACKENDS, Running, Sep2Client, settle_bus
+from support import BACKENDS, Running, Sep2Client, ServerFactory, settle_bus
 
 pytestmark = BACKENDS
 
@@ -391,3 +391,54 @@ async def test_delete_all_mirrors_of_an_aggregator(srv: Running) -> None:
     assert status == 200 and body["removed"] == 3
     assert (await client.get("/mup")).xml().get("all") == "0"
     assert (await srv.client(srv.pki.device_a).get("/mup")).xml().get("all") == "1"
+
+
+async def test_own_lfdi_must_be_registered_before_mirroring(srv: Running) -> None:
+    device = srv.pki.device_a
+    client = srv.client(device)
+    reply = await client.post("/mup", mup_xml(device.lfdi))
+    assert reply.status == 404
+    assert (await readings_status(srv, device.lfdi)) == 404
+    await register(srv, device)
+    assert (await client.post("/mup", mup_xml(device.lfdi))).status == 201
+
+
+async def readings_status(srv: Running, lfdi: str) -> int:
+    status, _ = await srv.admin("GET", f"/api/end-devices/{lfdi}/readings")
+    return status
+
+
+async def test_mirror_walk_in_the_csip_aus_profile(make_server: ServerFactory) -> None:
+    srv = await make_server(profile="csip-aus")
+    device = srv.pki.device_a
+    await register(srv, device)
+    client = srv.client(device)  # validates every body against csipaus-core.xsd
+    mmrs = declared(1, 38, 0, 0, {"dataQualifier": 2}) + declared(2, 29, -1, 0, {})
+    href = await create_mup(client, device.lfdi, mmrs=mmrs)
+    posted = await client.post(
+        href, mmr_list(mmr(1, reading=reading(-3000)), mmr(2, reading=reading(2401)))
+    )
+    assert posted.status == 201
+    assert (await client.get(href)).status == 200
+    assert (await client.get("/mup")).xml().get("all") == "1"
+    body = await readings(srv, device.lfdi)
+    physical = {g["mirror_meter_reading"]: g["latest"]["physical"] for g in body["reading_types"]}  # type: ignore[attr-defined]
+    assert physical == {mrid(1): -3000.0, mrid(2): 240.1}
+
+
+async def test_a_mirror_usage_point_post_may_carry_readings_and_reading_sets(srv: Running) -> None:
+    device = srv.pki.device_a
+    await register(srv, device)
+    client = srv.client(device)
+    reading_set = (
+        f"<MirrorReadingSet><mRID>{mrid(77)}</mRID><timePeriod><duration>300</duration>"
+        f"<start>{START}</start></timePeriod>{reading(10, START)}{reading(11, START + 60)}"
+        "</MirrorReadingSet>"
+    )
+    # MirrorMeterReading order: mRID, description, MirrorReadingSet, Reading, ReadingType
+    watts = mmr(1, reading_type(38, 0, phase=128), reading_set)
+    await create_mup(client, device.lfdi, mmrs=watts)
+    body = await readings(srv, device.lfdi)
+    assert body["count"] == 2
+    (group,) = body["reading_types"]  # type: ignore[misc]
+    assert [r["value"] for r in group["readings"]] == [11, 10]
