@@ -21,6 +21,7 @@ csip is serving (TEST PKI: not for production use)
   IEEE 2030.5 (mutual TLS): {sep2}
   admin API:                {admin}   (token: `csip admin token`)
   admin OpenAPI:            {openapi}
+  OpenADR 3 VTN:            {vtn}   (clients: `csip clients add NAME --role bl|ven`)
 Walk it with a device certificate:
   curl --cacert {ca} --cert {cert} https://localhost:{sep2_port}/dcap
 Ctrl-C stops."""
@@ -63,6 +64,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sep2_port=args.sep2_port,
         admin_port=args.admin_port,
         http_redirect_port=args.http_redirect_port,
+        vtn_port=args.vtn_port,
+        vtn_plain_http=True if args.vtn_plain_http else None,
         profile=args.profile,
         schema_dir=args.schema_dir,
         certs_dir=args.certs_dir,
@@ -93,6 +96,79 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
 
     print(_run(run()))
     return 0
+
+
+# ---- OpenADR 3 VTN clients (issue 4) ---------------------------------------------------
+def _with_vtn_auth(args: argparse.Namespace, work: Callable[[Any], Coroutine[Any, Any, _T]]) -> _T:
+    """Run `work(VtnAuth)` on the same database as `csip serve`, running or not."""
+    from csip.domain.clock import Clock
+    from csip.services.vtn_auth import VtnAuth
+    from csip.store import Store
+
+    settings = _settings(args)
+
+    async def run() -> _T:
+        store = Store(settings.db_url)
+        try:
+            await store.migrate()
+            return await work(VtnAuth(store, settings, Clock()))
+        finally:
+            await store.close()
+
+    return _run(run())
+
+
+def cmd_clients_add(args: argparse.Namespace) -> int:
+    async def work(auth: Any) -> Any:
+        return await auth.create_client(args.name, args.role, args.scope or None)
+
+    created = _with_vtn_auth(args, work)
+    print(f"client_id: {created.client.client_id}")
+    print(f"client_secret: {created.secret}")
+    print(f"role: {created.client.role}")
+    print(f"scopes: {' '.join(created.client.scopes)}")
+    print("(the secret is shown only now; it is stored hashed)", file=sys.stderr)
+    return 0
+
+
+def cmd_clients_list(args: argparse.Namespace) -> int:
+    async def work(auth: Any) -> Any:
+        return await auth.clients()
+
+    for client in _with_vtn_auth(args, work):
+        print(f"{client.name}\t{client.role}\t{client.client_id}\t{' '.join(client.scopes)}")
+    return 0
+
+
+def cmd_clients_remove(args: argparse.Namespace) -> int:
+    async def work(auth: Any) -> None:
+        await auth.remove_client(args.name)
+
+    _with_vtn_auth(args, work)
+    print(f"removed {args.name}")
+    return 0
+
+
+def _add_clients_parser(commands: Any) -> None:
+    from csip.openadr.rules import SCOPES
+
+    clients = commands.add_parser("clients", help="OAuth2 clients of the OpenADR 3 VTN")
+    sub = clients.add_subparsers(dest="clients_command", required=True, metavar="COMMAND")
+    add = sub.add_parser("add", help="create a BL or VEN client; prints its id and secret once")
+    _state_options(add)
+    add.add_argument("name", help="a name for the client (letters, digits, . _ -)")
+    add.add_argument("--role", choices=["bl", "ven"], required=True)
+    add.add_argument(
+        "--scope", action="append", choices=SCOPES, help="repeat; default: the role's scopes"
+    )
+    add.set_defaults(func=cmd_clients_add)
+    listing = sub.add_parser("list", help="list the clients (never their secrets)")
+    _state_options(listing)
+    listing.set_defaults(func=cmd_clients_list)
+    remove = sub.add_parser("remove", help="remove a client (its tokens stop within a minute)")
+    _state_options(remove)
+    remove.add_argument("name")
+    remove.set_defaults(func=cmd_clients_remove)
 
 
 def cmd_schemas_fetch(args: argparse.Namespace) -> int:
@@ -127,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--profile", choices=["csip", "csip-aus"], help="schema profile")
     serve.add_argument("--schema-dir", type=Path, help="use these XSDs instead of the pinned ones")
     serve.add_argument("--certs-dir", type=Path, help="test PKI directory (default certs)")
+    serve.add_argument("--vtn-port", type=int, help="OpenADR 3 VTN port (default 8445)")
+    serve.add_argument(
+        "--vtn-plain-http", action="store_true", help="serve the VTN over plain HTTP (labs only)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     admin = commands.add_parser("admin", help="administration")
@@ -135,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     _state_options(token)
     token.add_argument("--rotate", action="store_true", help="replace the token")
     token.set_defaults(func=cmd_admin_token)
+
+    _add_clients_parser(commands)
 
     schemas = commands.add_parser("schemas", help="obtain the pinned 2030.5 XSDs")
     schema_commands = schemas.add_subparsers(

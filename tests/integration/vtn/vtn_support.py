@@ -93,6 +93,7 @@ class WebhookReceiver:
         self.notifications: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
         self.echo_checks = 0
+        self.refused = 0
         self.status = 200
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -104,6 +105,7 @@ class WebhookReceiver:
 
     async def handle_post(self, request: web.Request) -> web.Response:
         if self.status != 200:
+            self.refused += 1
             return web.Response(status=self.status)
         self.notifications.append(await request.json())
         self.authorizations.append(request.headers.get("Authorization", ""))
