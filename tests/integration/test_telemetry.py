@@ -159,6 +159,11 @@ async def test_basic_029_mirror_walk_and_exact_readback(srv: Running) -> None:
 
     window = await readings(srv, device.lfdi, f"?since={START + 1}&until={START + 120}")
     assert window["count"] == 1
+    # the limit bounds the list, never which ReadingTypes show their latest reading
+    limited = await readings(srv, device.lfdi, "?limit=1")
+    assert limited["count"] == 1
+    latest = {g["mirror_meter_reading"]: g["latest"]["value"] for g in limited["reading_types"]}  # type: ignore[attr-defined]
+    assert latest == {mrid(n): (4400 if n == 1 else v) for n, _, _, _, _, v, _ in QUANTITIES}
 
 
 async def test_repeat_post_updates_instead_of_duplicating(srv: Running) -> None:

@@ -279,23 +279,25 @@ def mup_json(mup: MirrorUsagePoint, post_rate: int | None) -> dict[str, Any]:
     }
 
 
-def readings_by_type(found: Sequence[StoredReading]) -> list[dict[str, Any]]:
-    """Group newest-first readings per MirrorMeterReading (one ReadingType each)."""
+def readings_by_type(
+    latest: Sequence[StoredReading], found: Sequence[StoredReading]
+) -> list[dict[str, Any]]:
+    """One entry per MirrorMeterReading (one ReadingType each): its newest reading in the
+    window, and the window's readings (newest first, up to the limit overall)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in latest:
+        groups[(item.mup_mrid, item.mmr_mrid)] = {
+            "mirror_usage_point": item.mup_mrid,
+            "mirror_meter_reading": item.mmr_mrid,
+            "description": item.description,
+            "reading_type": reading_type_json(item.reading_type),
+            "latest": reading_json(item.reading, item.received_at),
+            "readings": [],
+        }
     for item in found:
-        key = (item.mup_mrid, item.mmr_mrid)
-        group = groups.get(key)
-        if group is None:
-            group = {
-                "mirror_usage_point": item.mup_mrid,
-                "mirror_meter_reading": item.mmr_mrid,
-                "description": item.description,
-                "reading_type": reading_type_json(item.reading_type),
-                "latest": reading_json(item.reading, item.received_at),
-                "readings": [],
-            }
-            groups[key] = group
-        group["readings"].append(reading_json(item.reading, item.received_at))
+        group = groups.get((item.mup_mrid, item.mmr_mrid))
+        if group is not None:
+            group["readings"].append(reading_json(item.reading, item.received_at))
     return list(groups.values())
 
 
@@ -456,12 +458,13 @@ class TelemetryService:
         self, device: EndDevice, since: int | None, until: int | None, limit: int
     ) -> dict[str, Any]:
         found = await self.store.readings(device.id, since, until, limit)
+        latest = await self.store.readings(device.id, since, until, 1_000_000, latest=True)
         return {
             "lfdi": device.lfdi,
             "since": since,
             "until": until,
             "count": len(found),
-            "reading_types": readings_by_type(found),
+            "reading_types": readings_by_type(latest, found),
         }
 
     async def delete_for_devices(self, devices: Sequence[EndDevice]) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import and_, delete, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -161,9 +161,21 @@ class TelemetryStore:
             return total, [(m, devices[m.end_device_id]) for m in mups]
 
     async def readings(
-        self, device_id: int, since: int | None, until: int | None, limit: int
+        self,
+        device_id: int,
+        since: int | None,
+        until: int | None,
+        limit: int,
+        *,
+        latest: bool = False,
     ) -> list[StoredReading]:
-        """A device's readings with start in [since, until), newest first."""
+        """A device's readings with start in [since, until), newest first; with latest=True
+        only the newest of each MirrorMeterReading (one per ReadingType)."""
+        window = [col(ReadingRow.end_device_id) == device_id]
+        if since is not None:
+            window.append(col(ReadingRow.start) >= since)
+        if until is not None:
+            window.append(col(ReadingRow.start) < until)
         query = (
             select(ReadingRow, MirrorMeterReadingRow, MirrorUsagePointRow.mrid)
             .join(MirrorMeterReadingRow, col(ReadingRow.mmr_id) == col(MirrorMeterReadingRow.id))
@@ -171,14 +183,27 @@ class TelemetryStore:
                 MirrorUsagePointRow,
                 col(MirrorMeterReadingRow.mup_id) == col(MirrorUsagePointRow.id),
             )
-            .where(col(ReadingRow.end_device_id) == device_id)
+            .where(*window)
             .order_by(col(ReadingRow.start).desc(), col(ReadingRow.id).desc())
             .limit(limit)
         )
-        if since is not None:
-            query = query.where(col(ReadingRow.start) >= since)
-        if until is not None:
-            query = query.where(col(ReadingRow.start) < until)
+        if latest:
+            newest = (
+                select(
+                    col(ReadingRow.mmr_id).label("mmr_id"),
+                    func.max(col(ReadingRow.start)).label("start"),
+                )
+                .where(*window)
+                .group_by(col(ReadingRow.mmr_id))
+                .subquery()
+            )
+            query = query.join(
+                newest,
+                and_(
+                    col(ReadingRow.mmr_id) == newest.c.mmr_id,
+                    col(ReadingRow.start) == newest.c.start,
+                ),
+            )
         async with self.store.transaction() as s:
             result = []
             for reading, mmr, mup_mrid in (await s.execute(query)).all():
