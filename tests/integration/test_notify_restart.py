@@ -94,8 +94,9 @@ def test_pending_notification_survives_sigkill(
     serve = ServeProcess(tmp_path / "data", certs)
     try:
         serve.start()
-        pem = (certs / "devices" / "demo-0001.pem").read_text()
-        lfdi = lfdi_from_cert_der(ssl.PEM_cert_to_DER_cert(pem))
+        chain = (certs / "devices" / "demo-0001.pem").read_text()
+        leaf = chain.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+        lfdi = lfdi_from_cert_der(ssl.PEM_cert_to_DER_cert(leaf))
         base = f"https://localhost:{serve.sep2_port}"
         body = (
             '<EndDevice xmlns="urn:ieee:std:2030.5:ns">'
