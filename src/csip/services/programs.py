@@ -240,6 +240,10 @@ class ProgramService:
         """AssociatedDERProgramList of the device's DER: programs of all its groups, by
         primacy (the order a device resolves them in)."""
         device = await self.sep2.accessible_device(principal, device_id)
+        key = ("assoc-derp", device_id, page.key())
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached.body
         now = self.clock.now_int()
         programs = []
         for group in await self.device_groups(device.id):
@@ -255,7 +259,6 @@ class ProgramService:
             href = f"{device.href}/der/1/derp"
             return render.der_program_list(href, len(states), rows, rates["DERProgramList"])
 
-        key = ("assoc-derp", device_id, page.key())
         tags = (GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, SETTINGS_TAG, f"edev:{device_id}")
         return await self._render(key, tags, expires, build)
 
@@ -275,6 +278,10 @@ class ProgramService:
 
     async def program_list(self, principal: Principal, group_id: int, page: Page) -> bytes:
         await self._visible_group(principal, group_id)
+        key = ("derp-list", group_id, page.key())
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached.body
         now = self.clock.now_int()
         states = [await self.state(p.id) for p in await self._programs_of(group_id)]
         expires = min((s.boundary for s in states if s.boundary), default=None)
@@ -286,7 +293,6 @@ class ProgramService:
             href = f"/fsa/{group_id}/derp"
             return render.der_program_list(href, len(states), rows, rates["DERProgramList"])
 
-        key = ("derp-list", group_id, page.key())
         tags = (GROUPS_TAG, PROGRAMS_TAG, SETTINGS_TAG)
         return await self._render(key, tags, expires, build)
 
