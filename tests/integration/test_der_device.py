@@ -5,7 +5,6 @@ by the test client with the server's profile (CORE-014, BASIC-027, BASIC-028).""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import secrets
 
@@ -14,10 +13,9 @@ from sqlalchemy import event, text
 
 import csip.services.der_device
 from csip.pki.identity import sfdi_from_lfdi
-from csip.services.bus import PgBus
 
 from helpers import end_device_xml, register
-from support import BACKENDS, NS, Reply, Running, ServerFactory
+from support import BACKENDS, NS, Reply, Running, ServerFactory, settle_bus
 
 SEP = 'xmlns="urn:ieee:std:2030.5:ns"'
 AUS = 'xmlns:csipaus="https://csipaus.org/ns"'
@@ -392,23 +390,6 @@ async def test_deleting_an_end_device_deletes_its_der_data(srv: Running) -> None
     async with srv.server.store.transaction() as session:
         left = (await session.execute(text("SELECT count(*) FROM log_event"))).scalar_one()
     assert left == 0
-
-
-async def settle_bus(srv: Running) -> None:
-    """Wait until the server's own earlier invalidations have come back (PostgreSQL NOTIFY
-    echoes arrive later than the write that sent them, in order)."""
-    assert srv.server.bus is not None
-    bus = srv.server.bus
-    seen: list[int] = []
-    sentinel = f"test:settle:{secrets.token_hex(4)}"
-    bus.subscribe(lambda tags: seen.append(1) if sentinel in tags else None)
-    await bus.publish([sentinel])
-    expected = 2 if isinstance(bus, PgBus) else 1
-    for _ in range(200):
-        if len(seen) >= expected:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the invalidation bus did not echo")
 
 
 class _NoValidator:

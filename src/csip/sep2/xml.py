@@ -18,7 +18,8 @@ NSMAP = {None: SEP_NS}
 E = ElementMaker(namespace=SEP_NS, nsmap=NSMAP)
 AUS = ElementMaker(namespace=CSIPAUS_NS, nsmap={"csipaus": CSIPAUS_NS})
 
-_PARSER = etree.XMLParser(
+#: The hardened parser: no entity resolution, no network, no DTD.
+PARSER = etree.XMLParser(
     resolve_entities=False,
     no_network=True,
     load_dtd=False,
@@ -42,6 +43,26 @@ def parse_document(
     body: bytes, validator: etree.XMLSchema, accepted: tuple[str, ...], max_bytes: int
 ) -> etree._Element:
     """Parse and validate one 2030.5 document whose root is one of `accepted`."""
+    root = read_document(body, accepted, max_bytes)
+    error = schema_error(validator, root)
+    if error is not None:
+        raise BadRequest(f"{accepted[0]} is not valid against the schema: {error}")
+    return root
+
+
+def schema_error(validator: etree.XMLSchema, root: etree._Element) -> str | None:
+    """Why `root` is not valid against `validator`, or None when it is."""
+    if validator.validate(root):
+        return None
+    error = getattr(validator.error_log, "last_error", None)
+    return str(error.message) if error is not None else "invalid"
+
+
+def read_document(
+    body: bytes, accepted: tuple[str, ...], max_bytes: int, namespace: str = SEP_NS
+) -> etree._Element:
+    """The hardened parse, before any schema work: size cap, no DTD, entities and network
+    off, root one of `accepted` in `namespace`."""
     expected = accepted[0]
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {max_bytes}")
@@ -50,17 +71,13 @@ def parse_document(
     if b"<!DOCTYPE" in body.upper():
         raise BadRequest("documents with a DTD are not accepted")
     try:
-        root = etree.fromstring(body, _PARSER)
+        root: etree._Element = etree.fromstring(body, PARSER)
     except etree.XMLSyntaxError as exc:
         raise BadRequest(f"malformed XML: {exc.msg}") from exc
-    if etree.QName(root).namespace != SEP_NS:
-        raise BadRequest(f"root element must be in namespace {SEP_NS}")
+    if etree.QName(root).namespace != namespace:
+        raise BadRequest(f"root element must be in namespace {namespace}")
     if etree.QName(root).localname not in accepted:
         raise BadRequest(f"expected a {expected}, got {etree.QName(root).localname}")
-    if not validator.validate(root):
-        error = getattr(validator.error_log, "last_error", None)
-        message = str(error.message) if error is not None else "invalid"
-        raise BadRequest(f"{expected} is not valid against the schema: {message}")
     return root
 
 

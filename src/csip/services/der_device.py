@@ -27,9 +27,9 @@ from csip.domain.der_device import (
 )
 from csip.domain.devices import EndDevice, Principal
 from csip.domain.paging import Page
-from csip.errors import BadRequest, InvalidValues, NotFound, PayloadTooLarge
+from csip.errors import BadRequest, InvalidValues, NotFound
 from csip.sep2.schema import CSIPAUS_NS, SEP_NS
-from csip.sep2.xml import E, link, serialize, text
+from csip.sep2.xml import PARSER, E, link, read_document, schema_error, serialize, text
 from csip.services.cache import Entry
 from csip.services.sep2 import SETTINGS_TAG, Sep2Service
 from csip.store.der_device import DerDeviceStore, StoredDocument
@@ -43,16 +43,6 @@ ADMIN_NAMES = {
     "ders": "status",
     "dera": "availability",
 }
-
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
 
 
 def der_tag(device_id: int) -> str:
@@ -99,7 +89,7 @@ def quantities(root: etree._Element) -> dict[str, Quantity]:
 
 
 def document_json(document: StoredDocument) -> dict[str, Any]:
-    root = etree.fromstring(document.xml, _PARSER)
+    root = etree.fromstring(document.xml, PARSER)
     fields = decode(root)
     return {"href": fields.pop("href", None), "updated_at": document.updated_at, "fields": fields}
 
@@ -133,7 +123,7 @@ def render_der_list(device: EndDevice, page: Page, poll_rate: int) -> bytes:
 
 def render_log_events(device: EndDevice, total: int, events: list[LogEvent]) -> bytes:
     element = E.LogEventList(
-        *(etree.fromstring(e.xml, _PARSER) for e in events),
+        *(etree.fromstring(e.xml, PARSER) for e in events),
         href=f"{device.href}/lel",
         all=str(total),
         results=str(len(events)),
@@ -152,30 +142,15 @@ class DerDeviceService:
 
     # ---- parsing --------------------------------------------------------------------
     def _read(self, body: bytes, namespace: str, expected: str) -> etree._Element:
-        """The hardened parse of csip.sep2.xml.parse, without the schema step yet (and for
-        roots in the CSIP-AUS namespace too)."""
+        """The hardened parse (csip.sep2.xml), before the schema step: the completeness
+        checks answer first, and ConnectionPoint lives in the CSIP-AUS namespace."""
         max_bytes = self.sep2.settings.max_body_bytes
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {max_bytes}")
-        if not body.strip():
-            raise BadRequest(f"an empty body is not a {expected}")
-        if b"<!DOCTYPE" in body.upper():
-            raise BadRequest("documents with a DTD are not accepted")
-        try:
-            root: etree._Element = etree.fromstring(body, _PARSER)
-        except etree.XMLSyntaxError as exc:
-            raise BadRequest(f"malformed XML: {exc.msg}") from exc
-        name = etree.QName(root)
-        if name.namespace != namespace or name.localname != expected:
-            raise BadRequest(f"expected a {expected} in namespace {namespace}")
-        return root
+        return read_document(body, (expected,), max_bytes, namespace)
 
     def _validate(self, root: etree._Element, expected: str) -> None:
-        validator = self.sep2.schemas.validator
-        if not validator.validate(root):
-            error = getattr(validator.error_log, "last_error", None)
-            message = str(error.message) if error is not None else "invalid"
-            raise BadRequest(f"{expected} is not valid against the schema: {message}")
+        error = schema_error(self.sep2.schemas.validator, root)
+        if error is not None:
+            raise BadRequest(f"{expected} is not valid against the schema: {error}")
 
     # ---- cached reads ---------------------------------------------------------------
     async def _cached(
@@ -260,7 +235,7 @@ class DerDeviceService:
         self._validate(root, expected)
         if expected == "DERSettings":
             stored = await self.sep2.store.get_document(device_id, "dercap")
-            capability = None if stored is None else quantities(etree.fromstring(stored, _PARSER))
+            capability = None if stored is None else quantities(etree.fromstring(stored, PARSER))
             problems = settings_problems(quantities(root), capability)
             if problems:
                 raise InvalidValues("DERSettings: " + "; ".join(problems))
@@ -362,7 +337,7 @@ class DerDeviceService:
         total, events = await self.store.page_log_events(device.id, start=offset, limit=limit)
         items = []
         for event in events:
-            fields = decode(etree.fromstring(event.xml, _PARSER))
+            fields = decode(etree.fromstring(event.xml, PARSER))
             href = fields.pop("href", event.href())
             items.append(
                 {"id": event.id, "href": href, "received_at": event.received_at, "fields": fields}

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lxml import etree
+
 from csip.domain.der import (
     DEFAULT_SETTINGS,
     RESPONSE_STATUSES,
@@ -35,7 +37,7 @@ from csip.domain.paging import Page
 from csip.errors import BadRequest, Forbidden, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi
 from csip.sep2 import der_render as render
-from csip.sep2.xml import parse_document, text
+from csip.sep2.xml import parse_document, schema_error, text
 from csip.services.cache import Entry
 from csip.services.sep2 import SETTINGS_TAG, Sep2Service, device_tags
 from csip.store.der import DerStore
@@ -517,11 +519,8 @@ class ProgramService:
 
     def _validate(self, document: bytes, what: str) -> None:
         """Every control we publish is valid 2030.5 before it is stored (Int16 ranges ...)."""
-        from lxml import etree
-
-        validator = self.sep2.schemas.validator
-        if not validator.validate(etree.fromstring(document)):
-            error = getattr(validator.error_log, "last_error", None)
+        error = schema_error(self.sep2.schemas.validator, etree.fromstring(document))
+        if error is not None:
             raise InvalidValues(f"{what} would not be valid 2030.5: {error}")
 
     async def create_controls(self, program_id: int, specs: Sequence[ControlSpec]) -> list[Control]:
