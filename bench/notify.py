@@ -737,9 +737,12 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
     """py-spy raw (collapsed) stacks -> top functions by self and inclusive samples.
 
     The aiosqlite worker thread waiting for work (``tx.get()``) is counted as idle and left
-    out; shares are of the busy samples (event loop thread + database thread)."""
+    out; shares are of the busy samples (event loop thread + database thread). SQLAlchemy runs
+    its sync ORM code in greenlets, whose stacks py-spy shows without the event loop above
+    them: ``roots`` gives the share of each outermost frame (``<module>`` = the event loop)."""
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
+    roots: Counter[str] = Counter()
     busy = idle = db_thread = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -754,6 +757,7 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
             idle += count
             continue
         busy += count
+        roots[frames[0]] += count
         if any(f.startswith("_connection_worker_thread") for f in frames):
             db_thread += count
         own[frames[-1]] += count
@@ -769,6 +773,7 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
         "db_thread_share": round(db_thread / max(busy, 1), 3),
         "self": share(own),
         "inclusive": share(incl),
+        "roots": share(roots)[:8],
     }
 
 
@@ -853,6 +858,9 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"    {s:>6.1%}  {f}")
         print("  inclusive:")
         for f, s in prof["inclusive"][:25]:
+            print(f"    {s:>6.1%}  {f}")
+        print("  outermost frames (not <module>: SQLAlchemy ORM code running in a greenlet):")
+        for f, s in prof.get("roots", []):
             print(f"    {s:>6.1%}  {f}")
     print("\ntargets (printed, never asserted):")
     for t in result["targets"]:
