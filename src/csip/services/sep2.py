@@ -324,7 +324,7 @@ class Sep2Service:
         """Delete a device with everything under it; its subscribers hear it is gone."""
         farewells = await self.farewells(device.id) if self.farewells is not None else []
         await self.store.delete_end_device(device.id, farewells, self.clock.now())
-        await self.published(device_tags(device))
+        await self.published([*device_tags(device), f"subs:{device.id}"])
 
     async def put_document(
         self, principal: Principal, device_id: int, part: str, body: bytes

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from csip.domain.devices import EndDevice, Principal, PrincipalKind
+from csip.domain.devices import Principal, PrincipalKind
 from csip.domain.paging import Page
 from csip.domain.subscriptions import Subscription, check_notification_uri
 from csip.errors import CsipError, Forbidden, InvalidValues, NotFound
@@ -45,13 +45,6 @@ SUBSCRIBABLE: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def subscriber(device: EndDevice) -> Principal:
-    """Who a notification is rendered for: the device, or the aggregator managing it."""
-    if device.aggregator_id is not None:
-        return Principal(device.lfdi, device.sfdi, PrincipalKind.AGGREGATOR, device.aggregator_id)
-    return Principal(device.lfdi, device.sfdi, PrincipalKind.DEVICE)
-
-
 class SubscriptionService:
     def __init__(self, programs: ProgramService) -> None:
         self.programs = programs
@@ -59,6 +52,20 @@ class SubscriptionService:
         self.store = SubscriptionStore(self.sep2.store)
         #: Absolute base of subscriptionURI (2030.5 wants an absolute URI); set by the server.
         self.public_base = "https://localhost"
+        #: Ids of the subscriptions that exist, so delivery needs no query per notification;
+        #: dropped whenever one is created or deleted (in any worker, through the bus).
+        self._existing: set[int] | None = None
+        self.sep2.bus.subscribe(self._on_invalidate)
+
+    def _on_invalidate(self, tags: list[str]) -> None:
+        if any(tag.startswith("subs:") or tag == "*" for tag in tags):
+            self._existing = None
+
+    async def _exists(self, subscription_id: int) -> bool:
+        existing = self._existing
+        if existing is None:
+            existing = self._existing = await self.store.ids()
+        return subscription_id in existing
 
     async def render_for(self, principal: Principal, path: str, limit: int) -> bytes:
         """The resource as this client would GET it now, lists cut to `limit` entries."""
@@ -129,6 +136,7 @@ class SubscriptionService:
         if found is None or found.end_device_id != device_id:
             raise NotFound(f"no subscription {subscription_id}")
         await self.store.delete(subscription_id)
+        await self.sep2.publish([f"subs:{device_id}"])
 
     async def cancellations(self, device_id: int) -> list[OutboxMessage]:
         """The final "resource deleted" notifications for every subscription of a device."""
@@ -151,22 +159,22 @@ class SubscriptionService:
         """What to POST for an outbox message; None when its subscription is gone."""
         if message.content_type != INTENT_TYPE:
             return message.body  # rendered when written (a cancellation)
-        found = await self.store.get(int(json.loads(message.body)["subscription"]))
-        if found is None:
+        intent = json.loads(message.body)
+        subscription_id = int(intent["subscription"])
+        if not await self._exists(subscription_id):
             return None
-        device = await self.sep2.store.get_end_device(found.end_device_id)
-        if device is None:
-            return None
-        uri = self.public_base + found.href
+        kind = PrincipalKind.AGGREGATOR if intent["aggregator"] else PrincipalKind.DEVICE
+        principal = Principal(intent["lfdi"], intent["sfdi"], kind, intent["aggregator"])
+        uri = self.public_base + intent["href"]
+        path = intent["resource"]
         try:
-            resource = await self.render_for(
-                subscriber(device), found.subscribed_resource, found.limit
-            )
-        except NotFound:
+            resource = await self.render_for(principal, path, intent["limit"])
+        except NotFound:  # the resource went away: the last word on this subscription
+            await self.store.delete(subscription_id)
+            await self.sep2.publish([f"subs:{subscription_id}"])
             status = notify_render.STATUS_CANCELLED_DELETED
-            await self.store.delete(found.id)
-            return notify_render.notification(found.subscribed_resource, uri, None, status)
-        return notify_render.notification(found.subscribed_resource, uri, resource)
+            return notify_render.notification(path, uri, None, status)
+        return notify_render.fast_notification(path, uri, resource)
 
 
 class Sep2Notifier:

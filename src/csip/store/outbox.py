@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, update
+from sqlalchemy import func, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -59,20 +59,27 @@ def _message(row: OutboxRow) -> OutboxMessage:
 
 
 async def enqueue(session: Session, messages: Sequence[OutboxMessage], now: float) -> int:
-    """Add messages in the caller's transaction: they commit (or vanish) with its change."""
-    session.add_all(
-        OutboxRow(
-            kind=m.kind,
-            target=m.target,
-            headers=json.dumps(m.headers),
-            body=m.body,
-            content_type=m.content_type,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+    """Add messages in the caller's transaction: they commit (or vanish) with its change.
+
+    One multi-row INSERT, not an ORM object per row: a control reaching 10,000 subscribers
+    writes 10,000 rows inside the admin's request.
+    """
+    if not messages:
+        return 0
+    rows = [
+        {
+            "kind": m.kind,
+            "target": m.target,
+            "headers": json.dumps(m.headers),
+            "body": m.body,
+            "content_type": m.content_type,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
         for m in messages
-    )
+    ]
+    await session.execute(insert(OutboxRow), rows)
     return len(messages)
 
 

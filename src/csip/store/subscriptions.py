@@ -17,6 +17,7 @@ from sqlmodel import col, func, select
 from csip.domain.subscriptions import Subscription
 from csip.store.outbox import OutboxMessage, enqueue
 from csip.store.store import Store
+from csip.store.tables import EndDeviceRow
 from csip.store.tables_der import Sep2SubscriptionRow
 
 KIND = "sep2"
@@ -41,19 +42,31 @@ async def notify_in(session: AsyncSession, hrefs: Sequence[str], now: float) -> 
     """Enqueue one notification intent per subscription to any of these resources."""
     if not hrefs:
         return 0
-    rows = await session.scalars(
-        select(Sep2SubscriptionRow).where(col(Sep2SubscriptionRow.subscribed_resource).in_(hrefs))
+    query = (
+        select(Sep2SubscriptionRow, EndDeviceRow)
+        .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
+        .where(col(Sep2SubscriptionRow.subscribed_resource).in_(hrefs))
     )
     messages = [
         OutboxMessage(
             kind=KIND,
-            target=row.notification_uri,
-            body=json.dumps({"subscription": row.id}).encode(),
+            target=sub.notification_uri,
+            body=json.dumps(
+                {
+                    "subscription": sub.id,
+                    "resource": sub.subscribed_resource,
+                    "limit": sub.limit,
+                    "href": f"/edev/{sub.end_device_id}/sub/{sub.id}",
+                    "lfdi": device.lfdi,
+                    "sfdi": device.sfdi,
+                    "aggregator": device.aggregator_id,
+                }
+            ).encode(),
             content_type=INTENT_TYPE,
         )
-        for row in rows
+        for sub, device in (await session.execute(query)).all()
     ]
-    return await enqueue(session, messages, now) if messages else 0
+    return await enqueue(session, messages, now)
 
 
 class SubscriptionStore:
@@ -97,6 +110,11 @@ class SubscriptionStore:
 
     async def of_device(self, device_id: int) -> list[Subscription]:
         return (await self.page(device_id, 0, 10**9))[1]
+
+    async def ids(self) -> set[int]:
+        async with self.store.transaction() as s:
+            found = await s.scalars(select(col(Sep2SubscriptionRow.id)))
+            return {i for i in found if i is not None}
 
     async def delete(self, subscription_id: int) -> None:
         async with self.store.transaction() as s:
