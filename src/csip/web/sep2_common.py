@@ -16,8 +16,13 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 ACCEPTED_TYPES = frozenset({CONTENT_TYPE, "application/xml", "text/xml"})
 
 
+_XML_HEADERS = {"Content-Type": CONTENT_TYPE}
+
+
 def xml(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type=CONTENT_TYPE)
+    """An application/sep+xml response; the header is given ready-made, since aiohttp's
+    content_type= path re-parses it on every poll."""
+    return web.Response(body=body, status=status, headers=_XML_HEADERS)
 
 
 def created(href: str) -> web.Response:
