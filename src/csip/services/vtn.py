@@ -218,7 +218,14 @@ class VtnService:
         return out
 
     # ---- reads ------------------------------------------------------------------------
-    async def list_objects(self, principal: Principal, kind: str, query: ListQuery) -> bytes:
+    def cached_list(self, principal: Principal, kind: str, raw_query: str) -> bytes | None:
+        """The hot path: a poll repeating an earlier one, found by its raw query string
+        before any parsing (stored only after the scope check passed for this principal)."""
+        return self._cache.get((principal, kind, "?" + raw_query))
+
+    async def list_objects(
+        self, principal: Principal, kind: str, query: ListQuery, raw_query: str | None = None
+    ) -> bytes:
         self.require(principal, READ_SCOPE[kind])
         if query.limit > MAX_LIMIT or query.limit < 0 or query.skip < 0:
             raise BadRequest(f"skip must be >= 0 and limit 0..{MAX_LIMIT}")
@@ -236,6 +243,8 @@ class VtnService:
         body = dumps([self.render(o, view) for o in page])
         if cacheable:
             self._remember(key, generation, body)
+            if raw_query is not None:
+                self._remember((principal, kind, "?" + raw_query), generation, body)
         return body
 
     async def _select(
@@ -487,9 +496,17 @@ class VtnService:
         self, s: Session, objs: Sequence[StoredObject], operation: str, now: float
     ) -> None:
         """Outbox rows for every subscription (and MQTT topic) that may see each change."""
-        subscriptions = await oadr.query(s, SUBSCRIPTION)
+        kinds = {o.kind for o in objs}
+        subscriptions = [
+            sub
+            for sub in await oadr.query(s, SUBSCRIPTION)
+            if any(
+                operation in op.get("operations", []) and kinds & set(op.get("objects", []))
+                for op in sub.body.get("objectOperations", [])
+            )
+        ]
         if not subscriptions and not self.mqtt_enabled:
-            return
+            return  # nobody listens: no views to build
         views = await self._all_views(s)
         programs: dict[str, rules.Obj | None] = {}
         messages: list[OutboxMessage] = []

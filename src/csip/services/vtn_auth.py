@@ -90,6 +90,11 @@ class VtnAuth:
         self._external: jwt.PyJWKClient | jwt.PyJWKSet | None = None
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._secrets_ok: dict[str, str] = {}
+        #: Every client, reloaded (one query) when older than _RECHECK / 2: re-checking a
+        #: thousand tokens must not be a thousand queries in the middle of a poll burst.
+        self._clients: dict[str, VtnClient] = {}
+        self._clients_at = -1e9
+        self._clients_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self._load_key()
@@ -157,6 +162,7 @@ class VtnAuth:
             raise NotFound(f"no VTN client named {name!r}")
         self._cache.clear()
         self._secrets_ok.clear()
+        self._clients_at = -1e9
 
     # ---- tokens -----------------------------------------------------------------------
     def mint(self, client: VtnClient, scopes: list[str] | None = None) -> tuple[str, int]:
@@ -261,11 +267,28 @@ class VtnAuth:
             raise Unauthorized("the bearer token has expired") from exc
         except (jwt.PyJWTError, KeyError, ValueError) as exc:
             raise Unauthorized("the bearer token is not valid here") from exc
-        client = await store_oadr.get_client(self.store, str(claims["sub"]))
+        client = await self._known_client(str(claims["sub"]))
         if client is None:
             raise Unauthorized("the client of this token was removed")
         scopes = frozenset(str(claims.get("scope", "")).split()) & frozenset(client.scopes)
         return Principal(client.client_id, client.role, scopes), float(claims["exp"])
+
+    async def _known_client(self, client_id: str) -> VtnClient | None:
+        """The client from the in-memory list, reloaded when stale or when it is not there
+        (a client just created by `csip clients add` in another process)."""
+
+        def usable() -> bool:
+            fresh = time.monotonic() - self._clients_at < _RECHECK / 2
+            return fresh and client_id in self._clients
+
+        if not usable():
+            started = time.monotonic()
+            async with self._clients_lock:
+                if not usable() and self._clients_at < started:  # nobody reloaded meanwhile
+                    clients = await store_oadr.list_clients(self.store)
+                    self._clients = {c.client_id: c for c in clients}
+                    self._clients_at = time.monotonic()
+        return self._clients.get(client_id)
 
     def _external_key(self, token: str, header: dict[str, Any]) -> Any:
         if isinstance(self._external, jwt.PyJWKClient):

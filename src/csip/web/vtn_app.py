@@ -179,7 +179,11 @@ def _kind(request: web.Request) -> str:
 
 async def search(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    return _ok(await _svc(request).list_objects(principal, _kind(request), list_query(request)))
+    svc, kind, raw = _svc(request), _kind(request), request.query_string
+    body = svc.cached_list(principal, kind, raw)
+    if body is None:
+        body = await svc.list_objects(principal, kind, list_query(request), raw)
+    return _ok(body)
 
 
 async def create(request: web.Request) -> web.Response:
