@@ -144,3 +144,26 @@ async def test_unknown_kind_is_retried_not_lost(store: Store) -> None:
     assert await worker.run_once()
     ((row, state),) = await store_outbox.messages(store)
     assert state == "pending" and row.attempts == 1
+
+
+async def test_two_workers_never_deliver_a_row_twice(database_url: str, receiver: Receiver) -> None:
+    """Several processes share one PostgreSQL: claims skip rows another worker holds."""
+    stores = [Store(database_url), Store(database_url)]
+    await stores[0].migrate()
+    clock = Clock()
+    senders = [WebhookSender(timeout=5), WebhookSender(timeout=5)]
+    workers = [OutboxWorker(st, clock, batch=7) for st in stores]
+    for worker, sender in zip(workers, senders, strict=True):
+        worker.register("webhook", sender)
+    try:
+        async with stores[0].transaction() as s:
+            await store_outbox.enqueue(s, [message(receiver.url, i) for i in range(60)], 0)
+        while any(await asyncio.gather(*(w.run_once() for w in workers))):
+            pass
+        assert sorted(receiver.bodies) == sorted(f'{{"n": {i}}}'.encode() for i in range(60))
+        assert (await store_outbox.counts(stores[0])).delivered == 60
+    finally:
+        for sender in senders:
+            await sender.close()
+        for st in stores:
+            await st.close()

@@ -1,0 +1,71 @@
+"""Token variants: ES256 tokens signed with a P-256 key kept in the database, and tokens of
+an external OAuth2 issuer checked against its JWKS (issuer, audience, expiry, scopes)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from conftest import VtnFactory
+
+
+async def test_es256_tokens(make_vtn: VtnFactory) -> None:
+    vtn = await make_vtn(vtn_token_alg="ES256")
+    ven = await vtn.client("ven", "ven")
+    assert jwt.get_unverified_header(ven.token)["alg"] == "ES256"
+    assert (await ven.get("/programs")).status == 200
+    forged = jwt.encode(
+        jwt.decode(ven.token, options={"verify_signature": False}),
+        ec.generate_private_key(ec.SECP256R1()),
+        "ES256",
+    )
+    assert (await ven.call("GET", "/programs", token=forged)).status == 401
+
+
+async def test_external_issuer_with_a_jwks_file(make_vtn: VtnFactory, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "ES256"}]}))
+    issuer = "https://idp.example.test/"
+    vtn = await make_vtn(
+        vtn_oauth_issuer=issuer, vtn_oauth_audience="csip-vtn", vtn_oauth_jwks=str(jwks)
+    )
+
+    def token(**claims: object) -> str:
+        now = int(time.time())
+        base = {
+            "iss": issuer,
+            "aud": "csip-vtn",
+            "sub": "external-ven-7",
+            "scope": "read_targets read_ven_objects write_vens",
+            "iat": now,
+            "exp": now + 300,
+        }
+        return jwt.encode({**base, **claims}, key, "ES256", headers={"kid": "k1"})
+
+    client = vtn.anonymous()
+    assert (await client.call("GET", "/programs", token=token())).status == 200
+    mine = await client.call(
+        "POST",
+        "/vens",
+        {"objectType": "VEN_VEN_REQUEST", "venName": "ext"},
+        token=token(),
+    )
+    assert mine.status == 201 and mine.body["clientID"] == "external-ven-7"
+    assert (
+        await client.call("POST", "/programs", {"programName": "x"}, token=token())
+    ).status == 403
+    assert (await client.call("GET", "/programs", token=token(aud="other"))).status == 401
+    assert (
+        await client.call("GET", "/programs", token=token(exp=int(time.time()) - 60))
+    ).status == 401
+    bl = token(sub="external-bl", scope="read_all write_programs")
+    assert (await client.call("POST", "/programs", {"programName": "x"}, token=bl)).status == 201
+    # the VTN's own tokens still work next to the external ones
+    own = await vtn.client("local-bl", "bl")
+    assert len((await own.get("/programs")).body) == 1
