@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
-from csip.domain.devices import Principal
-from csip.errors import UnsupportedMediaType
+from csip.domain.devices import Principal, PrincipalKind
+from csip.errors import CsipError, Forbidden, UnsupportedMediaType
 from csip.sep2.xml import CONTENT_TYPE, error_body
 from csip.services.sep2 import Sep2Service
 from csip.web.identity import IdentityResolver
+
+log = logging.getLogger("csip.web.sep2_app")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SERVICE = web.AppKey("sep2_service", Sep2Service)
 IDENTITY = web.AppKey("sep2_identity", IdentityResolver)
@@ -51,3 +58,81 @@ def svc(request: web.Request) -> Sep2Service:
 
 def device_id(request: web.Request) -> int:
     return int(request.match_info["id"])
+
+
+async def _principal(request: web.Request) -> Principal:
+    """Resolve the caller, enforcing the 2030.5 leaf rules and the utility's deny-list.
+
+    A certificate admitted before (and not changed since: a deny-listing or attachment drops
+    it) takes the fast path, a dict lookup; everything else is checked in full.
+    """
+    identity = request.app[IDENTITY].resolve(request)
+    if identity is None:
+        raise Forbidden("a client certificate is required")
+    if identity.problems:
+        raise Forbidden("client certificate rejected: " + "; ".join(identity.problems))
+    service = request.app[SERVICE]
+    principal = service.ready_principal(identity.lfdi)
+    if principal is not None:
+        return principal
+    principal = await service.principal(identity.lfdi, identity.sfdi)
+    if principal.disabled:
+        raise Forbidden("this certificate has been disabled by the utility")
+    if principal.kind is PrincipalKind.DEVICE and not identity.has_hardware_module_name:
+        raise Forbidden("a device certificate must carry a HardwareModuleName")
+    service.admit(principal)
+    return principal
+
+
+def guarded(handler: Handler) -> Handler:
+    """Identity first, then the handler; every failure becomes a 2030.5 Error body.
+
+    A wrapper per route rather than an aiohttp middleware: a middleware chain adds two
+    coroutine layers to every poll (ours and aiohttp's current-app fixer), measurably on
+    the hot path.
+    """
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            request[PRINCIPAL] = await _principal(request)
+            return await handler(request)
+        except CsipError as exc:
+            if exc.status >= 500:
+                log.error("%s %s failed: %s", request.method, request.path, exc.detail)
+            else:
+                log.info("%s %s -> %s: %s", request.method, request.path, exc.status, exc.detail)
+            response = error_response(exc.status, exc.reason_code, close=exc.status == 403)
+            location = getattr(exc, "location", None)
+            if location:
+                response.headers["Location"] = location
+            return response
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(exc.status, 0)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(500, 0)
+
+    return wrapped
+
+
+async def _unmatched(request: web.Request) -> web.StreamResponse:
+    """Behind every other route: 405 with Allow when the path exists, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical == "/{tail}":
+            continue
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+    raise web.HTTPNotFound()
+
+
+unmatched = guarded(_unmatched)

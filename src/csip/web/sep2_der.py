@@ -9,7 +9,7 @@ from csip.domain.der_device import DER_DOCUMENTS
 from csip.domain.paging import parse_page
 from csip.services.der_device import DerDeviceService
 from csip.services.sep2 import Sep2Service
-from csip.web.sep2_common import PRINCIPAL, created, device_id, read_body, svc, xml
+from csip.web.sep2_common import PRINCIPAL, created, device_id, guarded, read_body, svc, xml
 from csip.web.sep2_programs import PROGRAMS
 
 DER_SERVICE = web.AppKey("der_device_service", DerDeviceService)
@@ -95,13 +95,13 @@ def setup(app: web.Application, service: Sep2Service) -> None:
     edev = r"/edev/{id:\d+}"
     der = edev + r"/der/{der:\d{1,9}}"
     routes = app.router
-    routes.add_get(edev + "/der", get_der_list)
-    routes.add_get(der, get_der)
-    routes.add_get(der + "/derp", get_der_programs)
-    routes.add_get(der + f"/{{part:{documents}}}", get_der_document)
-    routes.add_put(der + f"/{{part:{documents}}}", put_der_document)
-    routes.add_get(edev + "/cp", get_connection_point)
-    routes.add_put(edev + "/cp", put_connection_point)
-    routes.add_get(edev + "/lel", get_log_events)
-    routes.add_post(edev + "/lel", post_log_event)
-    routes.add_get(edev + r"/lel/{n:\d{1,9}}", get_log_event)
+    routes.add_get(edev + "/der", guarded(get_der_list))
+    routes.add_get(der, guarded(get_der))
+    routes.add_get(der + "/derp", guarded(get_der_programs))
+    routes.add_get(der + f"/{{part:{documents}}}", guarded(get_der_document))
+    routes.add_put(der + f"/{{part:{documents}}}", guarded(put_der_document))
+    routes.add_get(edev + "/cp", guarded(get_connection_point))
+    routes.add_put(edev + "/cp", guarded(put_connection_point))
+    routes.add_get(edev + "/lel", guarded(get_log_events))
+    routes.add_post(edev + "/lel", guarded(post_log_event))
+    routes.add_get(edev + r"/lel/{n:\d{1,9}}", guarded(get_log_event))

@@ -9,7 +9,7 @@ from csip.domain.paging import Page, parse_page
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
 from csip.services.subscriptions import SubscriptionService
-from csip.web.sep2_common import PRINCIPAL, created, device_id, read_body, svc, xml
+from csip.web.sep2_common import PRINCIPAL, created, device_id, guarded, read_body, svc, xml
 
 PROGRAMS = web.AppKey("programs_service", ProgramService)
 SUBSCRIPTIONS = web.AppKey("subscriptions_service", SubscriptionService)
@@ -117,20 +117,20 @@ def setup(app: web.Application, service: Sep2Service) -> None:
     subscriptions = app[SUBSCRIPTIONS] = SubscriptionService(programs)
     service.farewells = subscriptions.cancellations
     routes = app.router
-    routes.add_get(r"/edev/{id:\d+}/fsa", get_fsa_list)
-    routes.add_get(r"/fsa/{gid:\d+}", get_fsa)
-    routes.add_get(r"/fsa/{gid:\d+}/derp", get_program_list)
-    routes.add_get(r"/derp/{pid:\d+}", get_program)
-    routes.add_get(r"/derp/{pid:\d+}/derc", get_control_list)
-    routes.add_get(r"/derp/{pid:\d+}/derc/{cid:\d+}", get_control)
-    routes.add_get(r"/derp/{pid:\d+}/actderc", get_active_list)
-    routes.add_get(r"/derp/{pid:\d+}/dderc", get_default_control)
-    routes.add_get(r"/derp/{pid:\d+}/dc", get_curve_list)
-    routes.add_get(r"/derp/{pid:\d+}/dc/{cid:\d+}", get_curve)
-    routes.add_get("/rsps", get_response_sets)
-    routes.add_get(r"/rsps/{pid:\d+}/rsp", get_responses)
-    routes.add_post(r"/rsps/{pid:\d+}/rsp", post_response)
-    routes.add_get(r"/edev/{id:\d+}/sub", get_subscriptions)
-    routes.add_post(r"/edev/{id:\d+}/sub", post_subscription)
-    routes.add_get(r"/edev/{id:\d+}/sub/{sid:\d+}", get_subscription)
-    routes.add_delete(r"/edev/{id:\d+}/sub/{sid:\d+}", delete_subscription)
+    routes.add_get(r"/edev/{id:\d+}/fsa", guarded(get_fsa_list))
+    routes.add_get(r"/fsa/{gid:\d+}", guarded(get_fsa))
+    routes.add_get(r"/fsa/{gid:\d+}/derp", guarded(get_program_list))
+    routes.add_get(r"/derp/{pid:\d+}", guarded(get_program))
+    routes.add_get(r"/derp/{pid:\d+}/derc", guarded(get_control_list))
+    routes.add_get(r"/derp/{pid:\d+}/derc/{cid:\d+}", guarded(get_control))
+    routes.add_get(r"/derp/{pid:\d+}/actderc", guarded(get_active_list))
+    routes.add_get(r"/derp/{pid:\d+}/dderc", guarded(get_default_control))
+    routes.add_get(r"/derp/{pid:\d+}/dc", guarded(get_curve_list))
+    routes.add_get(r"/derp/{pid:\d+}/dc/{cid:\d+}", guarded(get_curve))
+    routes.add_get("/rsps", guarded(get_response_sets))
+    routes.add_get(r"/rsps/{pid:\d+}/rsp", guarded(get_responses))
+    routes.add_post(r"/rsps/{pid:\d+}/rsp", guarded(post_response))
+    routes.add_get(r"/edev/{id:\d+}/sub", guarded(get_subscriptions))
+    routes.add_post(r"/edev/{id:\d+}/sub", guarded(post_subscription))
+    routes.add_get(r"/edev/{id:\d+}/sub/{sid:\d+}", guarded(get_subscription))
+    routes.add_delete(r"/edev/{id:\d+}/sub/{sid:\d+}", guarded(delete_subscription))

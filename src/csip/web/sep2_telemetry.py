@@ -7,7 +7,7 @@ from aiohttp import web
 from csip.domain.paging import parse_page
 from csip.services.sep2 import Sep2Service
 from csip.services.telemetry import TelemetryService
-from csip.web.sep2_common import PRINCIPAL, created, read_body, xml
+from csip.web.sep2_common import PRINCIPAL, created, guarded, read_body, xml
 
 TELEMETRY = web.AppKey("telemetry_service", TelemetryService)
 
@@ -64,9 +64,9 @@ def setup(app: web.Application, service: Sep2Service) -> None:
     service.mup_count = telemetry.count
     mup = r"/mup/{mup:\d{1,9}}"
     routes = app.router
-    routes.add_get("/mup", get_mup_list)
-    routes.add_post("/mup", post_mup)
-    routes.add_get(mup, get_mup)
-    routes.add_post(mup, post_readings)
-    routes.add_delete(mup, delete_mup)
-    routes.add_get(mup + r"/mr/{mr:\d{1,9}}", get_meter_reading)
+    routes.add_get("/mup", guarded(get_mup_list))
+    routes.add_post("/mup", guarded(post_mup))
+    routes.add_get(mup, guarded(get_mup))
+    routes.add_post(mup, guarded(post_readings))
+    routes.add_delete(mup, guarded(delete_mup))
+    routes.add_get(mup + r"/mr/{mr:\d{1,9}}", guarded(get_meter_reading))
