@@ -199,7 +199,11 @@ class VtnService:
             return True
         return rules.visible(rule_obj(obj), view, await self._program_of(s, obj))
 
-    def render(self, obj: StoredObject, view: VenView | None) -> dict[str, Any]:
+    def render(
+        self, obj: StoredObject, view: VenView | None, asked: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """The wire object as this viewer sees it; a VEN that asked for some targets (the
+        ``targets`` query) finds only those of its granted targets it asked for."""
         out: dict[str, Any] = {
             "id": obj.id,
             "createdDateTime": iso(obj.created_at),
@@ -211,6 +215,8 @@ class VtnService:
                 out[key] = value
         if obj.kind in (PROGRAM, EVENT):
             shown = rules.shown_targets(rule_obj(obj), view)
+            if view is not None and asked:
+                shown = [t for t in shown if t in asked]
             if shown:
                 out["targets"] = shown
             else:
@@ -240,7 +246,7 @@ class VtnService:
             view = await self.view(s, principal)
             found = await self._select(s, kind, query, view)
         page = found[query.skip : query.skip + query.limit]
-        body = dumps([self.render(o, view) for o in page])
+        body = dumps([self.render(o, view, query.targets) for o in page])
         if cacheable:
             self._remember(key, generation, body)
             if raw_query is not None:

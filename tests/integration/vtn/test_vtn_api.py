@@ -229,3 +229,32 @@ async def test_plain_http_for_labs(make_vtn: object) -> None:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200
         assert (await response.json())["tokenURL"].startswith("http://")
+
+
+async def test_a_repeated_poll_runs_no_query_and_a_write_shows_at_once(vtn: Vtn) -> None:
+    from sqlalchemy import event
+
+    bl = await vtn.client("bl", "bl")
+    ven = await vtn.client("ven", "ven")
+    program = (await bl.post("/programs", PROGRAM)).body
+    await bl.post("/events", event_for(program["id"]))
+    store = vtn.running.server.store
+    assert store is not None
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        params = {"programID": program["id"]}
+        first = (await ven.get("/events", params)).body
+        statements.clear()
+        for _ in range(5):
+            assert (await ven.get("/events", params)).body == first
+        polls = [s for s in statements if "oadr_object" in s or "vtn_client" in s]
+        assert polls == []  # served from memory: no query at all
+        await bl.post("/events", event_for(program["id"], eventName="second"))
+        assert len((await ven.get("/events", params)).body) == 2  # the write shows at once
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", count)

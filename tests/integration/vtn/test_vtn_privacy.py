@@ -52,6 +52,19 @@ async def test_programs_and_events_by_granted_targets(vtn: Vtn) -> None:
     assert seen["targets"] == ["zone-1"]  # zone-9 is someone else's business
     assert (await ven_a.get(f"/programs/{zone2['id']}")).status == 404
     assert (await bl.get(f"/programs/{zone1['id']}")).body["targets"] == ["zone-1", "zone-9"]
+    # more grants: A now holds zone-1 and zone-7; asking for zone-7 shows only zone-7
+    grant = {
+        "objectType": "BL_VEN_REQUEST",
+        "venName": "A",
+        "clientID": ven_a.client_id,
+        "targets": ["zone-1", "zone-7"],
+    }
+    await bl.put(f"/vens/{(await ven_a.get('/vens')).body[0]['id']}", grant)
+    both = (
+        await bl.post("/programs", {"programName": "z17", "targets": ["zone-1", "zone-7"]})
+    ).body
+    asked = (await ven_a.get("/programs", {"targets": "zone-7"})).body
+    assert [(p["id"], p["targets"]) for p in asked] == [(both["id"], ["zone-7"])]
     e_public = (await bl.post("/events", {"programID": public["id"]})).body
     e_z2 = (await bl.post("/events", {"programID": public["id"], "targets": ["zone-2"]})).body
     e_in_z1 = (await bl.post("/events", {"programID": zone1["id"]})).body
