@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from csip.errors import BadRequest
 
@@ -12,9 +12,15 @@ class Page:
     start: int = 0
     after: int | None = None
     limit: int = 1
+    #: The cache key of this page of a list, computed once.
+    cache_key: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        key = f"s={self.start}&a={self.after}&l={self.limit}"
+        object.__setattr__(self, "cache_key", key)
 
     def key(self) -> str:
-        return f"s={self.start}&a={self.after}&l={self.limit}"
+        return self.cache_key
 
 
 def parse_page(query: dict[str, str], default_limit: int, max_limit: int) -> Page:

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from csip.domain.paging import parse_page
 from csip.services.sep2 import DOCUMENTS, Sep2Service
 from csip.web import sep2_der, sep2_programs, sep2_telemetry
 from csip.web.identity import IdentityResolver
@@ -18,6 +17,7 @@ from csip.web.sep2_common import (
     created,
     device_id,
     guarded,
+    page_of,
     read_body,
     svc,
     unmatched,
@@ -38,8 +38,7 @@ async def get_time(request: web.Request) -> web.Response:
 
 
 async def get_edev_list(request: web.Request) -> web.Response:
-    settings = svc(request).settings
-    page = parse_page(dict(request.query), 1, settings.max_list_limit)
+    page = page_of(request)
     return xml(await svc(request).end_device_list(request[PRINCIPAL], page))
 
 

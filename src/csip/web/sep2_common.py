@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from csip.domain.devices import Principal, PrincipalKind
+from csip.domain.paging import Page, parse_page
 from csip.errors import CsipError, Forbidden, UnsupportedMediaType
 from csip.sep2.xml import CONTENT_TYPE, error_body
 from csip.services.sep2 import Sep2Service
@@ -54,6 +55,21 @@ async def read_body(request: web.Request) -> bytes:
 
 def svc(request: web.Request) -> Sep2Service:
     return request.app[SERVICE]
+
+
+_FIRST_PAGE: dict[int, Page] = {}
+
+
+def page_of(request: web.Request, default_limit: int = 1) -> Page:
+    """The s/a/l of a list request; a poll with no query string (the common case) reuses
+    one Page object instead of parsing an empty query."""
+    maximum = request.app[SERVICE].settings.max_list_limit
+    if not request.query_string:
+        page = _FIRST_PAGE.get(default_limit)
+        if page is None:
+            page = _FIRST_PAGE[default_limit] = Page(0, None, min(default_limit, maximum))
+        return page
+    return parse_page(dict(request.query), default_limit, maximum)
 
 
 def device_id(request: web.Request) -> int:

@@ -6,10 +6,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from csip.domain.der_device import DER_DOCUMENTS
-from csip.domain.paging import parse_page
 from csip.services.der_device import DerDeviceService
 from csip.services.sep2 import Sep2Service
-from csip.web.sep2_common import PRINCIPAL, created, device_id, guarded, read_body, svc, xml
+from csip.web.sep2_common import (
+    PRINCIPAL,
+    created,
+    device_id,
+    guarded,
+    page_of,
+    read_body,
+    xml,
+)
 from csip.web.sep2_programs import PROGRAMS
 
 DER_SERVICE = web.AppKey("der_device_service", DerDeviceService)
@@ -23,13 +30,8 @@ def _der_id(request: web.Request) -> int:
     return int(request.match_info["der"])
 
 
-def _page(request: web.Request) -> tuple[int, int]:
-    return 1, _der(request).sep2.settings.max_list_limit
-
-
 async def get_der_list(request: web.Request) -> web.Response:
-    default, maximum = _page(request)
-    page = parse_page(dict(request.query), default, maximum)
+    page = page_of(request)
     return xml(await _der(request).der_list(request[PRINCIPAL], device_id(request), page))
 
 
@@ -41,7 +43,7 @@ async def get_der(request: web.Request) -> web.Response:
 async def get_der_programs(request: web.Request) -> web.Response:
     """AssociatedDERProgramList: the programs of every group the device belongs to."""
     _der(request).check_der(_der_id(request))
-    page = parse_page(dict(request.query), 1, svc(request).settings.max_list_limit)
+    page = page_of(request)
     programs = request.app[PROGRAMS]
     return xml(await programs.associated_programs(request[PRINCIPAL], device_id(request), page))
 
@@ -72,8 +74,7 @@ async def put_connection_point(request: web.Request) -> web.Response:
 
 
 async def get_log_events(request: web.Request) -> web.Response:
-    default, maximum = _page(request)
-    page = parse_page(dict(request.query), default, maximum)
+    page = page_of(request)
     return xml(await _der(request).log_events(request[PRINCIPAL], device_id(request), page))
 
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from csip.domain.paging import Page, parse_page
+from csip.domain.paging import Page
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
 from csip.services.subscriptions import SubscriptionService
-from csip.web.sep2_common import PRINCIPAL, created, device_id, guarded, read_body, svc, xml
+from csip.web.sep2_common import (
+    PRINCIPAL,
+    created,
+    device_id,
+    guarded,
+    page_of,
+    read_body,
+    xml,
+)
 
 PROGRAMS = web.AppKey("programs_service", ProgramService)
 SUBSCRIPTIONS = web.AppKey("subscriptions_service", SubscriptionService)
@@ -20,7 +28,7 @@ def _programs(request: web.Request) -> ProgramService:
 
 
 def _page(request: web.Request) -> Page:
-    return parse_page(dict(request.query), 1, svc(request).settings.max_list_limit)
+    return page_of(request)
 
 
 def _int(request: web.Request, name: str) -> int:

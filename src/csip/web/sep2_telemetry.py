@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from csip.domain.paging import parse_page
 from csip.services.sep2 import Sep2Service
 from csip.services.telemetry import TelemetryService
-from csip.web.sep2_common import PRINCIPAL, created, guarded, read_body, xml
+from csip.web.sep2_common import PRINCIPAL, created, guarded, page_of, read_body, xml
 
 TELEMETRY = web.AppKey("telemetry_service", TelemetryService)
 
@@ -22,7 +21,7 @@ def _mup_id(request: web.Request) -> int:
 
 async def get_mup_list(request: web.Request) -> web.Response:
     svc = _svc(request)
-    page = parse_page(dict(request.query), 1, svc.sep2.settings.max_list_limit)
+    page = page_of(request)
     return xml(await svc.mup_list(request[PRINCIPAL], page))
 
 
