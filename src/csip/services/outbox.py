@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -35,14 +36,26 @@ class DeliveryError(Exception):
 class WebhookSender:
     """POSTs bodies over one pooled keep-alive ClientSession (aggregators get many at once)."""
 
-    def __init__(self, timeout: float = 10.0, concurrency: int = 200) -> None:
+    def __init__(
+        self,
+        timeout: float = 10.0,
+        concurrency: int = 200,
+        resolver: Any = None,
+        url_guard: Callable[[str], None] | None = None,
+    ) -> None:
         self.timeout = timeout
         self.concurrency = concurrency
+        #: An aiohttp resolver that may refuse addresses, and a check of the URL itself
+        #: (IP literals bypass resolvers): how the VTN keeps webhooks out of internal hosts.
+        self.resolver = resolver
+        self.url_guard = url_guard
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=60)
+            connector = aiohttp.TCPConnector(
+                limit=self.concurrency, keepalive_timeout=60, resolver=self.resolver
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -51,6 +64,8 @@ class WebhookSender:
         return self._session
 
     async def __call__(self, message: OutboxMessage) -> None:
+        if self.url_guard is not None:
+            self.url_guard(message.target)
         headers = {"Content-Type": message.content_type, **message.headers}
         async with self.session().post(
             message.target, data=message.body, headers=headers, allow_redirects=False

@@ -14,18 +14,72 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from csip.errors import BadRequest
 from csip.store.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 class CallbackRefused(BadRequest):
     """The subscription's callbackUrl is unsafe or failed the echo check."""
+
+
+def address_allowed(address: IPAddress, allow_loopback: bool) -> bool:
+    """Public addresses always; loopback only in lab mode; private, link-local, multicast,
+    reserved and unspecified ones never (they reach into the utility's own network)."""
+    if address.is_loopback:
+        return allow_loopback
+    return not (
+        address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+class SafeResolver(AbstractResolver):
+    """Resolves callback hosts for delivery and drops internal addresses, so a callback
+    host that passed the echo check cannot later be re-pointed inside (DNS rebinding)."""
+
+    def __init__(self, allow_loopback: bool = False) -> None:
+        self.allow_loopback = allow_loopback
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        usable = [
+            r
+            for r in found
+            if address_allowed(ipaddress.ip_address(r["host"].split("%")[0]), self.allow_loopback)
+        ]
+        if not usable:
+            raise OSError(f"{host} resolves only to internal addresses")
+        return usable
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def check_literal(self, url: str) -> None:
+        """aiohttp skips the resolver for IP literals: check those here."""
+        host = urlsplit(url).hostname or ""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return  # a name: the resolver checks it
+        if not address_allowed(address, self.allow_loopback):
+            raise OSError(f"{host} is an internal address")
 
 
 class CallbackChecker:
@@ -45,13 +99,7 @@ class CallbackChecker:
             if address.is_loopback:
                 continue
             loopback_only = False
-            if (
-                address.is_private
-                or address.is_link_local
-                or address.is_multicast
-                or address.is_reserved
-                or address.is_unspecified
-            ):
+            if not address_allowed(address, self.allow_loopback):
                 raise CallbackRefused(f"callbackUrl host {host!r} is an internal address")
         if loopback_only and not self.allow_loopback:
             raise CallbackRefused(f"callbackUrl host {host!r} is a loopback address")

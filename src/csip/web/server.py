@@ -20,7 +20,7 @@ from csip.services.sep2 import Sep2Service
 from csip.services.subscriptions import Sep2Notifier
 from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
-from csip.services.vtn_notify import MqttSender
+from csip.services.vtn_notify import MqttSender, SafeResolver
 from csip.store import Store
 from csip.web import admin_app, sep2_app, sep2_programs, vtn_app
 from csip.web.identity import IdentityResolver
@@ -107,7 +107,10 @@ class Server:
             [float(d) for d in settings.outbox_retry_delays],
             settings.outbox_max_attempts,
         )
-        self.webhooks = WebhookSender(settings.vtn_webhook_timeout)
+        resolver = SafeResolver(settings.vtn_webhook_allow_loopback)
+        self.webhooks = WebhookSender(
+            settings.vtn_webhook_timeout, resolver=resolver, url_guard=resolver.check_literal
+        )
         self.outbox.register("webhook", self.webhooks)
         if settings.vtn_mqtt_url:
             try:
