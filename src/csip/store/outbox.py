@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,24 +103,19 @@ async def claim_due(store: Store, now: float, limit: int, lease: float) -> list[
                 row.next_attempt_at = now + lease
             await s.flush()
             return [_message(r) for r in rows]
-        # SQLite has no row locks: claim each row with a conditional UPDATE (writers are
-        # serialised), so even two processes on one file never take the same row.
-        claimed = []
-        for row in list(await s.scalars(query)):
-            result = await s.execute(
-                update(OutboxRow)
-                .where(
-                    col(OutboxRow.id) == row.id,
-                    col(OutboxRow.next_attempt_at) == row.next_attempt_at,
-                    col(OutboxRow.delivered_at).is_(None),
-                    col(OutboxRow.failed_at).is_(None),
-                )
-                .values(attempts=OutboxRow.attempts + 1, next_attempt_at=now + lease)
-                .execution_options(synchronize_session=False)
-            )
-            if getattr(result, "rowcount", 0) == 1:
-                claimed.append(replace(_message(row), attempts=row.attempts + 1))
-        return claimed
+        # SQLite has no row locks, but one UPDATE ... WHERE id IN (due rows) RETURNING runs
+        # under its write lock: even two processes on one file never take the same row.
+        due = query.with_only_columns(col(OutboxRow.id)).scalar_subquery()
+        claim = (
+            update(OutboxRow)
+            .where(col(OutboxRow.id).in_(due))
+            .values(attempts=OutboxRow.attempts + 1, next_attempt_at=now + lease)
+            .returning(OutboxRow)
+            .execution_options(synchronize_session=False)
+        )
+        rows = list(await s.scalars(claim))
+        rows.sort(key=lambda r: (r.next_attempt_at, r.id or 0))
+        return [_message(r) for r in rows]
 
 
 async def next_due(store: Store) -> float | None:
