@@ -24,6 +24,7 @@ from csip.errors import CsipError, Forbidden, InvalidValues, NotFound
 from csip.sep2 import notify_render
 from csip.sep2.xml import CONTENT_TYPE, tag, text
 from csip.services.programs import ProgramService
+from csip.services.vtn_notify import SafeResolver
 from csip.store.outbox import OutboxMessage
 from csip.store.subscriptions import INTENT_TYPE, KIND, SubscriptionStore
 
@@ -182,22 +183,33 @@ class Sep2Notifier:
     keep-alive connections per receiver host (aggregators receive thousands at once)."""
 
     def __init__(
-        self, subscriptions: SubscriptionService, context: ssl.SSLContext, timeout: float = 10.0
+        self,
+        subscriptions: SubscriptionService,
+        context: ssl.SSLContext,
+        timeout: float = 10.0,
+        resolver: SafeResolver | None = None,
     ) -> None:
         self.subscriptions = subscriptions
         self.context = context
         self.timeout = timeout
+        #: Drops internal addresses at delivery (a hostname checked when subscribing may be
+        #: re-pointed inside later); None in lab mode (notification_allow_private).
+        self.resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self.context, limit=200, keepalive_timeout=60)
+            connector = aiohttp.TCPConnector(
+                ssl=self.context, limit=200, keepalive_timeout=60, resolver=self.resolver
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
             )
         return self._session
 
     async def __call__(self, message: OutboxMessage) -> None:
+        if self.resolver is not None:
+            self.resolver.check_literal(message.target)
         body = await self.subscriptions.notification_body(message)
         if body is None:
             return  # the subscription was deleted meanwhile: nothing left to tell

@@ -139,7 +139,8 @@ class Server:
             settings.sep2_public_url.rstrip("/") or f"https://{host}:{self.sep2_port}"
         )
         context = client_context(ca_file=ca, cert_chain_file=chain, key_file=key)
-        self.notifier = Sep2Notifier(subscriptions, context)
+        resolver = None if settings.notification_allow_private else SafeResolver(False)
+        self.notifier = Sep2Notifier(subscriptions, context, resolver=resolver)
         self.outbox.register("sep2", self.notifier)
         self.sep2.wake_outbox = self.outbox.wake
 
