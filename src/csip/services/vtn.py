@@ -244,8 +244,8 @@ class VtnService:
         generation = self._generation
         async with self.store.transaction() as s:
             view = await self.view(s, principal)
-            found = await self._select(s, kind, query, view)
-        page = found[query.skip : query.skip + query.limit]
+            found, paged = await self._select(s, kind, query, view)
+        page = found if paged else found[query.skip : query.skip + query.limit]
         body = dumps([self.render(o, view, query.targets) for o in page])
         if cacheable:
             self._remember(key, generation, body)
@@ -255,17 +255,25 @@ class VtnService:
 
     async def _select(
         self, s: Session, kind: str, q: ListQuery, view: VenView | None
-    ) -> list[StoredObject]:
+    ) -> tuple[list[StoredObject], bool]:
+        """The objects a list shows, and whether the database already applied skip/limit
+        (it does whenever no rule below needs to look at each object)."""
         own = None if view is None else [view.client_id]
         if kind == PROGRAM:
+            if view is None and not q.targets:
+                return await oadr.query(s, PROGRAM, offset=q.skip, limit=q.limit), True
             objs = await oadr.query(s, PROGRAM)
             return [
                 o
                 for o in objs
                 if rules.visible(rule_obj(o), view)
                 and rules.query_targets_match(o.targets, q.targets)
-            ]
+            ], False
         if kind == EVENT:
+            if view is None and not q.targets and not q.active:
+                return await oadr.query(
+                    s, EVENT, program_id=q.program_id, offset=q.skip, limit=q.limit
+                ), True
             objs = await oadr.query(s, EVENT, program_id=q.program_id)
             programs = {
                 p.id: rule_obj(p)
@@ -282,31 +290,54 @@ class VtnService:
                 if rules.visible(rule_obj(o), view, programs.get(o.program_id or ""))
                 and rules.query_targets_match(o.targets, q.targets)
                 and (not q.active or rules.is_active(o.body, now))
-            ]
-        if kind == REPORT:
-            objs = await oadr.query(
-                s, REPORT, program_id=q.program_id, event_id=q.event_id, client_ids=own
+            ], False
+        if kind == REPORT:  # clientName is the indexed name column
+            found = await oadr.query(
+                s,
+                REPORT,
+                program_id=q.program_id,
+                event_id=q.event_id,
+                client_ids=own,
+                name=q.client_name,
+                offset=q.skip,
+                limit=q.limit,
             )
-            return [o for o in objs if q.client_name is None or o.name == q.client_name]
+            return found, True
         if kind == SUBSCRIPTION:
-            objs = await oadr.query(s, SUBSCRIPTION, program_id=q.program_id, client_ids=own)
-            return [
-                o
-                for o in objs
-                if (q.client_name is None or o.name == q.client_name)
-                and (not q.objects or _subscribes_to_any(o, q.objects))
-            ]
+            if not q.objects:
+                found = await oadr.query(
+                    s,
+                    SUBSCRIPTION,
+                    program_id=q.program_id,
+                    client_ids=own,
+                    name=q.client_name,
+                    offset=q.skip,
+                    limit=q.limit,
+                )
+                return found, True
+            objs = await oadr.query(
+                s, SUBSCRIPTION, program_id=q.program_id, client_ids=own, name=q.client_name
+            )
+            return [o for o in objs if _subscribes_to_any(o, q.objects)], False
         if kind == VEN:
+            if not q.targets:
+                return await oadr.query(
+                    s, VEN, client_ids=own, name=q.ven_name, offset=q.skip, limit=q.limit
+                ), True
             objs = await oadr.query(s, VEN, client_ids=own, name=q.ven_name)
-            return [o for o in objs if rules.query_targets_match(o.targets, q.targets)]
-        objs = await oadr.query(
-            s, RESOURCE, name=q.resource_name, ven_ids=None if q.ven_id is None else [q.ven_id]
-        )
+            return [o for o in objs if rules.query_targets_match(o.targets, q.targets)], False
+        ven_ids = None if q.ven_id is None else [q.ven_id]
+        if view is None and not q.targets:
+            found = await oadr.query(
+                s, RESOURCE, name=q.resource_name, ven_ids=ven_ids, offset=q.skip, limit=q.limit
+            )
+            return found, True
+        objs = await oadr.query(s, RESOURCE, name=q.resource_name, ven_ids=ven_ids)
         return [
             o
             for o in objs
             if rules.visible(rule_obj(o), view) and rules.query_targets_match(o.targets, q.targets)
-        ]
+        ], False
 
     async def get_object(self, principal: Principal, kind: str, object_id: str) -> bytes:
         self.require(principal, READ_SCOPE[kind])

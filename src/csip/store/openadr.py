@@ -167,6 +167,8 @@ async def query(
     client_ids: Sequence[str] | None = None,
     ven_ids: Sequence[str] | None = None,
     name: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> list[StoredObject]:
     """Live objects of one kind, in creation order, filtered on the indexed columns."""
     stmt = select(OadrObjectRow).where(
@@ -182,8 +184,12 @@ async def query(
         stmt = stmt.where(col(OadrObjectRow.ven_id).in_(list(ven_ids)))
     if name is not None:
         stmt = stmt.where(col(OadrObjectRow.name) == name)
-    rows = await session.scalars(stmt.order_by(col(OadrObjectRow.seq)))
-    return [_object(r) for r in rows]
+    stmt = stmt.order_by(col(OadrObjectRow.seq))
+    if offset:
+        stmt = stmt.offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [_object(r) for r in await session.scalars(stmt)]
 
 
 # ---- clients ----------------------------------------------------------------------

@@ -258,3 +258,28 @@ async def test_a_repeated_poll_runs_no_query_and_a_write_shows_at_once(vtn: Vtn)
         assert len((await ven.get("/events", params)).body) == 2  # the write shows at once
     finally:
         event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+
+
+async def test_paging_is_stable_for_every_kind(vtn: Vtn) -> None:
+    bl = await vtn.client("bl", "bl")
+    names = [f"v{i}" for i in range(7)]
+    for name in names:
+        body = {"objectType": "BL_VEN_REQUEST", "venName": name, "clientID": f"c-{name}"}
+        assert (await bl.post("/vens", body)).status == 201
+    pages = [
+        [v["venName"] for v in (await bl.get("/vens", {"skip": str(s), "limit": "3"})).body]
+        for s in (0, 3, 6)
+    ]
+    assert pages == [names[0:3], names[3:6], names[6:7]]
+    assert [v["venName"] for v in (await bl.get("/vens", {"venName": "v4"})).body] == ["v4"]
+    first = (await bl.get("/vens", {"limit": "1"})).body[0]
+    resource = {
+        "objectType": "BL_RESOURCE_REQUEST",
+        "venID": first["id"],
+        "clientID": first["clientID"],
+    }
+    for name in ("r1", "r2", "r3"):
+        await bl.post("/resources", {**resource, "resourceName": name})
+    assert (await bl.post("/resources", {**resource, "resourceName": "r1"})).status == 409
+    second = (await bl.get("/resources", {"venID": first["id"], "skip": "1", "limit": "1"})).body
+    assert [r["resourceName"] for r in second] == ["r2"]
