@@ -141,5 +141,8 @@ async def test_reports_and_subscriptions_are_private(vtn: Vtn, webhook: object) 
     assert sub["clientID"] == ven_a.client_id
     assert (await ven_b.get("/subscriptions")).body == []
     assert (await ven_b.get(f"/subscriptions/{sub['id']}")).status == 404
+    probes = webhook.echo_checks
+    assert (await ven_b.put(f"/subscriptions/{sub['id']}", subscription)).status == 404
+    assert webhook.echo_checks == probes  # no echo probe for someone who may not write it
     assert len((await bl.get("/subscriptions", {"objects": "EVENT"})).body) == 1
     assert (await bl.get("/subscriptions", {"objects": "VEN"})).body == []
