@@ -40,7 +40,9 @@ async def test_chains_of_depth_2_3_4_are_accepted(srv: Running, depth: int) -> N
     assert reply.status == 200
 
 
-@pytest.mark.parametrize("kind", ["self-signed", "foreign", "expired", "ca-as-leaf"])
+@pytest.mark.parametrize(
+    "kind", ["self-signed", "foreign", "expired", "ca-as-leaf", "mica-bad-eku"]
+)
 async def test_bad_chains_are_refused_at_the_handshake(srv: Running, kind: str) -> None:
     cert = testpki.issue_special(srv.pki.directory, kind, name=f"refused-{kind}")
     context = client_ssl(srv.pki, cert)

@@ -62,7 +62,16 @@ NEVER_EXPIRES = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 #: (RFC 5612), so that it can never collide with a real manufacturer's OID.
 TEST_HW_TYPE = "1.3.6.1.4.1.32473.2030.5"
 #: What ``issue_special`` can make; see its docstring.
-SPECIAL_KINDS = ("expired", "ca-as-leaf", "self-signed", "foreign", "rsa", "no-policy", "no-hwname")
+SPECIAL_KINDS = (
+    "expired",
+    "ca-as-leaf",
+    "self-signed",
+    "foreign",
+    "rsa",
+    "no-policy",
+    "no-hwname",
+    "mica-bad-eku",
+)
 
 _ORG = "csip TEST ONLY"
 _DEVICE_POLICIES = (POLICY_DEVICE, POLICY_TEST)
@@ -276,7 +285,9 @@ def issue_special(directory: Path, kind: str, *, name: str) -> IssuedCert:
     Kinds OpenSSL refuses at the handshake: ``expired`` (notAfter in the past),
     ``ca-as-leaf`` (a CA certificate with CA keyUsage issued by the MICA, presented as a
     client), ``self-signed`` (no chain at all), ``foreign`` (chains to another, fresh SERCA).
-    Kinds that pass the handshake and must be caught by ``csip.pki.checks``: ``rsa``
+    ``mica-bad-eku`` (COMM-004D: the issuing MICA's critical extendedKeyUsage forbids
+    client authentication). Kinds that pass the handshake and must be caught by
+    ``csip.pki.checks``: ``rsa``
     (RSA-2048 key), ``no-policy`` (no 2030.5 policy OID), ``no-hwname`` (no
     HardwareModuleName). The cert file holds the chain exactly as the client presents it.
     """
@@ -328,6 +339,11 @@ def issue_special(directory: Path, kind: str, *, name: str) -> IssuedCert:
             policies=_DEVICE_POLICIES,
             key_usage=_key_usage(digital_signature=True),
         )
+    elif kind == "mica-bad-eku":
+        mica_key = _new_key()
+        bad_mica = _Authority(_mica_with_bad_eku(mica_key, mca, now), mica_key)
+        cert = _device_cert(ec_key.public_key(), bad_mica, hw_serial=name)
+        presented = (bad_mica.cert, mca.cert)
     else:  # no-policy, no-hwname
         cert = _leaf(
             ec_key.public_key(),
@@ -427,6 +443,27 @@ def _sub_ca(
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(_aki(issuer), critical=False)
+        .sign(issuer.key, hashes.SHA256())
+    )
+
+
+def _mica_with_bad_eku(
+    key: ec.EllipticCurvePrivateKey, issuer: _Authority, now: datetime
+) -> x509.Certificate:
+    """TEST ONLY (COMM-004D): a MICA whose critical extendedKeyUsage forbids client auth."""
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])
+    return (
+        _builder(
+            key.public_key(),
+            _name("csip TEST ONLY MICA with a bad EKU"),
+            issuer.cert.subject,
+            now - _BACKDATE,
+            NEVER_EXPIRES,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(_aki(issuer), critical=False)
+        .add_extension(eku, critical=True)
         .sign(issuer.key, hashes.SHA256())
     )
 

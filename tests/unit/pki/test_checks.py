@@ -46,6 +46,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiPaths:
         ("no-policy", ["certificatePolicies"]),
         ("no-hwname", ["HardwareModuleName"]),
         ("ca-as-leaf", ["certificatePolicies", "HardwareModuleName", "CA:TRUE"]),
+        ("mica-bad-eku", []),  # the leaf is fine: OpenSSL refuses its MICA at the handshake
     ],
 )
 def test_each_special_kind_breaks_exactly_its_rules(
@@ -67,6 +68,7 @@ def test_special_kinds_are_all_covered() -> None:
         "rsa",
         "no-policy",
         "no-hwname",
+        "mica-bad-eku",
     }
 
 
