@@ -121,6 +121,9 @@ async def test_device_walks_fsa_programs_and_controls(srv: Running) -> None:
     # and past the end it leaves the active list
     await ok(srv, "PUT", "/api/clock", {"advance": 600})
     assert (await client.get(f"{world['p1']['href']}/actderc")).xml().get("all") == "0"
+    # a lab moving the clock back sees the earlier status again, not a cached one
+    await ok(srv, "PUT", "/api/clock", {"advance": -661})
+    assert statuses(await client.get(f"{world['p1']['href']}/derc?l=10")) == [(mrid, "0")]
 
 
 async def test_newer_control_supersedes_and_cancel_marks_cancelled(srv: Running) -> None:

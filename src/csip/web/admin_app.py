@@ -19,6 +19,7 @@ from csip import __version__
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
 from csip.errors import BadRequest, CsipError, Unauthorized
 from csip.services.admin import AdminService, PreRegistration
+from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
 from csip.services.programs import ProgramService
 from csip.services.telemetry import TelemetryService
@@ -298,7 +299,8 @@ async def put_clock(request: web.Request) -> web.Response:
         svc.clock.set(body.now)
     if body.advance is not None:
         svc.clock.advance(body.advance)
-    await svc.sep2.publish(["clock"])
+    # renderings cached under the old time may hold statuses of another moment: drop them all
+    await svc.sep2.publish([EVERYTHING])
     return await get_clock(request)
 
 
