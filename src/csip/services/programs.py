@@ -11,7 +11,7 @@ cancellation), which the server clock drives, so a moved clock shows new statuse
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -228,7 +228,7 @@ class ProgramService:
         async def build() -> bytes:
             groups = await self.device_groups(device.id)
             chosen = groups[page.start : page.start + page.limit]
-            counts = [(g, len(await self.der.programs(g.id))) for g in chosen]
+            counts = [(g, len(await self._programs_of(g.id))) for g in chosen]
             rates = await self.sep2.poll_rates()
             href = f"{device.href}/fsa"
             return render.function_set_assignments_list(
@@ -242,26 +242,40 @@ class ProgramService:
         """AssociatedDERProgramList of the device's DER: programs of all its groups, by
         primacy (the order a device resolves them in)."""
         device = await self.sep2.accessible_device(principal, device_id)
+
+        async def programs() -> list[Program]:
+            found = []
+            for group in await self.device_groups(device.id):
+                found += await self._programs_of(group.id)
+            return sorted(found, key=lambda p: (p.primacy, p.id))
+
         key = ("assoc-derp", device_id, page.key())
+        tags = (GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, SETTINGS_TAG, f"edev:{device_id}")
+        href = f"{device.href}/der/1/derp"
+        return await self._program_list(key, tags, href, programs, page)
+
+    async def _program_list(
+        self,
+        key: tuple[Any, ...],
+        tags: tuple[str, ...],
+        href: str,
+        programs: Callable[[], Awaitable[list[Program]]],
+        page: Page,
+    ) -> bytes:
+        """A DERProgramList, cached until a write or the next boundary of its programs."""
         cached = self.cache.get(key)
         if cached is not None:
             return cached.body
         now = self.clock.now_int()
-        programs = []
-        for group in await self.device_groups(device.id):
-            programs += await self._programs_of(group.id)
-        programs.sort(key=lambda p: (p.primacy, p.id))
-        states = [await self.state(p.id) for p in programs]
+        states = [await self.state(p.id) for p in await programs()]
         expires = min((s.boundary for s in states if s.boundary), default=None)
 
         async def build() -> bytes:
             chosen = states[page.start : page.start + page.limit]
             rows = [(s.program, s.counts(now), s.default is not None) for s in chosen]
             rates = await self.sep2.poll_rates()
-            href = f"{device.href}/der/1/derp"
             return render.der_program_list(href, len(states), rows, rates["DERProgramList"])
 
-        tags = (GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, SETTINGS_TAG, f"edev:{device_id}")
         return await self._render(key, tags, expires, build)
 
     async def _visible_group(self, principal: Principal, group_id: int) -> Group:
@@ -274,29 +288,19 @@ class ProgramService:
         group = await self._visible_group(principal, group_id)
 
         async def build() -> bytes:
-            return render.function_set_assignments(group, len(await self.der.programs(group_id)))
+            return render.function_set_assignments(group, len(await self._programs_of(group_id)))
 
         return await self._render(("fsa", group_id), (GROUPS_TAG, PROGRAMS_TAG), None, build)
 
     async def program_list(self, principal: Principal, group_id: int, page: Page) -> bytes:
         await self._visible_group(principal, group_id)
+
+        async def programs() -> list[Program]:
+            return await self._programs_of(group_id)
+
         key = ("derp-list", group_id, page.key())
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached.body
-        now = self.clock.now_int()
-        states = [await self.state(p.id) for p in await self._programs_of(group_id)]
-        expires = min((s.boundary for s in states if s.boundary), default=None)
-
-        async def build() -> bytes:
-            chosen = states[page.start : page.start + page.limit]
-            rows = [(s.program, s.counts(now), s.default is not None) for s in chosen]
-            rates = await self.sep2.poll_rates()
-            href = f"/fsa/{group_id}/derp"
-            return render.der_program_list(href, len(states), rows, rates["DERProgramList"])
-
         tags = (GROUPS_TAG, PROGRAMS_TAG, SETTINGS_TAG)
-        return await self._render(key, tags, expires, build)
+        return await self._program_list(key, tags, f"/fsa/{group_id}/derp", programs, page)
 
     async def _programs_of(self, group_id: int) -> list[Program]:
         async def load() -> list[Program]:
