@@ -160,7 +160,8 @@ async def test_der_documents_round_trip_exactly(srv: Running) -> None:
     sent: dict[str, Reply] = {}
     for part, body in DOCUMENTS.items():
         reply = await client.put(f"{der}/{part}", body)
-        assert reply.status == 204, (part, reply.body)
+        assert reply.status == 201, (part, reply.body)  # the PUT created it
+        assert reply.headers["Location"] == f"{der}/{part}"
         sent[part] = Reply(200, {}, body.encode())
     for part in DOCUMENTS:
         got = await client.get(f"{der}/{part}")
@@ -174,7 +175,7 @@ async def test_der_documents_round_trip_exactly(srv: Running) -> None:
 
     # a newer status replaces the old one, visible on the next poll
     newer = DER_STATUS.replace("<value>4</value>", "<value>1</value>")
-    assert (await client.put(f"{der}/ders", newer)).status == 204
+    assert (await client.put(f"{der}/ders", newer)).status in (201, 204)
     assert (await client.get(f"{der}/ders")).find("s:inverterStatus/s:value") == "1"
 
 
@@ -194,14 +195,14 @@ async def test_incomplete_der_settings_are_rejected_and_nothing_is_stored(srv: R
         assert reply.status == 400, element
         assert reason(reply) == "1"
         assert (await client.get(f"{der}/derg")).status == 404
-    assert (await client.put(f"{der}/dercap", DER_CAPABILITY)).status == 204
+    assert (await client.put(f"{der}/dercap", DER_CAPABILITY)).status in (201, 204)
     too_much = DER_SETTINGS.replace("<value>48</value>", "<value>51</value>")  # 5100 W > 5 kW
     reply = await client.put(f"{der}/derg", too_much)
     assert reply.status == 400 and reason(reply) == "1"
     assert (await client.get(f"{der}/derg")).status == 404
     negative = DER_SETTINGS.replace("<value>4800</value>", "<value>-1</value>")
     assert (await client.put(f"{der}/derg", negative)).status == 400
-    assert (await client.put(f"{der}/derg", DER_SETTINGS)).status == 204  # 4800 W fits
+    assert (await client.put(f"{der}/derg", DER_SETTINGS)).status in (201, 204)  # 4800 W fits
     # a rejected update leaves the stored settings as they were
     assert (await client.put(f"{der}/derg", too_much)).status == 400
     assert (await client.get(f"{der}/derg")).find("s:setMaxW/s:value") == "48"
@@ -230,7 +231,7 @@ async def test_only_the_device_or_its_aggregator_reaches_its_der(srv: Running) -
     href_a = await register(srv, a)
     href_b = await register(srv, b)
     client_a, client_b = srv.client(a), srv.client(b)
-    assert (await client_a.put(f"{href_a}/der/1/ders", DER_STATUS)).status == 204
+    assert (await client_a.put(f"{href_a}/der/1/ders", DER_STATUS)).status in (201, 204)
     assert (await client_a.post(f"{href_a}/lel", log_event(1700000000, 1))).status == 201
     for path in ("/der", "/der/1", "/der/1/derp", "/der/1/ders", "/lel", "/lel/1"):
         reply = await client_b.get(href_a + path)
@@ -244,8 +245,8 @@ async def test_only_the_device_or_its_aggregator_reaches_its_der(srv: Running) -
     lfdi = secrets.token_hex(20).upper()
     created = await client_agg.post("/edev", end_device_xml(lfdi, sfdi_from_lfdi(lfdi)))
     managed = created.headers["Location"]
-    assert (await client_agg.put(f"{managed}/der/1/dercap", DER_CAPABILITY)).status == 204
-    assert (await client_agg.put(f"{managed}/der/1/derg", DER_SETTINGS)).status == 204
+    assert (await client_agg.put(f"{managed}/der/1/dercap", DER_CAPABILITY)).status in (201, 204)
+    assert (await client_agg.put(f"{managed}/der/1/derg", DER_SETTINGS)).status in (201, 204)
     located = await client_agg.post(f"{managed}/lel", log_event(1700000000, 9))
     assert located.status == 201
     assert (await client_agg.get(located.headers["Location"])).status == 200
@@ -328,7 +329,7 @@ async def test_admin_reads_der_documents_and_log_events(srv: Running) -> None:
     assert body["capability"] is body["settings"] is body["status"] is None
     assert "connection_point" not in body
     for part, document in DOCUMENTS.items():
-        assert (await client.put(f"{href}/der/1/{part}", document)).status == 204
+        assert (await client.put(f"{href}/der/1/{part}", document)).status in (201, 204)
     status, body = await srv.admin("GET", f"/api/end-devices/{device.lfdi}/der")
     assert status == 200
     fields = body["status"]["fields"]
@@ -375,7 +376,7 @@ async def test_deleting_an_end_device_deletes_its_der_data(srv: Running) -> None
     href = await register(srv, device)
     client = srv.client(device)
     for part, document in DOCUMENTS.items():
-        assert (await client.put(f"{href}/der/1/{part}", document)).status == 204
+        assert (await client.put(f"{href}/der/1/{part}", document)).status in (201, 204)
     assert (await client.post(f"{href}/lel", log_event(1700000000, 1))).status == 201
     assert (await srv.admin("DELETE", f"/api/end-devices/{device.lfdi}"))[0] == 204
     assert (await client.get(f"{href}/der/1/ders")).status == 404
@@ -402,7 +403,7 @@ async def test_unchanged_der_polls_render_once(srv: Running) -> None:
     device = srv.pki.device_a
     href = await register(srv, device)
     client = srv.client(device)
-    assert (await client.put(f"{href}/der/1/ders", DER_STATUS)).status == 204
+    assert (await client.put(f"{href}/der/1/ders", DER_STATUS)).status in (201, 204)
     assert (await client.post(f"{href}/lel", log_event(1700000000, 1))).status == 201
     paths = [f"{href}/der", f"{href}/der/1", f"{href}/der/1/derp", f"{href}/der/1/ders"]
     paths.append(f"{href}/lel")
@@ -438,7 +439,7 @@ async def test_unchanged_der_polls_render_once(srv: Running) -> None:
     assert edev_key in sep2.cache.entries
     assert (await client.get(f"{href}/lel")).xml().get("all") == "2"
     newer = DER_STATUS.replace("<value>8250</value>", "<value>5000</value>")
-    assert (await client.put(f"{href}/der/1/ders", newer)).status == 204
+    assert (await client.put(f"{href}/der/1/ders", newer)).status in (201, 204)
     assert edev_key in sep2.cache.entries
     reply = await client.get(f"{href}/der/1/ders")
     assert reply.find("s:stateOfChargeStatus/s:value") == "5000"
@@ -457,7 +458,7 @@ async def test_aus_capability_needs_doe_modes_and_status_reads_back(
     plain = await client.put(f"{href}/der/1/dercap", DER_CAPABILITY)
     assert plain.status == 400
     assert (await client.get(f"{href}/der/1/dercap")).status == 404
-    assert (await client.put(f"{href}/der/1/dercap", DER_CAPABILITY_AUS)).status == 204
+    assert (await client.put(f"{href}/der/1/dercap", DER_CAPABILITY_AUS)).status in (201, 204)
     got = await client.get(f"{href}/der/1/dercap")
     assert got.find("s:type") == "83"
     assert got.xml()[-1].tag == "{https://csipaus.org/ns}doeModesSupported"
@@ -465,12 +466,12 @@ async def test_aus_capability_needs_doe_modes_and_status_reads_back(
     settings = DER_SETTINGS.replace(
         "</DERSettings>", "<csipaus:doeModesEnabled>01</csipaus:doeModesEnabled></DERSettings>"
     ).replace(f"<DERSettings {SEP}>", f"<DERSettings {SEP} {AUS}>")
-    assert (await client.put(f"{href}/der/1/derg", settings)).status == 204
+    assert (await client.put(f"{href}/der/1/derg", settings)).status in (201, 204)
     status, body = await aus.admin("GET", f"/api/end-devices/{device.lfdi}/der")
     assert status == 200
     assert body["capability"]["fields"]["csipaus:doeModesSupported"] == "03"
     assert body["settings"]["fields"]["csipaus:doeModesEnabled"] == "01"
-    assert (await client.put(f"{href}/der/1/ders", DER_STATUS)).status == 204
+    assert (await client.put(f"{href}/der/1/ders", DER_STATUS)).status in (201, 204)
     assert (await client.get(f"{href}/der/1/ders")).find("s:genConnectStatus/s:value") == "07"
     status, body = await aus.admin("GET", f"/api/end-devices/{device.lfdi}/der")
     assert body["status"]["fields"]["genConnectStatus"]["value"] == "07"
@@ -503,7 +504,7 @@ async def test_aus_connection_point_nmi_is_validated(make_server: ServerFactory)
         assert reason(reply) == "1", bad
         assert (await client.get(f"{href}/cp")).status == 404, bad
     for good in ("2001985732", "20019857328", "QAAAVZZZZZ3", "NCCCC00000"):
-        assert (await client.put(f"{href}/cp", connection_point(good))).status == 204, good
+        assert (await client.put(f"{href}/cp", connection_point(good))).status in (201, 204), good
         got = await client.get(f"{href}/cp")
         assert got.status == 200
         assert got.xml().get("href") == f"{href}/cp"

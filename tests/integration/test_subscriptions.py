@@ -28,6 +28,7 @@ XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 class Receiver:
     port: int
     received: list[etree._Element] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
     peers: list[bytes] = field(default_factory=list)
     fail_next: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -55,7 +56,9 @@ async def receiver(pki: Pki) -> AsyncIterator[Receiver]:
         if state.fail_next:
             state.fail_next -= 1
             return web.Response(status=503)
-        state.received.append(etree.fromstring(await request.read()))
+        body = await request.read()
+        state.raw.append(body)
+        state.received.append(etree.fromstring(body))
         state.arrived.set()
         return web.Response(status=204)
 

@@ -299,9 +299,25 @@ def event_statuses(
     return statuses
 
 
+def latest_end(control: Control) -> int:
+    """The last moment any device can still be running the control: its end pushed out by
+    the largest randomization it allows (IEEE 2030.5 §12.1.3.2: a device may start up to
+    randomizeStart late and stretch the duration by up to randomizeDuration; negative
+    randomizations only move it earlier)."""
+    late_start = max(0, control.randomize_start or 0)
+    stretch = max(0, control.randomize_duration or 0)
+    return control.start + late_start + control.duration + stretch
+
+
+def is_over(control: Control, now: int) -> bool:
+    """Past its latest end: the event is history. It leaves the device-facing lists
+    (DERControlList, ActiveDERControlList) and the admin API reads it as completed."""
+    return now >= latest_end(control)
+
+
 def is_active(control: Control, status: EventStatus, now: int) -> bool:
-    """In ActiveDERControlList: active status and not yet ended."""
-    return status.current is Status.ACTIVE and control.start <= now < control.end
+    """In ActiveDERControlList: active status, started and not yet over."""
+    return status.current is Status.ACTIVE and control.start <= now < latest_end(control)
 
 
 def next_boundary(controls: Iterable[Control], now: int) -> int | None:
@@ -309,7 +325,7 @@ def next_boundary(controls: Iterable[Control], now: int) -> int | None:
     upcoming = [
         moment
         for control in controls
-        for moment in (control.start, control.end, control.cancelled_at)
+        for moment in (control.start, control.end, latest_end(control), control.cancelled_at)
         if moment is not None and moment > now
     ]
     return min(upcoming) if upcoming else None

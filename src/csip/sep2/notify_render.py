@@ -62,7 +62,6 @@ def fast_notification(subscribed_resource: str, subscription_uri: str, resource:
     as bytes rather than parsed and serialized per subscriber."""
     return b"".join(
         (
-            b"<?xml version='1.0' encoding='UTF-8'?>\n",
             f'<Notification xmlns="{SEP_NS}"><subscribedResource>'.encode(),
             escape(subscribed_resource).encode(),
             b"</subscribedResource>",

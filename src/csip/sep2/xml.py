@@ -44,10 +44,24 @@ def parse_document(
 ) -> etree._Element:
     """Parse and validate one 2030.5 document whose root is one of `accepted`."""
     root = read_document(body, accepted, max_bytes)
+    fill_list_counts(root)
     error = schema_error(validator, root)
     if error is not None:
         raise BadRequest(f"{accepted[0]} is not valid against the schema: {error}")
     return root
+
+
+def fill_list_counts(root: etree._Element) -> None:
+    """A posted list may leave out `all` and `results`: sep.xsd marks them required, yet its
+    own annotation of List says "Required on a response to a GET, ignored otherwise", so a
+    client posting a MirrorMeterReadingList need not count. Filled in (the number of entries
+    sent) before the schema check, on input only; everything csip emits carries its own."""
+    if not etree.QName(root).localname.endswith("List"):
+        return
+    count = str(sum(1 for child in root if isinstance(child.tag, str)))
+    for name in ("all", "results"):
+        if root.get(name) is None:
+            root.set(name, count)
 
 
 def schema_error(validator: etree.XMLSchema, root: etree._Element) -> str | None:
@@ -88,7 +102,9 @@ def text(root: etree._Element, name: str) -> str | None:
 
 
 def serialize(element: etree._Element) -> bytes:
-    return etree.tostring(element, xml_declaration=True, encoding="UTF-8")
+    """UTF-8 without an XML declaration: UTF-8 is 2030.5's default, and a widely used test
+    client decodes bodies to text before parsing, which a declaration makes it refuse."""
+    return etree.tostring(element, xml_declaration=False, encoding="UTF-8")
 
 
 def link(name: str, href: str, all_: int | None = None) -> etree._Element:

@@ -221,8 +221,10 @@ class DerDeviceService:
     # ---- writes ---------------------------------------------------------------------
     async def put_der_document(
         self, principal: Principal, device_id: int, der_id: int, part: str, body: bytes
-    ) -> None:
-        """PUT a DER document; DERSettings must be complete and within the ratings."""
+    ) -> str | None:
+        """PUT a DER document; DERSettings must be complete and within the ratings.
+
+        Returns the href when the PUT created the document (201 + Location), else None."""
         device = await self.sep2.accessible_device(principal, device_id)
         self._check_der(der_id)
         expected = DER_DOCUMENTS[part]
@@ -239,14 +241,19 @@ class DerDeviceService:
             problems = settings_problems(quantities(root), capability)
             if problems:
                 raise InvalidValues("DERSettings: " + "; ".join(problems))
-        root.set("href", f"{device.href}/der/{DER_ID}/{part}")
-        await self.sep2.store.put_document(
+        href = f"{device.href}/der/{DER_ID}/{part}"
+        root.set("href", href)
+        created = await self.sep2.store.put_document(
             device_id, part, serialize(root), self.sep2.clock.now_int()
         )
         await self.sep2.publish([der_tag(device_id)])
+        return href if created else None
 
-    async def put_connection_point(self, principal: Principal, device_id: int, body: bytes) -> None:
-        """PUT csipaus:ConnectionPoint; its connectionPointId must be a valid NMI."""
+    async def put_connection_point(
+        self, principal: Principal, device_id: int, body: bytes
+    ) -> str | None:
+        """PUT csipaus:ConnectionPoint; its connectionPointId must be a valid NMI. Returns the
+        href when the PUT created it, else None."""
         if not self.aus:
             raise NotFound("ConnectionPoint is a CSIP-AUS resource (profile csip-aus)")
         device = await self.sep2.accessible_device(principal, device_id)
@@ -257,11 +264,13 @@ class DerDeviceService:
         problem = nmi_problem(nmi)
         if problem:
             raise InvalidValues(problem)
-        root.set("href", f"{device.href}/cp")
-        await self.sep2.store.put_document(
+        href = f"{device.href}/cp"
+        root.set("href", href)
+        created = await self.sep2.store.put_document(
             device_id, CONNECTION_POINT, serialize(root), self.sep2.clock.now_int()
         )
         await self.sep2.publish([der_tag(device_id)])
+        return href if created else None
 
     async def post_log_event(self, principal: Principal, device_id: int, body: bytes) -> LogEvent:
         """POST a LogEvent (an alarm or event) to the device's LogEventList."""

@@ -30,6 +30,7 @@ from csip.domain.der import (
     check_base,
     event_statuses,
     is_active,
+    is_over,
     next_boundary,
 )
 from csip.domain.devices import EndDevice, Principal, PrincipalKind, may_access
@@ -63,10 +64,15 @@ class ProgramState:
     def active(self, now: int) -> list[Control]:
         return [c for c in self.controls if is_active(c, self.statuses[c.id], now)]
 
+    def listed(self, now: int) -> list[Control]:
+        """What a device's DERControlList holds: every control not yet over (the rest is
+        history, read through the admin API)."""
+        return [c for c in self.controls if not is_over(c, now)]
+
     def counts(self, now: int) -> dict[str, int]:
         return {
             "active": len(self.active(now)),
-            "controls": len(self.controls),
+            "controls": len(self.listed(now)),
             "curves": len(self.curves),
         }
 
@@ -328,7 +334,7 @@ class ProgramService:
 
         async def build() -> bytes:
             now = self.clock.now_int()
-            controls = state.active(now) if active_only else list(state.controls)
+            controls = state.active(now) if active_only else state.listed(now)
             chosen = controls[page.start : page.start + page.limit]
             rows = [(c, state.statuses[c.id]) for c in chosen]
             suffix = "actderc" if active_only else "derc"

@@ -328,13 +328,18 @@ class Sep2Service:
 
     async def put_document(
         self, principal: Principal, device_id: int, part: str, body: bytes
-    ) -> None:
-        """PUT DeviceInformation / DeviceStatus / PowerStatus under the device's EndDevice."""
+    ) -> str | None:
+        """PUT DeviceInformation / DeviceStatus / PowerStatus under the device's EndDevice;
+        the href when the PUT created the document (201 + Location), else None."""
         device = await self.accessible_device(principal, device_id)
         root = self.parse_body(body, DOCUMENTS[part])
         doc_lfdi = text(root, "lFDI")
         if doc_lfdi is not None and normalize_lfdi(doc_lfdi) != device.lfdi:
             raise InvalidValues(f"lFDI {doc_lfdi} is not this EndDevice's lFDI")
-        root.set("href", f"{device.href}/{part}")
-        await self.store.put_document(device_id, part, serialize(root), self.clock.now_int())
+        href = f"{device.href}/{part}"
+        root.set("href", href)
+        created = await self.store.put_document(
+            device_id, part, serialize(root), self.clock.now_int()
+        )
         await self.publish([f"edev:{device_id}"])
+        return href if created else None

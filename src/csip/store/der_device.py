@@ -13,7 +13,7 @@ from sqlmodel import col, delete, select
 
 from csip.domain.der_device import LogEvent
 from csip.errors import NotFound
-from csip.store.store import Store
+from csip.store.store import Store, stored_xml
 from csip.store.tables import DeviceDocumentRow, EndDeviceRow
 from csip.store.tables_der_device import LogEventRow
 
@@ -37,7 +37,7 @@ def _log_event(row: LogEventRow) -> LogEvent:
         profile_id=row.profile_id,
         log_event_pen=row.log_event_pen,
         received_at=row.received_at,
-        xml=bytes(row.xml),
+        xml=stored_xml(row.xml),
     )
 
 
@@ -56,7 +56,7 @@ class DerDeviceStore:
                     col(DeviceDocumentRow.kind).in_(list(kinds)),
                 )
             )
-            return {r.kind: StoredDocument(r.kind, bytes(r.xml), r.updated_at) for r in rows}
+            return {r.kind: StoredDocument(r.kind, stored_xml(r.xml), r.updated_at) for r in rows}
 
     async def add_log_event(
         self, event: LogEvent, render: Callable[[str], bytes], keep: int

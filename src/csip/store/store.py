@@ -37,6 +37,18 @@ if TYPE_CHECKING:
     from csip.store.outbox import OutboxMessage
 
 _ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+_DECLARATION = b"<?xml"
+
+
+def stored_xml(raw: bytes) -> bytes:
+    """A stored device document as served: rows written before csip stopped sending an XML
+    declaration (issue 9 item 1) still carry one; it is cut here rather than migrated."""
+    data = bytes(raw)
+    if data.startswith(_DECLARATION):
+        end = data.find(b"?>")
+        if end != -1:
+            data = data[end + 2 :].lstrip()
+    return data
 
 
 def _end_device(row: EndDeviceRow) -> EndDevice:
@@ -317,9 +329,10 @@ class Store:
     async def get_document(self, device_id: int, kind: str) -> bytes | None:
         async with self._tx() as s:
             row = await s.get(DeviceDocumentRow, (device_id, kind))
-            return None if row is None else bytes(row.xml)
+            return None if row is None else stored_xml(row.xml)
 
-    async def put_document(self, device_id: int, kind: str, xml: bytes, now: int) -> None:
+    async def put_document(self, device_id: int, kind: str, xml: bytes, now: int) -> bool:
+        """Store (or replace) a device's document; True when it did not exist before."""
         async with self._tx() as s:
             if await s.get(EndDeviceRow, device_id) is None:
                 raise NotFound(f"EndDevice {device_id} does not exist")
@@ -328,6 +341,7 @@ class Store:
                 s.add(
                     DeviceDocumentRow(end_device_id=device_id, kind=kind, xml=xml, updated_at=now)
                 )
-            else:
-                row.xml = xml
-                row.updated_at = now
+                return True
+            row.xml = xml
+            row.updated_at = now
+            return False

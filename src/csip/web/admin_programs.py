@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from csip.domain.der import Control, Curve, DefaultControl, Group, Program
+from csip.domain.der import Control, Curve, DefaultControl, Group, Program, Status, is_over
 from csip.errors import NotFound
 from csip.services.programs import ControlSpec, ProgramService
 
@@ -106,7 +106,9 @@ def program_json(program: Program) -> dict[str, Any]:
     }
 
 
-def control_json(control: Control, status: Any = None) -> dict[str, Any]:
+def control_json(control: Control, status: Any = None, over: bool = False) -> dict[str, Any]:
+    """A control for the admin API; `over`: past its latest end, so an event that ran (was
+    neither cancelled nor superseded) reads as "completed" (it has left devices' lists)."""
     data: dict[str, Any] = {
         "id": control.id,
         "mrid": control.mrid,
@@ -122,8 +124,11 @@ def control_json(control: Control, status: Any = None) -> dict[str, Any]:
         "cancelled_at": control.cancelled_at,
     }
     if status is not None:
+        current = status.current.name.lower()
+        if over and status.current in (Status.ACTIVE, Status.SCHEDULED):
+            current = "completed"
         data["status"] = {
-            "current": status.current.name.lower(),
+            "current": current,
             "date_time": status.date_time,
             "potentially_superseded": status.potentially_superseded,
             "reason": status.reason,
@@ -245,8 +250,12 @@ async def put_program(request: web.Request, body: ProgramUpdate) -> web.Response
 
 
 async def list_controls(request: web.Request) -> web.Response:
-    state = await _svc(request).state(_id(request, "pid"))
-    return web.json_response([control_json(c, state.statuses[c.id]) for c in state.controls])
+    svc = _svc(request)
+    state = await svc.state(_id(request, "pid"))
+    now = svc.clock.now_int()
+    return web.json_response(
+        [control_json(c, state.statuses[c.id], is_over(c, now)) for c in state.controls]
+    )
 
 
 async def post_controls(request: web.Request, body: ControlsIn) -> web.Response:

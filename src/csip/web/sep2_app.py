@@ -18,6 +18,7 @@ from csip.web.sep2_common import (
     device_id,
     guarded,
     page_of,
+    put_answer,
     read_body,
     svc,
     unmatched,
@@ -70,8 +71,8 @@ async def delete_edev(request: web.Request) -> web.Response:
 async def put_document(request: web.Request) -> web.Response:
     body = await read_body(request)
     part = request.match_info["part"]
-    await svc(request).put_document(request[PRINCIPAL], device_id(request), part, body)
-    return web.Response(status=204)
+    href = await svc(request).put_document(request[PRINCIPAL], device_id(request), part, body)
+    return put_answer(href)
 
 
 def create_app(service: Sep2Service, identity: IdentityResolver) -> web.Application:

@@ -40,6 +40,12 @@ def created(href: str) -> web.Response:
     return response
 
 
+def put_answer(created_href: str | None) -> web.Response:
+    """A PUT that created its resource answers 201 with Location, one that replaced 204
+    (RFC 9110 §9.3.4, which 2030.5's HTTP use follows)."""
+    return created(created_href) if created_href is not None else web.Response(status=204)
+
+
 def error_response(status: int, reason_code: int, *, close: bool = False) -> web.Response:
     response = xml(error_body(reason_code), status)
     if close:

@@ -14,6 +14,7 @@ from csip.web.sep2_common import (
     device_id,
     guarded,
     page_of,
+    put_answer,
     read_body,
     xml,
 )
@@ -57,10 +58,10 @@ async def get_der_document(request: web.Request) -> web.Response:
 
 async def put_der_document(request: web.Request) -> web.Response:
     body = await read_body(request)
-    await _der(request).put_der_document(
+    href = await _der(request).put_der_document(
         request[PRINCIPAL], device_id(request), _der_id(request), request.match_info["part"], body
     )
-    return web.Response(status=204)
+    return put_answer(href)
 
 
 async def get_connection_point(request: web.Request) -> web.Response:
@@ -69,8 +70,8 @@ async def get_connection_point(request: web.Request) -> web.Response:
 
 async def put_connection_point(request: web.Request) -> web.Response:
     body = await read_body(request)
-    await _der(request).put_connection_point(request[PRINCIPAL], device_id(request), body)
-    return web.Response(status=204)
+    href = await _der(request).put_connection_point(request[PRINCIPAL], device_id(request), body)
+    return put_answer(href)
 
 
 async def get_log_events(request: web.Request) -> web.Response:
