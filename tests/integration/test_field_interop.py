@@ -122,3 +122,116 @@ async def test_put_that_creates_answers_201_with_location(make_server: ServerFac
         again = await client.put(path, body)
         assert (again.status, again.headers.get("Location")) == (204, None)
         assert (await client.get(path)).status == 200
+
+
+# ---- item 7: every href csip emits resolves for whoever may read it ----------------------
+async def furnish(
+    srv: Running, client: Any, edev: str, lfdi: str, p1: dict[str, Any], n: int
+) -> None:
+    """Everything a device can put under its EndDevice, plus a control with a curve, a
+    DefaultDERControl, a subscription, a mirror with a reading and a posted response."""
+    from test_der_device import DOCUMENTS, log_event
+
+    from helpers import DEVICE_INFORMATION, POWER_STATUS
+
+    for part, body in (
+        ("di", DEVICE_INFORMATION.format(lfdi=lfdi)),
+        ("dstat", DEVICE_STATUS),
+        ("ps", POWER_STATUS),
+    ):
+        assert (await client.put(f"{edev}/{part}", body)).status in (201, 204)
+    for part, body in DOCUMENTS.items():
+        assert (await client.put(f"{edev}/der/1/{part}", body)).status in (201, 204)
+    assert (await client.post(f"{edev}/lel", log_event(1700000000, 1))).status == 201
+    sub = subscription_xml(f"{edev}/fsa", "https://127.0.0.1:9/notify")
+    assert (await client.post(f"{edev}/sub", sub)).status == 201
+    mup = f"<MirrorUsagePoint {NS}>" + (
+        f"<mRID>{lfdi[:24]}0000A4F1</mRID><description>site</description>"
+        "<roleFlags>0049</roleFlags><serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
+        f"<deviceLFDI>{lfdi}</deviceLFDI>{declared(n, 38, 0, 128, {})}</MirrorUsagePoint>"
+    )
+    posted = await client.post("/mup", mup)
+    assert posted.status == 201, posted.body
+    assert (
+        await client.post(posted.headers["Location"], mmr(n, reading=reading(7), ns=NS))
+    ).status == 201
+    now = await server_now(srv)
+    (ctl,) = await ok(
+        srv, "POST", f"/api/programs/{p1['id']}/controls", control(now + 60, opModMaxLimW=9)
+    )
+    answer = (
+        '<DERControlResponse xmlns="urn:ieee:std:2030.5:ns">'
+        f"<createdDateTime>{now}</createdDateTime><endDeviceLFDI>{lfdi}</endDeviceLFDI>"
+        f"<status>1</status><subject>{ctl['mrid']}</subject></DERControlResponse>"
+    )
+    replied = await client.post(f"/rsps/{p1['id']}/rsp", answer)
+    assert replied.status == 201, replied.body
+    assert (await client.get(replied.headers["Location"])).status == 200
+
+
+async def walk(client: Any) -> dict[str, int]:
+    """GET every href (and replyTo) reachable from /dcap; lists are read whole."""
+    seen: dict[str, int] = {}
+    queue = ["/dcap"]
+    while queue:
+        href = queue.pop(0)
+        if href in seen:
+            continue
+        reply = await client.get(href)
+        seen[href] = reply.status
+        if reply.status != 200:
+            continue
+        root = reply.xml()
+        if root.get("all") is not None and root.get("all") != root.get("results"):
+            root = (await client.get(f"{href}?l=255")).xml()
+        for element in root.iter():
+            for name in ("href", "replyTo"):
+                value = element.get(name)
+                if value and value not in seen:
+                    queue.append(value)
+    return seen
+
+
+@BACKENDS
+async def test_every_emitted_href_resolves_for_a_device_and_an_aggregator(
+    make_server: ServerFactory,
+) -> None:
+    """Item 7: a device and an aggregator walk every href (and replyTo) from /dcap, lists read
+    whole, and every one answers 200 (the ResponseSetList is schema-valid, a ResponseSet, a
+    posted Response's Location). Documented exception: the documents a client itself PUTs
+    (DeviceInformation, DeviceStatus, PowerStatus, the DER documents, ConnectionPoint) answer
+    404 until it has; the walk has them PUT first. Notification URIs are the client's own."""
+    srv = await make_server(notification_allow_private=True, outbox_retry_delays=["3600"])
+    device, agg = srv.pki.device_a, srv.pki.aggregator
+    world = await topology(srv, device)
+    await ok(
+        srv,
+        "PUT",
+        f"/api/programs/{world['p1']['id']}/default-control",
+        {"base": {"opModConnect": True}},
+    )
+    await ok(
+        srv, "POST", f"/api/programs/{world['p1']['id']}/curves",
+        {"curve_type": 11, "points": [[92, 30], [108, -30]],
+         "x_multiplier": 0, "y_multiplier": 0, "y_ref_type": 3},
+    )  # fmt: skip
+    device_client = srv.client(device)
+    await furnish(srv, device_client, world["edev"], device.lfdi, world["p1"], 1)
+
+    await ok(srv, "POST", "/api/aggregators", {"name": "fleet"})
+    await ok(srv, "PUT", f"/api/aggregators/fleet/certificates/{agg.lfdi}", {})
+    agg_client = srv.client(agg)
+    managed_lfdi = "AB" * 20
+    from test_aggregator_der import end_device
+
+    managed = await agg_client.post("/edev", end_device(managed_lfdi))
+    assert managed.status == 201
+    await ok(srv, "PUT", f"/api/groups/{world['feeder']['id']}/members/{managed_lfdi}")
+    await furnish(srv, agg_client, managed.headers["Location"], managed_lfdi, world["p1"], 2)
+
+    for client in (device_client, agg_client):
+        seen = await walk(client)
+        broken = {href: status for href, status in seen.items() if status != 200}
+        assert not broken, broken
+        assert len(seen) > 40, sorted(seen)
+        assert any(h.startswith("/rsps/") and "/rsp/" in h for h in seen)

@@ -218,29 +218,41 @@ def der_curve_list(href: str, total: int, page: Sequence[Curve]) -> bytes:
     return serialize(element)
 
 
-def response_set_list(href: str, total: int, page: Sequence[Program]) -> bytes:
-    sets = [
-        E.ResponseSet(
-            link("ResponseListLink", f"/rsps/{p.id}/rsp"),
-            *_identified(p.mrid, p.description, None),
-            href=f"/rsps/{p.id}",
-        )
-        for p in page
-    ]
+def _response_set_element(program: Program, responses: int) -> Any:
+    """sep.xsd ResponseSet: IdentifiedObject's mRID and description, then ResponseListLink."""
+    return E.ResponseSet(
+        *_identified(program.mrid, program.description, None),
+        link("ResponseListLink", f"/rsps/{program.id}/rsp", responses),
+        href=f"/rsps/{program.id}",
+    )
+
+
+def response_set(program: Program, responses: int) -> bytes:
+    return serialize(_response_set_element(program, responses))
+
+
+def response_set_list(href: str, total: int, page: Sequence[tuple[Program, int]]) -> bytes:
+    sets = [_response_set_element(p, count) for p, count in page]
     element = E.ResponseSetList(*sets, href=href, all=str(total), results=str(len(page)))
     return serialize(element)
 
 
+def _response_element(href: str, r: Mapping[str, Any]) -> Any:
+    return E.Response(
+        E.createdDateTime(str(r["created_date_time"])),
+        E.endDeviceLFDI(r["lfdi"]),
+        E.status(str(r["status"])),
+        E.subject(r["subject"]),
+        href=f"{href}/{r['id']}",
+    )
+
+
+def response(href: str, r: Mapping[str, Any]) -> bytes:
+    """One Response (the DERControlResponse a device posted), at `{href}/{id}`."""
+    return serialize(_response_element(href, r))
+
+
 def response_list(href: str, total: int, page: Sequence[Mapping[str, Any]]) -> bytes:
-    responses = [
-        E.Response(
-            E.createdDateTime(str(r["created_date_time"])),
-            E.endDeviceLFDI(r["lfdi"]),
-            E.status(str(r["status"])),
-            E.subject(r["subject"]),
-            href=f"{href}/{r['id']}",
-        )
-        for r in page
-    ]
+    responses = [_response_element(href, r) for r in page]
     element = E.ResponseList(*responses, href=href, all=str(total), results=str(len(page)))
     return serialize(element)

@@ -46,6 +46,8 @@ from csip.store.der import DerStore
 GROUPS_TAG = "groups"
 MEMBERSHIP_TAG = "membership"
 PROGRAMS_TAG = "programs"
+#: Any program's responses (the ResponseSetList counts them per program).
+RESPONSES_TAG = "responses"
 
 
 @dataclass(frozen=True)
@@ -426,26 +428,57 @@ class ProgramService:
         response_id = await self.der.add_response(
             control.id, device.id, device.lfdi, int(raw_status), created, now
         )
-        await self.sep2.publish([f"responses:{program_id}"])
+        await self.sep2.publish([f"responses:{program_id}", RESPONSES_TAG])
         return f"/rsps/{program_id}/rsp/{response_id}"
+
+    async def _my_responses(self, principal: Principal, program_id: int) -> list[dict[str, Any]]:
+        """The responses to a program that this client's own devices posted, newest first."""
+
+        async def load() -> list[dict[str, Any]]:
+            mine = []
+            for response in await self.der.responses(program_id=program_id):
+                device = await self.sep2.store.get_end_device_by_lfdi(response["lfdi"])
+                if device is not None and may_access(principal, device):
+                    mine.append(response)
+            return mine
+
+        key = ("my-responses", program_id, principal.scope)
+        tags = (f"responses:{program_id}", PROGRAMS_TAG, f"edevs:{principal.scope}")
+        result: list[dict[str, Any]] = await self._cached(key, tags, load)
+        return result
 
     async def response_list(self, principal: Principal, program_id: int, page: Page) -> bytes:
         """The responses this client's own devices posted (never other clients')."""
         await self._visible_program(principal, program_id)
 
         async def build() -> bytes:
-            responses = await self.der.responses(program_id=program_id)
-            mine = []
-            for response in responses:
-                device = await self.sep2.store.get_end_device_by_lfdi(response["lfdi"])
-                if device is not None and may_access(principal, device):
-                    mine.append(response)
+            mine = await self._my_responses(principal, program_id)
             chosen = mine[page.start : page.start + page.limit]
             return render.response_list(f"/rsps/{program_id}/rsp", len(mine), chosen)
 
         key = ("rsp-list", program_id, principal.scope, page.key())
-        tags = (f"responses:{program_id}", PROGRAMS_TAG)
+        tags = (f"responses:{program_id}", PROGRAMS_TAG, f"edevs:{principal.scope}")
         return await self._render(key, tags, None, build)
+
+    async def response(self, principal: Principal, program_id: int, response_id: int) -> bytes:
+        """GET of a posted Response (its Location): only for the client that may read it."""
+        await self._visible_program(principal, program_id)
+        mine = await self._my_responses(principal, program_id)
+        found = next((r for r in mine if r["id"] == response_id), None)
+        if found is None:
+            raise NotFound(f"no Response {response_id} in /rsps/{program_id}/rsp")
+        return render.response(f"/rsps/{program_id}/rsp", found)
+
+    async def response_set(self, principal: Principal, program_id: int) -> bytes:
+        state = await self._visible_program(principal, program_id)
+
+        async def build() -> bytes:
+            count = len(await self._my_responses(principal, program_id))
+            return render.response_set(state.program, count)
+
+        key = ("rsps-one", program_id, principal.scope)
+        tags = (f"responses:{program_id}", PROGRAMS_TAG, GROUPS_TAG, MEMBERSHIP_TAG)
+        return await self._render(key, (*tags, f"edevs:{principal.scope}"), None, build)
 
     async def response_set_list(self, principal: Principal, page: Page) -> bytes:
         visible = await self.visible_groups(principal)
@@ -453,10 +486,12 @@ class ProgramService:
         async def build() -> bytes:
             programs = [p for p in await self.der.programs() if p.group_id in visible]
             chosen = programs[page.start : page.start + page.limit]
-            return render.response_set_list("/rsps", len(programs), chosen)
+            rows = [(p, len(await self._my_responses(principal, p.id))) for p in chosen]
+            return render.response_set_list("/rsps", len(programs), rows)
 
         key = ("rsps", principal.scope, page.key())
-        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG, MEMBERSHIP_TAG), None, build)
+        tags = (PROGRAMS_TAG, GROUPS_TAG, MEMBERSHIP_TAG, f"edevs:{principal.scope}")
+        return await self._render(key, (*tags, RESPONSES_TAG), None, build)
 
     # ---- the utility's side (admin API) ----------------------------------------------------
     async def create_group(self, description: str, level: str | None, parent: int | None) -> Group:

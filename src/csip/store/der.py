@@ -359,7 +359,12 @@ class DerStore:
             return row.id
 
     async def responses(
-        self, *, program_id: int | None = None, device_id: int | None = None, limit: int = 1000
+        self,
+        *,
+        program_id: int | None = None,
+        device_id: int | None = None,
+        response_id: int | None = None,
+        limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """Newest first, with the control's mRID: for the admin API and ResponseLists."""
         async with self.store.transaction() as s:
@@ -375,6 +380,8 @@ class DerStore:
                 query = query.where(col(DerControlRow.program_id) == program_id)
             if device_id is not None:
                 query = query.where(col(DerResponseRow.end_device_id) == device_id)
+            if response_id is not None:
+                query = query.where(col(DerResponseRow.id) == response_id)
             return [
                 {
                     "id": response.id,

@@ -91,6 +91,15 @@ async def get_responses(request: web.Request) -> web.Response:
     return xml(await programs.response_list(request[PRINCIPAL], pid, _page(request)))
 
 
+async def get_response_set(request: web.Request) -> web.Response:
+    return xml(await _programs(request).response_set(request[PRINCIPAL], _int(request, "pid")))
+
+
+async def get_response(request: web.Request) -> web.Response:
+    programs, pid = _programs(request), _int(request, "pid")
+    return xml(await programs.response(request[PRINCIPAL], pid, _int(request, "rid")))
+
+
 async def post_response(request: web.Request) -> web.Response:
     body = await read_body(request)
     href = await _programs(request).post_response(request[PRINCIPAL], _int(request, "pid"), body)
@@ -136,7 +145,9 @@ def setup(app: web.Application, service: Sep2Service) -> None:
     routes.add_get(r"/derp/{pid:\d+}/dc", guarded(get_curve_list))
     routes.add_get(r"/derp/{pid:\d+}/dc/{cid:\d+}", guarded(get_curve))
     routes.add_get("/rsps", guarded(get_response_sets))
+    routes.add_get(r"/rsps/{pid:\d+}", guarded(get_response_set))
     routes.add_get(r"/rsps/{pid:\d+}/rsp", guarded(get_responses))
+    routes.add_get(r"/rsps/{pid:\d+}/rsp/{rid:\d+}", guarded(get_response))
     routes.add_post(r"/rsps/{pid:\d+}/rsp", guarded(post_response))
     routes.add_get(r"/edev/{id:\d+}/sub", guarded(get_subscriptions))
     routes.add_post(r"/edev/{id:\d+}/sub", guarded(post_subscription))
