@@ -235,3 +235,46 @@ async def test_every_emitted_href_resolves_for_a_device_and_an_aggregator(
         assert not broken, broken
         assert len(seen) > 40, sorted(seen)
         assert any(h.startswith("/rsps/") and "/rsp/" in h for h in seen)
+
+
+# ---- item 19: non-unicast notification targets are refused when subscribing ---------------
+@BACKENDS
+async def test_multicast_and_other_non_unicast_targets_are_refused(
+    make_server: ServerFactory,
+) -> None:
+    """Item 19: delivery drops these, so accepting them loses every notification. Refused
+    (400, nothing stored) even with notification_allow_private (labs): literals, and names
+    whose resolution reaches one."""
+    import socket
+
+    srv = await make_server(notification_allow_private=True)
+    device = srv.pki.device_a
+    href = await register(srv, device)
+    client = srv.client(device)
+    table = {"group.lab.test": "239.1.2.3", "all.lab.test": "ff02::1", "ok.lab.test": "10.0.0.7"}
+
+    async def resolve(host: str, port: int) -> list[Any]:
+        if host not in table:
+            raise socket.gaierror("unknown")
+        family = socket.AF_INET6 if ":" in table[host] else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (table[host], port))]
+
+    assert srv.server.notifier is not None
+    srv.server.notifier.subscriptions.resolve = resolve
+    for target in (
+        "224.0.0.251",
+        "[ff02::1]",
+        "255.255.255.255",
+        "0.0.0.0",
+        "[::]",
+        "240.0.0.1",
+        "[::ffff:224.0.0.1]",
+        "group.lab.test",
+        "all.lab.test",
+    ):
+        reply = await client.post(href + "/sub", subscription_xml(href, f"https://{target}/n"))
+        assert reply.status == 400, (target, reply.status)
+    assert (await client.get(href + "/sub")).xml().get("all") == "0"
+    for target in ("10.0.0.7", "ok.lab.test", "unknown.lab.test"):  # unresolved: retried later
+        reply = await client.post(href + "/sub", subscription_xml(href, f"https://{target}/n"))
+        assert reply.status == 201, (target, reply.body)

@@ -10,16 +10,21 @@ EndDevice ends its subscriptions with a "subscription cancelled, resource delete
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import re
+import socket
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from csip.domain.devices import Principal, PrincipalKind
 from csip.domain.paging import Page
-from csip.domain.subscriptions import Subscription, check_notification_uri
+from csip.domain.subscriptions import Subscription, check_notification_uri, check_resolved
 from csip.errors import CsipError, Forbidden, InvalidValues, NotFound
 from csip.sep2 import notify_render
 from csip.sep2.xml import CONTENT_TYPE, tag, text
@@ -46,6 +51,10 @@ SUBSCRIBABLE: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+async def _getaddrinfo(host: str, port: int) -> list[Any]:
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
 class SubscriptionService:
     def __init__(self, programs: ProgramService) -> None:
         self.programs = programs
@@ -56,6 +65,8 @@ class SubscriptionService:
         #: Ids of the subscriptions that exist, so delivery needs no query per notification;
         #: dropped whenever one is created or deleted (in any worker, through the bus).
         self._existing: set[int] | None = None
+        #: getaddrinfo for notification hosts (tests substitute a fixed table).
+        self.resolve: Callable[[str, int], Awaitable[list[Any]]] = _getaddrinfo
         self.sep2.bus.subscribe(self._on_invalidate)
 
     def _on_invalidate(self, tags: list[str]) -> None:
@@ -110,12 +121,31 @@ class SubscriptionService:
             allow_http=settings.notification_allow_http,
             allow_private=settings.notification_allow_private,
         )
+        await self._check_host(uri, settings.notification_allow_private)
         subscription = Subscription(
             0, device.id, path, uri, limit, 0, text(root, "level") or "", self.sep2.clock.now_int()
         )
         created = await self.store.create(subscription)
         await self.sep2.publish([f"subs:{device.id}"])
         return created
+
+    async def _check_host(self, uri: str, allow_private: bool) -> None:
+        """A host name is resolved now: one that reaches a multicast, broadcast, unspecified or
+        reserved address is refused. A name that does not resolve (yet) is accepted: delivery
+        resolves it again, with retries, and drops internal addresses there."""
+        host = urlsplit(uri).hostname or ""
+        try:
+            ipaddress.ip_address(host.split("%")[0])
+            return  # a literal: checked already
+        except ValueError:
+            pass
+        try:
+            async with asyncio.timeout(5.0):
+                infos = await self.resolve(host, 443)
+        except (OSError, TimeoutError):
+            return
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        check_resolved(host, addresses, allow_private=allow_private)
 
     async def get(self, principal: Principal, device_id: int, subscription_id: int) -> bytes:
         await self.sep2.accessible_device(principal, device_id)
