@@ -265,7 +265,7 @@ async def test_multicast_and_other_non_unicast_targets_are_refused(
         "224.0.0.251",
         "[ff02::1]",
         "255.255.255.255",
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 (a target refused, not a bind)
         "[::]",
         "240.0.0.1",
         "[::ffff:224.0.0.1]",
