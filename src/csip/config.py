@@ -29,6 +29,7 @@ DEFAULT_POLL_RATES: dict[str, int] = {
     "DERProgramList": 300,
     "DERList": 300,
     "MirrorUsagePointList": 300,
+    "UsagePointList": 900,
     "Time": 900,
 }
 

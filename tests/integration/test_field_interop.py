@@ -278,3 +278,84 @@ async def test_multicast_and_other_non_unicast_targets_are_refused(
     for target in ("10.0.0.7", "ok.lab.test", "unknown.lab.test"):  # unresolved: retried later
         reply = await client.post(href + "/sub", subscription_xml(href, f"https://{target}/n"))
         assert reply.status == 201, (target, reply.body)
+
+
+# ---- item 9: the metering read side --------------------------------------------------------
+@BACKENDS
+async def test_metering_client_walks_upt_to_readings(srv: Running) -> None:
+    """Item 9 (IEEE 2030.5 §10.6 Metering; CSIP IG §5 metering mirror): what a device mirrors
+    is readable as UsagePoint / MeterReading / ReadingType / ReadingSet / Reading under /upt,
+    linked from /dcap, with the mirror's access rules, schema-valid (the client checks every
+    body) and rendered once (a repeated poll does no query; new readings show on the next)."""
+    from test_hot_path import QueryCounter
+
+    from support import settle_bus
+
+    device, other = srv.pki.device_a, srv.pki.device_b
+    await register(srv, device)
+    await register(srv, other)
+    client = srv.client(device)
+    mup = await create_mup(
+        client, device.lfdi, mmrs=declared(1, 38, 0, 128, {}) + declared(2, 29, -1, 129, {})
+    )
+    posted = await client.post(
+        mup,
+        counted_list(
+            mmr(1, reading=reading(4321, start=1_700_000_000, quality="01")),
+            mmr(2, reading=reading(2305, start=1_700_000_000)),
+            counts=True,
+        ),
+    )
+    assert posted.status == 201
+    assert (
+        await client.post(mup, mmr(1, reading=reading(4400, 1_700_000_060), ns=NS))
+    ).status == 201
+
+    dcap = await client.get("/dcap")
+    assert dcap.link("UsagePointListLink") == {"href": "/upt", "all": "1"}
+    upts = await client.get("/upt?l=10")
+    (upt,) = upts.xml().findall(f"{SEP}UsagePoint")
+    assert upt.findtext(f"{SEP}deviceLFDI") == device.lfdi
+    mr_list = upt.find(f"{SEP}MeterReadingListLink")
+    assert mr_list is not None and mr_list.get("all") == "2"
+    meters = (await client.get(f"{mr_list.get('href')}?l=10")).xml().findall(f"{SEP}MeterReading")
+    watts = meters[0]
+    assert watts.findtext(f"{SEP}mRID") == mmr(1).split("<mRID>")[1].split("<")[0]
+    rt_link = watts.find(f"{SEP}ReadingTypeLink")
+    assert rt_link is not None
+    rt = await client.get(rt_link.get("href") or "")
+    assert (rt.find("s:uom"), rt.find("s:phase")) == ("38", "128")
+    rs_link = watts.find(f"{SEP}ReadingSetListLink")
+    assert rs_link is not None and rs_link.get("all") == "1"
+    (reading_set,) = (await client.get(rs_link.get("href") or "")).xml()
+    assert reading_set.findtext(f"{SEP}timePeriod/{SEP}start") == "1700000000"
+    assert reading_set.findtext(f"{SEP}timePeriod/{SEP}duration") == "120"
+    r_link = reading_set.find(f"{SEP}ReadingListLink")
+    assert r_link is not None and r_link.get("all") == "2"
+    r_href = f"{r_link.get('href')}?l=10"
+    values = [r.findtext(f"{SEP}value") for r in (await client.get(r_href)).xml()]
+    assert values == ["4400", "4321"]  # newest first
+    latest = watts.find(f"{SEP}ReadingLink")
+    assert latest is not None
+    one = await client.get(latest.get("href") or "")
+    assert (one.find("s:value"), one.find("s:timePeriod/s:start")) == ("4400", "1700000060")
+
+    # the same access rules as the mirror
+    intruder = srv.client(other)
+    for path in ("/upt/1", f"{mr_list.get('href')}", rt_link.get("href"), latest.get("href")):
+        assert (await intruder.get(path or "")).status == 404, path
+    assert (await intruder.get("/upt")).xml().get("all") == "0"
+
+    # render once: a repeated poll costs no query; a new reading shows on the next poll
+    await settle_bus(srv)
+    await client.get(r_href)
+    await client.get("/upt")
+    with QueryCounter(srv) as queries:
+        await client.get(r_href)
+        await client.get("/upt")
+    assert queries.count == 0
+    assert (
+        await client.post(mup, mmr(1, reading=reading(4500, 1_700_000_120), ns=NS))
+    ).status == 201
+    values = [r.findtext(f"{SEP}value") for r in (await client.get(r_href)).xml()]
+    assert values == ["4500", "4400", "4321"]

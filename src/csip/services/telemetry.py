@@ -53,6 +53,12 @@ def mup_tag(mup_id: int) -> str:
     return f"mup:{mup_id}"
 
 
+def readings_tag(mup_id: int) -> str:
+    """Dropped when readings of this MirrorUsagePoint arrive: only the metering read side
+    (/upt, services/metering.py) shows them; the mirror's own bytes stay."""
+    return f"upt-readings:{mup_id}"
+
+
 def mup_list_tags(device: EndDevice) -> list[str]:
     """Tags of every MirrorUsagePointList (and /dcap) that shows this device's MUPs."""
     tags = [f"mups:dev:{device.lfdi}"]
@@ -346,7 +352,7 @@ class TelemetryService:
         return entry
 
     async def _publish(self, device: EndDevice, mup_id: int, listing: bool) -> None:
-        tags = [mup_tag(mup_id)]
+        tags = [mup_tag(mup_id), readings_tag(mup_id)]
         if listing:
             tags += mup_list_tags(device)
         await self.sep2.publish(tags)
@@ -437,6 +443,8 @@ class TelemetryService:
         result = await self.store.post_readings(mup_id, drafts, self.sep2.clock.now_int())
         if any(d.reading_type is not None or d.description is not None for d in drafts):
             await self._publish(device, mup_id, listing=True)
+        else:  # only the metering read side (/upt) shows readings
+            await self.sep2.publish([readings_tag(mup_id)])
         href = result.mup.href
         if len(drafts) == 1:
             for mmr in result.mup.meter_readings:

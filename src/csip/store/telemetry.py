@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import and_, delete, func, or_
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -60,6 +61,25 @@ def _set_reading_type(row: MirrorMeterReadingRow, rt: ReadingType) -> None:
     row.accumulation_behaviour = rt.accumulation_behaviour
     row.commodity = rt.commodity
     row.interval_length = rt.interval_length
+
+
+def _reading(row: ReadingRow) -> Reading:
+    return Reading(
+        value=row.value,
+        power_of_ten_multiplier=row.power_of_ten_multiplier,
+        start=row.start,
+        duration=row.duration,
+        quality_flags=row.quality_flags,
+        local_id=row.local_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingSummary:
+    count: int
+    first_start: int
+    last_end: int
+    latest_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +245,64 @@ class TelemetryStore:
                     )
                 )
             return result
+
+    async def reading_summaries(self, mmr_ids: Sequence[int]) -> dict[int, ReadingSummary]:
+        """Per MirrorMeterReading: how many readings, their time span and the newest one's id
+        (the metering read side's ReadingSet and ReadingLink)."""
+        if not mmr_ids:
+            return {}
+        async with self.store.transaction() as s:
+            query = (
+                sa_select(  # five columns: more than sqlmodel's select types
+                    col(ReadingRow.mmr_id),
+                    func.count(),
+                    func.min(col(ReadingRow.start)),
+                    func.max(col(ReadingRow.start) + func.coalesce(col(ReadingRow.duration), 0)),
+                    func.max(col(ReadingRow.start)),
+                )
+                .where(col(ReadingRow.mmr_id).in_(list(mmr_ids)))
+                .group_by(col(ReadingRow.mmr_id))
+            )
+            found = {
+                int(m): (int(n), int(lo), int(hi), int(newest))
+                for m, n, lo, hi, newest in (await s.execute(query)).all()
+            }
+            result = {}
+            for mmr_id, (count, first, end, newest) in found.items():
+                latest = (
+                    await s.scalars(
+                        select(col(ReadingRow.id))
+                        .where(col(ReadingRow.mmr_id) == mmr_id, col(ReadingRow.start) == newest)
+                        .order_by(col(ReadingRow.id).desc())
+                        .limit(1)
+                    )
+                ).first()
+                result[mmr_id] = ReadingSummary(count, first, end, int(latest or 0))
+            return result
+
+    async def page_readings(
+        self, mmr_id: int, start: int, limit: int
+    ) -> tuple[int, list[tuple[int, Reading]]]:
+        """(all, page) of one MirrorMeterReading's readings, newest first, with their ids."""
+        mine = col(ReadingRow.mmr_id) == mmr_id
+        async with self.store.transaction() as s:
+            count = select(func.count()).select_from(ReadingRow).where(mine)
+            total = int((await s.execute(count)).scalar_one())
+            if not limit:
+                return total, []
+            rows = await s.scalars(
+                select(ReadingRow)
+                .where(mine)
+                .order_by(col(ReadingRow.start).desc(), col(ReadingRow.id).desc())
+                .offset(start)
+                .limit(limit)
+            )
+            return total, [(r.id or 0, _reading(r)) for r in rows]
+
+    async def get_reading(self, mmr_id: int, reading_id: int) -> Reading | None:
+        async with self.store.transaction() as s:
+            row = await s.get(ReadingRow, reading_id)
+            return None if row is None or row.mmr_id != mmr_id else _reading(row)
 
     async def count_readings(self, device_id: int) -> int:
         async with self.store.transaction() as s:

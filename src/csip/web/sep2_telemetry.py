@@ -1,14 +1,17 @@
-"""Telemetry: MirrorUsagePointList, MirrorUsagePoint, MirrorMeterReading(s), post rates."""
+"""Telemetry: MirrorUsagePointList, MirrorUsagePoint, MirrorMeterReading(s), post rates; and
+the metering read side under /upt (UsagePoint, MeterReading, ReadingType, ReadingSet, Reading)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from csip.services.metering import MeteringService
 from csip.services.sep2 import Sep2Service
 from csip.services.telemetry import TelemetryService
 from csip.web.sep2_common import PRINCIPAL, created, guarded, page_of, read_body, xml
 
 TELEMETRY = web.AppKey("telemetry_service", TelemetryService)
+METERING = web.AppKey("metering_service", MeteringService)
 
 
 def _svc(request: web.Request) -> TelemetryService:
@@ -56,6 +59,58 @@ async def get_meter_reading(request: web.Request) -> web.Response:
     return xml(await svc.meter_reading(request[PRINCIPAL], _mup_id(request), mmr))
 
 
+def _ids(request: web.Request, *names: str) -> list[int]:
+    return [int(request.match_info[n]) for n in names]
+
+
+async def get_upt_list(request: web.Request) -> web.Response:
+    return xml(await request.app[METERING].usage_point_list(request[PRINCIPAL], page_of(request)))
+
+
+async def get_upt(request: web.Request) -> web.Response:
+    (upt,) = _ids(request, "upt")
+    return xml(await request.app[METERING].usage_point(request[PRINCIPAL], upt))
+
+
+async def get_mr_list(request: web.Request) -> web.Response:
+    (upt,) = _ids(request, "upt")
+    page = page_of(request)
+    return xml(await request.app[METERING].meter_reading_list(request[PRINCIPAL], upt, page))
+
+
+async def get_mr(request: web.Request) -> web.Response:
+    upt, mr = _ids(request, "upt", "mr")
+    return xml(await request.app[METERING].meter_reading(request[PRINCIPAL], upt, mr))
+
+
+async def get_rt(request: web.Request) -> web.Response:
+    upt, mr = _ids(request, "upt", "mr")
+    return xml(await request.app[METERING].reading_type(request[PRINCIPAL], upt, mr))
+
+
+async def get_rs_list(request: web.Request) -> web.Response:
+    upt, mr = _ids(request, "upt", "mr")
+    page = page_of(request)
+    return xml(await request.app[METERING].reading_set_list(request[PRINCIPAL], upt, mr, page))
+
+
+async def get_rs(request: web.Request) -> web.Response:
+    upt, mr, rs = _ids(request, "upt", "mr", "rs")
+    return xml(await request.app[METERING].reading_set(request[PRINCIPAL], upt, mr, rs))
+
+
+async def get_reading_list(request: web.Request) -> web.Response:
+    upt, mr, rs = _ids(request, "upt", "mr", "rs")
+    page = page_of(request)
+    metering = request.app[METERING]
+    return xml(await metering.reading_list(request[PRINCIPAL], upt, mr, rs, page))
+
+
+async def get_reading(request: web.Request) -> web.Response:
+    upt, mr, rs, r = _ids(request, "upt", "mr", "rs", "r")
+    return xml(await request.app[METERING].reading(request[PRINCIPAL], upt, mr, rs, r))
+
+
 def setup(app: web.Application, service: Sep2Service) -> None:
     """Add this function set's routes (and services) to the 2030.5 app."""
     telemetry = TelemetryService(service)
@@ -69,3 +124,16 @@ def setup(app: web.Application, service: Sep2Service) -> None:
     routes.add_post(mup, guarded(post_readings))
     routes.add_delete(mup, guarded(delete_mup))
     routes.add_get(mup + r"/mr/{mr:\d{1,9}}", guarded(get_meter_reading))
+    app[METERING] = MeteringService(telemetry)
+    upt = r"/upt/{upt:\d{1,9}}"
+    mr = upt + r"/mr/{mr:\d{1,9}}"
+    rs = mr + r"/rs/{rs:\d{1,9}}"
+    routes.add_get("/upt", guarded(get_upt_list))
+    routes.add_get(upt, guarded(get_upt))
+    routes.add_get(upt + "/mr", guarded(get_mr_list))
+    routes.add_get(mr, guarded(get_mr))
+    routes.add_get(mr + "/rt", guarded(get_rt))
+    routes.add_get(mr + "/rs", guarded(get_rs_list))
+    routes.add_get(rs, guarded(get_rs))
+    routes.add_get(rs + "/r", guarded(get_reading_list))
+    routes.add_get(rs + r"/r/{r:\d{1,12}}", guarded(get_reading))
