@@ -359,3 +359,34 @@ async def test_metering_client_walks_upt_to_readings(srv: Running) -> None:
     ).status == 201
     values = [r.findtext(f"{SEP}value") for r in (await client.get(r_href)).xml()]
     assert values == ["4500", "4400", "4321"]
+
+
+# ---- item 4: a reading's mRID is global ----------------------------------------------------
+@BACKENDS
+async def test_reading_mrid_is_global_and_a_new_reading_type_replaces(srv: Running) -> None:
+    """Item 4: a MirrorMeterReading whose mRID another device's mirror already uses is 409
+    Conflict (well formed, but in conflict with another resource; nothing stored). Re-POSTing
+    the MirrorUsagePoint with the same reading mRID and a new ReadingType replaces it (IEEE
+    2030.5 §10.11.3 a) 4): the new data is written over the existing), old readings dropped."""
+    from test_telemetry import mup_xml, reading_type
+
+    a, b = srv.pki.device_a, srv.pki.device_b
+    await register(srv, a)
+    await register(srv, b)
+    client_a, client_b = srv.client(a), srv.client(b)
+    href = await create_mup(client_a, a.lfdi, mmrs=declared(1, 38, 0, 128, {}))
+    assert (await client_a.post(href, mmr(1, reading=reading(5), ns=NS))).status == 201
+
+    taken = await client_b.post("/mup", mup_xml(b.lfdi, 7, mmrs=declared(1, 38, 0, 128, {})))
+    assert taken.status == 409, taken.body
+    assert (await client_b.get("/mup")).xml().get("all") == "0"  # nothing stored
+    own = await create_mup(client_b, b.lfdi, 7, mmrs=declared(2, 38, 0, 128, {}))
+    assert (await client_b.post(own, mmr(1, reading_type(38, 0), ns=NS))).status == 409
+
+    again = await client_a.post("/mup", mup_xml(a.lfdi, mmrs=mmr(1, reading_type(29, -1))))
+    assert (again.status, again.headers["Location"]) == (204, href)
+    mirrored = await client_a.get(href)
+    assert mirrored.find("s:MirrorMeterReading/s:ReadingType/s:uom") == "29"
+    assert (await readings(srv, a.lfdi))["count"] == 0
+    assert (await client_a.post(href, mmr(1, reading=reading(2301), ns=NS))).status == 201
+    assert (await readings(srv, a.lfdi))["count"] == 1

@@ -223,12 +223,12 @@ async def test_devices_and_aggregators_reach_only_their_own_mirrors(srv: Running
     assert status == 201
     client_agg = srv.client(agg)
     assert (await client_agg.post("/mup", mup_xml(a.lfdi, n=3))).status == 403
-    agg_href = await create_mup(client_agg, managed, n=4, mmrs=declared(1, 29, 0, 0, {}))
+    agg_href = await create_mup(client_agg, managed, n=4, mmrs=declared(11, 29, 0, 0, {}))
     assert (await client_agg.get(href)).status == 404
     listing = await client_agg.get("/mup?l=10")
     assert [m.get("href") for m in listing.xml()] == [agg_href]
     assert (await client_a.get(agg_href)).status == 404
-    assert (await client_agg.post(agg_href, mmr_list(mmr(1, reading=reading(230))))).status == 201
+    assert (await client_agg.post(agg_href, mmr_list(mmr(11, reading=reading(230))))).status == 201
     assert (await readings(srv, managed))["count"] == 1
 
 
@@ -268,11 +268,13 @@ async def test_wrong_units_and_multipliers_are_rejected_with_nothing_stored(srv:
     mup = await client.get(href)
     assert len(mup.xml().findall("{urn:ieee:std:2030.5:ns}MirrorMeterReading")) == 1
 
-    # once readings exist, a MirrorMeterReading's ReadingType cannot silently change
+    # a new ReadingType for a known mRID replaces the old one (IEEE 2030.5 §10.11.3: written
+    # over), and the readings of the old type go with it (issue 9 item 4)
     assert (await client.post(href, mmr_list(good))).status == 201
     changed = mmr_list(mmr(1, reading_type(38, 0)))
-    assert (await client.post(href, changed)).status == 400
-    assert (await client.get(href)).find("s:MirrorMeterReading/s:ReadingType/s:uom") == "0"
+    assert (await client.post(href, changed)).status == 201
+    assert (await client.get(href)).find("s:MirrorMeterReading/s:ReadingType/s:uom") == "38"
+    assert (await readings(srv, device.lfdi))["count"] == 0
 
 
 async def test_post_rate_per_device_and_globally_visible_on_next_get(srv: Running) -> None:

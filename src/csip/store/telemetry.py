@@ -63,6 +63,23 @@ def _set_reading_type(row: MirrorMeterReadingRow, rt: ReadingType) -> None:
     row.interval_length = rt.interval_length
 
 
+async def _refuse_foreign_mrid(s: AsyncSession, mup_id: int, mrid: str) -> None:
+    """409 when a MirrorMeterReading of another MirrorUsagePoint already has this mRID."""
+    query = (
+        select(MirrorMeterReadingRow.id)
+        .where(
+            col(MirrorMeterReadingRow.mrid) == mrid,
+            col(MirrorMeterReadingRow.mup_id) != mup_id,
+        )
+        .limit(1)
+    )
+    if (await s.execute(query)).first() is not None:
+        raise Conflict(
+            f"MirrorMeterReading mRID {mrid} is already in use by another MirrorUsagePoint "
+            "(an mRID is a global identifier)"
+        )
+
+
 def _reading(row: ReadingRow) -> Reading:
     return Reading(
         value=row.value,
@@ -323,8 +340,13 @@ class TelemetryStore:
     ) -> int:
         """Declare or repeat each draft's ReadingType, then store its readings.
 
-        A ReadingType may change only while no readings of it are stored; a reading whose
-        MirrorMeterReading was never declared is refused. Raises before the caller commits.
+        A MirrorMeterReading's mRID is a global identifier (IEEE 2030.5 §6.4 mRID): one already
+        used under another MirrorUsagePoint is refused, 409 Conflict (the body is well formed;
+        it conflicts with another resource's state, and can succeed once that one is gone). A
+        new ReadingType for a known mRID replaces the old one (§10.11.3: the new data is written
+        over the existing), and the readings stored under the old type go with it: a Reading's
+        value means nothing without its ReadingType. A reading whose MirrorMeterReading was
+        never declared is refused. Raises before the caller commits.
         """
         assert mup.id is not None
         existing = {
@@ -338,6 +360,7 @@ class TelemetryStore:
             row = existing.get(draft.mrid)
             if draft.reading_type is not None:
                 if row is None:
+                    await _refuse_foreign_mrid(s, mup.id, draft.mrid)
                     row = MirrorMeterReadingRow(
                         mup_id=mup.id,
                         mrid=draft.mrid,
@@ -350,16 +373,7 @@ class TelemetryStore:
                     await s.flush()
                     existing[draft.mrid] = row
                 elif _reading_type(row) != draft.reading_type:
-                    count_q = (
-                        select(func.count())
-                        .select_from(ReadingRow)
-                        .where(col(ReadingRow.mmr_id) == row.id)
-                    )
-                    if (await s.execute(count_q)).scalar_one():
-                        raise InvalidValues(
-                            f"MirrorMeterReading {draft.mrid} already has readings of another "
-                            "ReadingType; post a new mRID for a new ReadingType"
-                        )
+                    await s.execute(delete(ReadingRow).where(col(ReadingRow.mmr_id) == row.id))
                     _set_reading_type(row, draft.reading_type)
                 if draft.description is not None:
                     row.description = draft.description
