@@ -390,3 +390,78 @@ async def test_reading_mrid_is_global_and_a_new_reading_type_replaces(srv: Runni
     assert (await readings(srv, a.lfdi))["count"] == 0
     assert (await client_a.post(href, mmr(1, reading=reading(2301), ns=NS))).status == 201
     assert (await readings(srv, a.lfdi))["count"] == 1
+
+
+# ---- item 11: deleting a group or a program; GET of a program and its default -----------
+@BACKENDS
+async def test_admin_deletes_a_program_and_a_group(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    """Item 11: a deleted program's scheduled and active controls are cancelled (never deleted
+    on the wire), it leaves every device-facing list, its own hrefs still answer (controls
+    Cancelled) and the admin API keeps its history. A group without sub-groups can be
+    deleted likewise: it leaves its members' FSA lists. GET of a program and its default."""
+    srv = await lab_server(make_server)
+    device = srv.pki.device_a
+    world = await topology(srv, device)
+    client = srv.client(device)
+    p1, p2 = world["p1"], world["p2"]
+    derc = f"{p1['href']}/derc"
+    assert (
+        await client.post(world["edev"] + "/sub", subscription_xml(derc, receiver.uri))
+    ).status == 201
+
+    assert await ok(srv, "GET", f"/api/programs/{p1['id']}") == {
+        **p1, "deleted_at": None, "controls": 0, "default_control": False,
+    }  # fmt: skip
+    assert (await srv.admin("GET", f"/api/programs/{p1['id']}/default-control"))[0] == 404
+    await ok(
+        srv, "PUT", f"/api/programs/{p1['id']}/default-control", {"base": {"opModConnect": True}}
+    )
+    default = await ok(srv, "GET", f"/api/programs/{p1['id']}/default-control")
+    assert default["base"] == {"opModConnect": True}
+
+    now = await server_now(srv)
+    (c1,) = await ok(srv, "POST", f"/api/programs/{p1['id']}/controls", control(now + 60))
+    (c2,) = await ok(srv, "POST", f"/api/programs/{p2['id']}/controls", control(now + 60))
+    await receiver.wait(1)
+    deleted = await ok(srv, "DELETE", f"/api/programs/{p1['id']}")
+    assert deleted == {"cancelled": [c1["mrid"]]}
+    # out of the device's lists ...
+    associated = await client.get(world["edev"] + "/der/1/derp?l=5")
+    assert [p.get("href") for p in associated.xml()] == [p2["href"]]
+    assert (await client.get(f"{world['utility']['href']}/derp")).xml().get("all") == "0"
+    rsps = await client.get("/rsps?l=10")
+    assert [r.get("href") for r in rsps.xml()] == [f"/rsps/{p2['id']}"]
+    # ... but a device holding its hrefs learns the control was cancelled, and so does the
+    # DERControlList subscriber
+    assert statuses(await client.get(f"{derc}?l=5")) == [(c1["mrid"], "2")]
+    (_, notified) = await receiver.wait(2)
+    assert (
+        notified.findtext(f"{SEP}Resource/{SEP}DERControl/{SEP}EventStatus/{SEP}currentStatus")
+        == "2"
+    )
+    # the admin API keeps the history; a deleted program takes no new controls
+    program = await ok(srv, "GET", f"/api/programs/{p1['id']}")
+    assert program["deleted_at"] is not None and program["controls"] == 1
+    history = await ok(srv, "GET", f"/api/programs/{p1['id']}/controls")
+    assert [c["status"]["current"] for c in history] == ["cancelled"]
+    assert [
+        p["id"] for p in await ok(srv, "GET", f"/api/groups/{world['utility']['id']}/programs")
+    ] == []
+    status, _ = await srv.admin("POST", f"/api/programs/{p1['id']}/controls", control(now + 99))
+    assert status == 404
+    assert (await srv.admin("DELETE", f"/api/programs/{p1['id']}"))[0] == 404
+
+    # a group with sub-groups is refused; a leaf goes, with its program's controls cancelled
+    assert (await srv.admin("DELETE", f"/api/groups/{world['substation']['id']}"))[0] == 409
+    gone = await ok(srv, "DELETE", f"/api/groups/{world['feeder']['id']}")
+    assert gone == {"cancelled": [c2["mrid"]]}
+    # the device was on that feeder only: the ancestors reached it through it
+    assert (await client.get(world["edev"] + "/fsa?l=10")).xml().get("all") == "0"
+    assert (await client.get(world["feeder"]["href"])).status == 404
+    groups = [g["id"] for g in await ok(srv, "GET", "/api/groups")]
+    assert world["feeder"]["id"] not in groups
+    history = await ok(srv, "GET", f"/api/programs/{p2['id']}/controls")
+    assert [c["status"]["current"] for c in history] == ["cancelled"]
+    assert (await srv.admin("DELETE", f"/api/groups/{world['substation']['id']}"))[0] == 200

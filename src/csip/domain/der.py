@@ -168,6 +168,9 @@ class Program:
     primacy: int
     version: int
     created_at: int
+    #: Deleted by the utility: it has left every device-facing list; its own hrefs still
+    #: answer (every control Cancelled) so a device holding one learns what happened.
+    deleted_at: int | None = None
 
     @property
     def href(self) -> str:

@@ -536,6 +536,25 @@ class ProgramService:
         await self.sep2.published([PROGRAMS_TAG])
         return program
 
+    async def delete_program(self, program_id: int) -> list[Control]:
+        """Delete a program (admin): its scheduled and active controls are cancelled (never
+        deleted on the wire) and it leaves every device-facing list (DERProgramList,
+        AssociatedDERProgramList, FSA counts, ResponseSetList). A device holding its href still
+        reads it, every control Cancelled; the admin API keeps its controls' history."""
+        cancelled = await self.der.delete_program(program_id, self.clock.now_int())
+        await self.sep2.published([PROGRAMS_TAG])
+        return cancelled
+
+    async def delete_group(self, group_id: int) -> list[Control]:
+        """Delete a group that has no sub-groups: its programs as delete_program, and it leaves
+        its members' FunctionSetAssignmentsLists; its own hrefs answer 404 from then on."""
+        members = await self.der.members(group_id)
+        cancelled = await self.der.delete_group(group_id, self.clock.now_int())
+        devices = [await self.sep2.store.get_end_device(d) for d in members]
+        tags = [t for d in devices if d is not None for t in device_tags(d)]
+        await self.sep2.published([GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, *tags])
+        return cancelled
+
     async def program_for(self, *, lfdi: str | None, group_id: int | None, primacy: int) -> Program:
         """The program of this primacy in a group, or in a device's own group (both made as
         needed): how a lab targets one device or one group in a single call."""
@@ -571,6 +590,8 @@ class ProgramService:
     async def create_controls(self, program_id: int, specs: Sequence[ControlSpec]) -> list[Control]:
         """Publish one or more DERControls in a program, all or none."""
         state = await self.state(program_id)
+        if state.program.deleted_at is not None:
+            raise NotFound(f"DERProgram {program_id} was deleted")
         curves = {c.id: c for c in state.curves}
         now = self.clock.now_int()
         controls = []
@@ -636,6 +657,8 @@ class ProgramService:
         self, program_id: int, base: Mapping[str, Any], settings: Mapping[str, int]
     ) -> DefaultControl:
         state = await self.state(program_id)
+        if state.program.deleted_at is not None:
+            raise NotFound(f"DERProgram {program_id} was deleted")
         curves = {c.id: c for c in state.curves}
         check_base(base, self.sep2.settings.profile, curves)
         unknown = set(settings) - set(DEFAULT_SETTINGS)

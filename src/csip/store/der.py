@@ -1,5 +1,6 @@
 """Persistence of the DER function set. Every method is one transaction; controls are never
-deleted (only cancelled), programs and groups only by a lab reset."""
+deleted (only cancelled); programs and groups are marked deleted (history stays) and removed
+only by a lab reset. The module-level functions take the caller's session."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, delete, select
 
 from csip.domain.der import Control, Curve, DefaultControl, Group, Program
 from csip.domain.devices import mint_mrid
-from csip.errors import NotFound
+from csip.errors import Conflict, NotFound
 from csip.store.store import Store
 from csip.store.subscriptions import notify_in
 from csip.store.tables_der import (
@@ -41,7 +43,14 @@ def _group(row: DerGroupRow) -> Group:
 def _program(row: DerProgramRow) -> Program:
     assert row.id is not None
     return Program(
-        row.id, row.mrid, row.group_id, row.description, row.primacy, row.version, row.created_at
+        row.id,
+        row.mrid,
+        row.group_id,
+        row.description,
+        row.primacy,
+        row.version,
+        row.created_at,
+        row.deleted_at,
     )
 
 
@@ -83,6 +92,48 @@ def _curve(row: DerCurveRow) -> Curve:
     )
 
 
+async def _live_group(s: AsyncSession, group_id: int) -> DerGroupRow:
+    row = await s.get(DerGroupRow, group_id)
+    if row is None or row.deleted_at is not None:
+        raise NotFound(f"no group {group_id}")
+    return row
+
+
+async def cancel_controls(
+    s: AsyncSession, control_ids: Sequence[int], now: int, randomized: bool
+) -> list[Control]:
+    """Cancel, inside the caller's transaction, the controls not yet ended or cancelled."""
+    changed = []
+    for control_id in control_ids:
+        row = await s.get(DerControlRow, control_id)
+        if row is None or row.cancelled_at is not None or row.start + row.duration <= now:
+            continue
+        row.cancelled_at = now
+        row.cancel_randomized = randomized
+        row.version += 1
+        changed.append(_control(row))
+    await notify_in(s, sorted({f"/derp/{c.program_id}/derc" for c in changed}), now)
+    return changed
+
+
+async def delete_programs(
+    s: AsyncSession, programs: Sequence[DerProgramRow], now: int
+) -> list[Control]:
+    """Mark programs deleted and cancel their controls, inside the caller's transaction."""
+    ids = [p.id for p in programs if p.id is not None]
+    if not ids:
+        return []
+    controls = await s.scalars(
+        select(DerControlRow.id).where(col(DerControlRow.program_id).in_(ids))
+    )
+    cancelled = await cancel_controls(s, [c for c in controls if c is not None], now, False)
+    for program in programs:
+        program.deleted_at = now
+        program.version += 1
+    await notify_in(s, sorted({f"/fsa/{p.group_id}/derp" for p in programs}), now)
+    return cancelled
+
+
 class DerStore:
     def __init__(self, store: Store, pen: int) -> None:
         self.store = store
@@ -93,8 +144,8 @@ class DerStore:
         self, description: str, level: str | None, parent_id: int | None, now: int
     ) -> Group:
         async with self.store.transaction() as s:
-            if parent_id is not None and await s.get(DerGroupRow, parent_id) is None:
-                raise NotFound(f"no group {parent_id}")
+            if parent_id is not None:
+                await _live_group(s, parent_id)
             row = DerGroupRow(
                 mrid="", description=description, level=level, parent_id=parent_id, created_at=now
             )
@@ -106,13 +157,16 @@ class DerStore:
 
     async def groups(self) -> list[Group]:
         async with self.store.transaction() as s:
-            rows = await s.scalars(select(DerGroupRow).order_by(col(DerGroupRow.id)))
+            rows = await s.scalars(
+                select(DerGroupRow)
+                .where(col(DerGroupRow.deleted_at).is_(None))
+                .order_by(col(DerGroupRow.id))
+            )
             return [_group(r) for r in rows]
 
     async def set_member(self, group_id: int, device_id: int, member: bool, now: int) -> None:
         async with self.store.transaction() as s:
-            if await s.get(DerGroupRow, group_id) is None:
-                raise NotFound(f"no group {group_id}")
+            await _live_group(s, group_id)
             existing = await s.get(DerGroupMemberRow, (group_id, device_id))
             if member and existing is None:
                 s.add(DerGroupMemberRow(group_id=group_id, end_device_id=device_id))
@@ -125,8 +179,7 @@ class DerStore:
     async def add_members(self, group_id: int, device_ids: Sequence[int], now: int) -> int:
         """Add many devices to a group in one transaction; members already there are kept."""
         async with self.store.transaction() as s:
-            if await s.get(DerGroupRow, group_id) is None:
-                raise NotFound(f"no group {group_id}")
+            await _live_group(s, group_id)
             rows = await s.scalars(
                 select(DerGroupMemberRow).where(col(DerGroupMemberRow.group_id) == group_id)
             )
@@ -159,8 +212,7 @@ class DerStore:
         self, group_id: int, description: str, primacy: int, now: int
     ) -> Program:
         async with self.store.transaction() as s:
-            if await s.get(DerGroupRow, group_id) is None:
-                raise NotFound(f"no group {group_id}")
+            await _live_group(s, group_id)
             row = DerProgramRow(
                 mrid="", group_id=group_id, description=description, primacy=primacy, created_at=now
             )
@@ -176,7 +228,7 @@ class DerStore:
     ) -> Program:
         async with self.store.transaction() as s:
             row = await s.get(DerProgramRow, program_id)
-            if row is None:
+            if row is None or row.deleted_at is not None:
                 raise NotFound(f"no program {program_id}")
             if description is not None:
                 row.description = description
@@ -189,8 +241,10 @@ class DerStore:
     async def programs(self, group_id: int | None = None) -> list[Program]:
         """Programs ordered by primacy then id (the DERProgramList order)."""
         async with self.store.transaction() as s:
-            query = select(DerProgramRow).order_by(
-                col(DerProgramRow.primacy), col(DerProgramRow.id)
+            query = (
+                select(DerProgramRow)
+                .where(col(DerProgramRow.deleted_at).is_(None))
+                .order_by(col(DerProgramRow.primacy), col(DerProgramRow.id))
             )
             if group_id is not None:
                 query = query.where(col(DerProgramRow.group_id) == group_id)
@@ -262,17 +316,45 @@ class DerStore:
     async def cancel(self, control_ids: Sequence[int], now: int, randomized: bool) -> list[Control]:
         """Cancel the given controls that have not ended or been cancelled yet."""
         async with self.store.transaction() as s:
-            changed = []
-            for control_id in control_ids:
-                row = await s.get(DerControlRow, control_id)
-                if row is None or row.cancelled_at is not None or row.start + row.duration <= now:
-                    continue
-                row.cancelled_at = now
-                row.cancel_randomized = randomized
-                row.version += 1
-                changed.append(_control(row))
-            await notify_in(s, sorted({f"/derp/{c.program_id}/derc" for c in changed}), now)
-            return changed
+            return await cancel_controls(s, control_ids, now, randomized)
+
+    async def delete_program(self, program_id: int, now: int) -> list[Control]:
+        """Delete a program: its scheduled and active controls are cancelled, it leaves the
+        group's DERProgramList (subscribers hear both); the rows stay as history."""
+        async with self.store.transaction() as s:
+            row = await s.get(DerProgramRow, program_id)
+            if row is None or row.deleted_at is not None:
+                raise NotFound(f"no program {program_id}")
+            return await delete_programs(s, [row], now)
+
+    async def delete_group(self, group_id: int, now: int) -> list[Control]:
+        """Delete a group (no live sub-groups): its programs as delete_program does, and it
+        leaves its members' FunctionSetAssignmentsLists (subscribers hear it)."""
+        async with self.store.transaction() as s:
+            row = await s.get(DerGroupRow, group_id)
+            if row is None or row.deleted_at is not None:
+                raise NotFound(f"no group {group_id}")
+            children = await s.scalars(
+                select(DerGroupRow.id).where(
+                    col(DerGroupRow.parent_id) == group_id, col(DerGroupRow.deleted_at).is_(None)
+                )
+            )
+            if children.first() is not None:
+                raise Conflict(f"group {group_id} has sub-groups: delete them first")
+            programs = await s.scalars(
+                select(DerProgramRow).where(
+                    col(DerProgramRow.group_id) == group_id, col(DerProgramRow.deleted_at).is_(None)
+                )
+            )
+            cancelled = await delete_programs(s, list(programs), now)
+            row.deleted_at = now
+            members = await s.scalars(
+                select(DerGroupMemberRow.end_device_id).where(
+                    col(DerGroupMemberRow.group_id) == group_id
+                )
+            )
+            await notify_in(s, [f"/edev/{d}/fsa" for d in members], now)
+            return cancelled
 
     # ---- default controls and curves -----------------------------------------------------
     async def default_control(self, program_id: int) -> DefaultControl | None:

@@ -103,6 +103,7 @@ def program_json(program: Program) -> dict[str, Any]:
         "primacy": program.primacy,
         "version": program.version,
         "href": program.href,
+        "deleted_at": program.deleted_at,
     }
 
 
@@ -240,6 +241,35 @@ async def post_program(request: web.Request, body: ProgramIn) -> web.Response:
         _id(request, "gid"), body.description, body.primacy
     )
     return web.json_response(program_json(program), status=201)
+
+
+async def get_program(request: web.Request) -> web.Response:
+    """A program (deleted ones too: their history stays readable), with its controls' count
+    and whether it has a DefaultDERControl."""
+    svc = _svc(request)
+    state = await svc.state(_id(request, "pid"))
+    data = program_json(state.program)
+    data["controls"] = len(state.controls)
+    data["default_control"] = state.default is not None
+    return web.json_response(data)
+
+
+async def delete_program(request: web.Request) -> web.Response:
+    cancelled = await _svc(request).delete_program(_id(request, "pid"))
+    return web.json_response({"cancelled": [c.mrid for c in cancelled]})
+
+
+async def delete_group(request: web.Request) -> web.Response:
+    cancelled = await _svc(request).delete_group(_id(request, "gid"))
+    return web.json_response({"cancelled": [c.mrid for c in cancelled]})
+
+
+async def get_default(request: web.Request) -> web.Response:
+    pid = _id(request, "pid")
+    state = await _svc(request).state(pid)
+    if state.default is None:
+        raise NotFound(f"DERProgram {pid} has no DefaultDERControl")
+    return web.json_response(default_json(state.default))
 
 
 async def put_program(request: web.Request, body: ProgramUpdate) -> web.Response:
@@ -388,7 +418,20 @@ def routes() -> tuple[Any, ...]:
             ProgramIn,
             201,
         ),
+        route(
+            "DELETE",
+            "/api/groups/{gid}",
+            delete_group,
+            "Delete a group without sub-groups: its programs deleted, their controls cancelled",
+        ),
+        route("GET", "/api/programs/{pid}", get_program, "A DERProgram (deleted ones too)"),
         route("PUT", "/api/programs/{pid}", put_program, "Update a DERProgram", ProgramUpdate),
+        route(
+            "DELETE",
+            "/api/programs/{pid}",
+            delete_program,
+            "Delete a DERProgram: controls cancelled, out of devices' lists, history kept",
+        ),
         route(
             "GET",
             "/api/programs/{pid}/controls",
@@ -416,6 +459,12 @@ def routes() -> tuple[Any, ...]:
             put_default,
             "Create or replace the DefaultDERControl",
             DefaultIn,
+        ),
+        route(
+            "GET",
+            "/api/programs/{pid}/default-control",
+            get_default,
+            "The DefaultDERControl (404 when none)",
         ),
         route("POST", "/api/programs/{pid}/curves", post_curve, "Create a DERCurve", CurveIn, 201),
         route(

@@ -1,0 +1,26 @@
+"""Deleting a group or a program (issue 9 item 11): they leave devices' lists and stay as
+history, so a deletion is a timestamp, never a removed row.
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for table in ("der_group", "der_program"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("deleted_at", sa.BigInteger(), nullable=True))
+
+
+def downgrade() -> None:
+    for table in ("der_group", "der_program"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("deleted_at")
