@@ -465,3 +465,55 @@ async def test_admin_deletes_a_program_and_a_group(
     history = await ok(srv, "GET", f"/api/programs/{p2['id']}/controls")
     assert [c["status"]["current"] for c in history] == ["cancelled"]
     assert (await srv.admin("DELETE", f"/api/groups/{world['substation']['id']}"))[0] == 200
+
+
+# ---- item 10: a notification host allow-list per aggregator -------------------------------
+@BACKENDS
+async def test_per_aggregator_notification_host_allow_list(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    """Item 10: with the global switches off (https, public targets only), an aggregator whose
+    allow-list names the lab's receiver host subscribes to it and is notified there, over
+    mutual TLS; it may then subscribe nowhere else. Other clients keep the global rules; an
+    empty list restores them."""
+    from test_aggregator_der import end_device
+
+    srv = await make_server(outbox_retry_delays=["0.2"])
+    agg = srv.pki.aggregator
+    await ok(srv, "POST", "/api/aggregators", {"name": "fleet"})
+    await ok(srv, "PUT", f"/api/aggregators/fleet/certificates/{agg.lfdi}", {})
+    client = srv.client(agg)
+    managed = (await client.post("/edev", end_device("CD" * 20))).headers["Location"]
+    subscribe = subscription_xml(managed + "/fsa", receiver.uri)
+    assert (await client.post(managed + "/sub", subscribe)).status == 400  # private: refused
+
+    assert await ok(srv, "GET", "/api/aggregators/fleet/notification-hosts") == {
+        "hosts": [], "allow_http": False,
+    }  # fmt: skip
+    bad = {"hosts": ["224.0.0.1"]}
+    assert (await srv.admin("PUT", "/api/aggregators/fleet/notification-hosts", bad))[0] == 400
+    listed = await ok(
+        srv, "PUT", "/api/aggregators/fleet/notification-hosts", {"hosts": ["127.0.0.0/8"]}
+    )
+    assert listed == {"hosts": ["127.0.0.0/8"], "allow_http": False}
+    posted = await client.post(managed + "/sub", subscribe)
+    assert posted.status == 201, posted.body
+    elsewhere = subscription_xml(managed, "https://example.com/n")
+    assert (await client.post(managed + "/sub", elsewhere)).status == 400  # not on its list
+    plain = subscription_xml(managed, receiver.uri.replace("https", "http"))
+    assert (await client.post(managed + "/sub", plain)).status == 400  # allow_http is off
+
+    group = await ok(srv, "POST", "/api/groups", {"description": "feeder"})
+    await ok(srv, "PUT", f"/api/groups/{group['id']}/members/{'CD' * 20}")
+    (notification,) = await receiver.wait(1)
+    assert notification.findtext(f"{SEP}subscribedResource") == managed + "/fsa"
+
+    # a device certificate keeps the global rules
+    device = srv.pki.device_a
+    href = await register(srv, device)
+    own = subscription_xml(href, receiver.uri)
+    assert (await srv.client(device).post(href + "/sub", own)).status == 400
+    # an empty list restores the global rules for the aggregator too
+    await ok(srv, "PUT", "/api/aggregators/fleet/notification-hosts", {"hosts": []})
+    assert (await client.post(managed + "/sub", subscribe)).status == 400
+    assert (await client.post(managed + "/sub", elsewhere)).status == 201

@@ -37,6 +37,8 @@ def non_unicast(address: IPAddress) -> str | None:
     mapped = getattr(address, "ipv4_mapped", None)
     if mapped is not None:
         address = mapped
+    if address.is_loopback:  # ::1 sits in IPv6's reserved ::/8, yet is one host
+        return None
     if address.is_multicast:
         return "multicast"
     if address == _BROADCAST:
@@ -57,6 +59,63 @@ def check_resolved(host: str, addresses: list[IPAddress], *, allow_private: bool
             raise InvalidValues(f"notificationURI host {host} resolves to a {kind} address")
         if not allow_private and not address.is_global:
             raise InvalidValues(f"notificationURI host {host} resolves to a non-public address")
+
+
+@dataclass(frozen=True, slots=True)
+class HostAllowList:
+    """Where one aggregator's notifications may go (admin API; a lab's receiver on its own
+    host): host names, IP addresses or networks (CIDR). A listed host is admitted even when
+    private or loopback, over http too when `allow_http`; an aggregator with a list may send
+    notifications nowhere else. Never a non-unicast address."""
+
+    hosts: tuple[str, ...]
+    allow_http: bool = False
+
+    def admits(self, host: str) -> bool:
+        return host_in(host, self.hosts)
+
+
+def host_in(host: str, entries: tuple[str, ...] | frozenset[str]) -> bool:
+    """Whether a URI's host is one of these names, addresses or networks."""
+    wanted = host.lower().strip("[]").split("%")[0]
+    try:
+        address: IPAddress | None = ipaddress.ip_address(wanted)
+    except ValueError:
+        address = None
+    for entry in entries:
+        entry = entry.lower()
+        if entry == wanted:
+            return True
+        if address is not None and "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def check_allow_list_entry(entry: str) -> str:
+    """A host name, an IP address or a network; never a non-unicast one."""
+    value = entry.strip().lower()
+    if not value or (any(ch in value for ch in " /:?#@") and not _is_address_or_network(value)):
+        raise InvalidValues(f"{entry!r} is not a host name, an IP address or a network")
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return value
+    kind = non_unicast(network.network_address) if network.num_addresses == 1 else None
+    if kind is not None or network.is_multicast:
+        raise InvalidValues(f"{entry!r} is not a unicast address")
+    return value
+
+
+def _is_address_or_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def check_notification_uri(uri: str, *, allow_http: bool, allow_private: bool) -> None:

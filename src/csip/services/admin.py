@@ -65,6 +65,31 @@ class AdminService:
     async def aggregator_names(self) -> dict[int, str]:
         return {a.id: a.name for a in await self.store.list_aggregators()}
 
+    async def notification_hosts(self, name: str) -> dict[str, Any]:
+        """The aggregator's notification host allow-list (empty: the global rules apply)."""
+        from csip.services.subscriptions import ALLOW_LIST_PREFIX
+
+        aggregator = await self.aggregator(name)
+        stored = await self.store.get_setting(f"{ALLOW_LIST_PREFIX}{aggregator.id}")
+        if not stored:
+            return {"hosts": [], "allow_http": False}
+        return {"hosts": list(stored["hosts"]), "allow_http": bool(stored.get("allow_http"))}
+
+    async def set_notification_hosts(
+        self, name: str, hosts: Sequence[str], allow_http: bool
+    ) -> dict[str, Any]:
+        """Replace the aggregator's allow-list; an empty list removes it. Applies to the
+        subscriptions created from now on, and to every delivery from the next on."""
+        from csip.domain.subscriptions import check_allow_list_entry
+        from csip.services.subscriptions import ALLOW_LIST_PREFIX, ALLOW_LIST_TAG
+
+        aggregator = await self.aggregator(name)
+        entries = sorted({check_allow_list_entry(h) for h in hosts})
+        value = {"hosts": entries, "allow_http": allow_http} if entries else None
+        await self.store.set_settings({f"{ALLOW_LIST_PREFIX}{aggregator.id}": value})
+        await self.sep2.publish([ALLOW_LIST_TAG])
+        return {"hosts": entries, "allow_http": bool(entries) and allow_http}
+
     async def delete_aggregator(self, name: str) -> None:
         found = await self.store.get_aggregator(name)
         if found is None:

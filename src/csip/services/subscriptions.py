@@ -24,7 +24,13 @@ import aiohttp
 
 from csip.domain.devices import Principal, PrincipalKind
 from csip.domain.paging import Page
-from csip.domain.subscriptions import Subscription, check_notification_uri, check_resolved
+from csip.domain.subscriptions import (
+    HostAllowList,
+    Subscription,
+    check_notification_uri,
+    check_resolved,
+    host_in,
+)
 from csip.errors import CsipError, Forbidden, InvalidValues, NotFound
 from csip.sep2 import notify_render
 from csip.sep2.xml import CONTENT_TYPE, tag, text
@@ -32,6 +38,10 @@ from csip.services.programs import ProgramService
 from csip.services.vtn_notify import SafeResolver
 from csip.store.outbox import OutboxMessage
 from csip.store.subscriptions import INTENT_TYPE, KIND, SubscriptionStore
+
+#: Settings key prefix of the per-aggregator allow-lists, and the tag that drops them.
+ALLOW_LIST_PREFIX = "notify_hosts."
+ALLOW_LIST_TAG = "notify-hosts"
 
 
 class ConditionNotSupported(CsipError):
@@ -67,11 +77,15 @@ class SubscriptionService:
         self._existing: set[int] | None = None
         #: getaddrinfo for notification hosts (tests substitute a fixed table).
         self.resolve: Callable[[str, int], Awaitable[list[Any]]] = _getaddrinfo
+        #: aggregator id -> its notification host allow-list (admin API), read once.
+        self._lists: dict[int, HostAllowList] | None = None
         self.sep2.bus.subscribe(self._on_invalidate)
 
     def _on_invalidate(self, tags: list[str]) -> None:
         if any(tag.startswith("subs:") or tag == "*" for tag in tags):
             self._existing = None
+        if ALLOW_LIST_TAG in tags or "*" in tags:
+            self._lists = None
 
     async def _exists(self, subscription_id: int) -> bool:
         existing = self._existing
@@ -115,19 +129,57 @@ class SubscriptionService:
         except NotFound as exc:
             raise Forbidden(f"{path} is not a resource this client may read") from exc
         uri = text(root, "notificationURI") or ""
-        settings = self.sep2.settings
-        check_notification_uri(
-            uri,
-            allow_http=settings.notification_allow_http,
-            allow_private=settings.notification_allow_private,
-        )
-        await self._check_host(uri, settings.notification_allow_private)
+        await self.check_target(principal, uri)
         subscription = Subscription(
             0, device.id, path, uri, limit, 0, text(root, "level") or "", self.sep2.clock.now_int()
         )
         created = await self.store.create(subscription)
         await self.sep2.publish([f"subs:{device.id}"])
         return created
+
+    # ---- where notifications may go ------------------------------------------------------
+    async def allow_list(self, aggregator_id: int) -> HostAllowList | None:
+        """The aggregator's notification host allow-list (admin API), or None."""
+        lists = await self._allow_lists()
+        return lists.get(aggregator_id)
+
+    async def _allow_lists(self) -> dict[int, HostAllowList]:
+        if self._lists is None:
+            stored = await self.sep2.store.get_settings(ALLOW_LIST_PREFIX)
+            self._lists = {
+                int(key): HostAllowList(tuple(value["hosts"]), bool(value.get("allow_http")))
+                for key, value in stored.items()
+                if value and value.get("hosts")
+            }
+        return self._lists
+
+    async def admitted_hosts(self) -> frozenset[str]:
+        """Every host some aggregator's allow-list names: delivery admits these even when
+        internal (the utility put them there)."""
+        return frozenset(h for a in (await self._allow_lists()).values() for h in a.hosts)
+
+    async def check_target(self, principal: Principal, uri: str) -> None:
+        """Where this client may have notifications sent: its aggregator's allow-list when it
+        has one (and nowhere else), otherwise the global notification_allow_* rules. Never a
+        non-unicast address (issue 9 items 10 and 19)."""
+        settings = self.sep2.settings
+        allowed = None
+        if principal.kind is PrincipalKind.AGGREGATOR and principal.aggregator_id is not None:
+            allowed = await self.allow_list(principal.aggregator_id)
+        if allowed is not None:
+            host = urlsplit(uri).hostname or ""
+            if not allowed.admits(host):
+                raise InvalidValues(f"notificationURI host {host} is not on this aggregator's list")
+            allow_http = allowed.allow_http or settings.notification_allow_http
+            check_notification_uri(uri, allow_http=allow_http, allow_private=True)
+            await self._check_host(uri, True)
+            return
+        check_notification_uri(
+            uri,
+            allow_http=settings.notification_allow_http,
+            allow_private=settings.notification_allow_private,
+        )
+        await self._check_host(uri, settings.notification_allow_private)
 
     async def _check_host(self, uri: str, allow_private: bool) -> None:
         """A host name is resolved now: one that reaches a multicast, broadcast, unspecified or
@@ -226,25 +278,39 @@ class Sep2Notifier:
         #: re-pointed inside later); None in lab mode (notification_allow_private).
         self.resolver = resolver
         self._session: aiohttp.ClientSession | None = None
+        #: For hosts on an aggregator's allow-list: no internal-address filter.
+        self._listed: aiohttp.ClientSession | None = None
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def session(self, listed: bool = False) -> aiohttp.ClientSession:
+        current = self._listed if listed else self._session
+        if current is None or current.closed:
             connector = aiohttp.TCPConnector(
-                ssl=self.context, limit=200, keepalive_timeout=60, resolver=self.resolver
+                ssl=self.context,
+                limit=200,
+                keepalive_timeout=60,
+                resolver=None if listed else self.resolver,
             )
-            self._session = aiohttp.ClientSession(
+            current = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
             )
-        return self._session
+            if listed:
+                self._listed = current
+            else:
+                self._session = current
+        return current
 
     async def __call__(self, message: OutboxMessage) -> None:
+        listed = False
         if self.resolver is not None:
-            self.resolver.check_literal(message.target)
+            host = urlsplit(message.target).hostname or ""
+            listed = host_in(host, await self.subscriptions.admitted_hosts())
+            if not listed:
+                self.resolver.check_literal(message.target)
         body = await self.subscriptions.notification_body(message)
         if body is None:
             return  # the subscription was deleted meanwhile: nothing left to tell
         headers = {"Content-Type": CONTENT_TYPE}
-        async with self.session().post(
+        async with self.session(listed).post(
             message.target, data=body, headers=headers, allow_redirects=False
         ) as response:
             await response.read()
@@ -252,5 +318,6 @@ class Sep2Notifier:
                 raise RuntimeError(f"HTTP {response.status} from {message.target}")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._listed):
+            if session is not None:
+                await session.close()

@@ -57,6 +57,15 @@ class AggregatorIn(_Body):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 
 
+class NotificationHostsIn(_Body):
+    hosts: list[str] = Field(
+        max_length=100,
+        description="host names, IP addresses or networks (CIDR) this aggregator's "
+        "notifications may go to (private and loopback included); [] removes the list",
+    )
+    allow_http: bool = Field(False, description="also admit http:// to these hosts (labs)")
+
+
 class CertificateAttachIn(_Body):
     expires_at: int | None = Field(None, description="epoch seconds; none = no expiry")
 
@@ -238,6 +247,16 @@ async def get_aggregator(request: web.Request) -> web.Response:
 async def delete_aggregator(request: web.Request) -> web.Response:
     await _svc(request).delete_aggregator(request.match_info["name"])
     return web.Response(status=204)
+
+
+async def get_notification_hosts(request: web.Request) -> web.Response:
+    return _json(await _svc(request).notification_hosts(request.match_info["name"]))
+
+
+async def put_notification_hosts(request: web.Request) -> web.Response:
+    body = await parse_json(request, NotificationHostsIn)
+    name = request.match_info["name"]
+    return _json(await _svc(request).set_notification_hosts(name, body.hosts, body.allow_http))
 
 
 async def list_aggregator_certificates(request: web.Request) -> web.Response:
@@ -425,6 +444,19 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/aggregators", post_aggregator, "Create an aggregator", AggregatorIn, 201),
     Route("GET", "/api/aggregators/{name}", get_aggregator, "Inspect an aggregator"),
     Route("DELETE", "/api/aggregators/{name}", delete_aggregator, "Delete an aggregator", ok=204),
+    Route(
+        "GET",
+        "/api/aggregators/{name}/notification-hosts",
+        get_notification_hosts,
+        "The aggregator's notification host allow-list",
+    ),
+    Route(
+        "PUT",
+        "/api/aggregators/{name}/notification-hosts",
+        put_notification_hosts,
+        "Set the hosts the aggregator's notifications may go to ([] = global rules)",
+        NotificationHostsIn,
+    ),
     Route(
         "GET",
         "/api/aggregators/{name}/certificates",

@@ -17,7 +17,12 @@ from csip.store.outbox import OutboxMessage
 )
 async def test_internal_literal_targets_are_refused_before_anything_is_sent(target: str) -> None:
     resolver = SafeResolver(False)
-    subscriptions: Any = None  # never reached: the address is refused first
+
+    class Unlisted:  # no aggregator allow-list names these hosts; nothing else is reached
+        async def admitted_hosts(self) -> frozenset[str]:
+            return frozenset({"10.9.0.0/16"})
+
+    subscriptions: Any = Unlisted()
     notifier = Sep2Notifier(subscriptions, ssl.create_default_context(), resolver=resolver)
     with pytest.raises(OSError, match="internal address"):
         await notifier(OutboxMessage(kind="sep2", target=target, body=b"{}"))
