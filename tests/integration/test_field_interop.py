@@ -517,3 +517,41 @@ async def test_per_aggregator_notification_host_allow_list(
     await ok(srv, "PUT", "/api/aggregators/fleet/notification-hosts", {"hosts": []})
     assert (await client.post(managed + "/sub", subscribe)).status == 400
     assert (await client.post(managed + "/sub", elsewhere)).status == 201
+
+
+# ---- item 2: EndDeviceList is subscribable -------------------------------------------------
+@BACKENDS
+async def test_aggregator_subscribes_to_its_end_device_list(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    """Item 2: sep.xsd makes EndDeviceList a SubscribableList; an aggregator subscribes to
+    /edev to learn of devices added or removed (those it may see: only its own fleet)."""
+    from test_aggregator_der import end_device
+
+    srv = await lab_server(make_server)
+    agg, other = srv.pki.aggregator, srv.pki.aggregator_2
+    for name, cert in (("fleet", agg), ("rival", other)):
+        await ok(srv, "POST", "/api/aggregators", {"name": name})
+        await ok(srv, "PUT", f"/api/aggregators/{name}/certificates/{cert.lfdi}", {})
+    client, rival = srv.client(agg), srv.client(other)
+    first = (await client.post("/edev", end_device("A1" * 20))).headers["Location"]
+    listing = await client.get("/edev")
+    assert listing.xml().get("subscribable") == "1"
+    posted = await client.post(first + "/sub", subscription_xml("/edev", receiver.uri, limit=10))
+    assert posted.status == 201, posted.body
+    assert (await rival.post("/edev", end_device("B2" * 20))).status == 201  # not its fleet
+
+    second = (await client.post("/edev", end_device("A3" * 20))).headers["Location"]
+    (added,) = await receiver.wait(1)
+    assert added.findtext(f"{SEP}subscribedResource") == "/edev"
+    resource = added.find(f"{SEP}Resource")
+    assert resource is not None and resource.get("all") == "2"
+    assert srv.validator.validate(added), srv.validator.error_log
+    assert (await client.delete(second)).status == 204
+    (_, removed) = await receiver.wait(2)
+    gone = removed.find(f"{SEP}Resource")
+    assert gone is not None and gone.get("all") == "1"
+    assert [e.findtext(f"{SEP}lFDI") for e in gone] == ["A1" * 20]
+    await srv.admin("PUT", f"/api/end-devices/{'A5' * 20}", {"aggregator": "fleet", "pin": 111115})
+    (*_, pre_registered) = await receiver.wait(3)
+    assert pre_registered.find(f"{SEP}Resource").get("all") == "2"  # type: ignore[union-attr]

@@ -76,6 +76,7 @@ def end_device_list(
         href="/edev",
         all=str(total),
         results=str(len(devices)),
+        subscribable="1",
         pollRate=str(poll_rate),
     )
     return serialize(element)

@@ -53,6 +53,7 @@ class ConditionNotSupported(CsipError):
 
 #: The resources csip notifies about: path pattern -> resource type.
 SUBSCRIBABLE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^/edev()$"), "EndDeviceList"),
     (re.compile(r"^/edev/(\d+)$"), "EndDevice"),
     (re.compile(r"^/edev/(\d+)/fsa$"), "FunctionSetAssignmentsList"),
     (re.compile(r"^/fsa/(\d+)/derp$"), "DERProgramList"),
@@ -100,6 +101,8 @@ class SubscriptionService:
             match = pattern.match(path)
             if match is None:
                 continue
+            if kind == "EndDeviceList":  # the subscriber's own list (an aggregator's fleet)
+                return await self.sep2.end_device_list(principal, page)
             ident = int(match.group(1))
             if kind == "EndDevice":
                 return await self.sep2.device_resource(principal, ident, "")

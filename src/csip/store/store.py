@@ -237,6 +237,10 @@ class Store:
                 ]
                 s.add_all(rows)
                 await s.flush()
+                from csip.store.subscriptions import notify_end_device_lists
+
+                now = max((d.registered_at for d in devices), default=0)
+                await notify_end_device_lists(s, rows, now)
                 return [_end_device(r) for r in rows]
         except IntegrityError as exc:
             raise Conflict("an EndDevice with that lFDI is already registered") from exc
@@ -313,6 +317,11 @@ class Store:
                 from csip.store.outbox import enqueue
 
                 await enqueue(s, farewells, now)
+            gone = await s.get(EndDeviceRow, device_id)
+            if gone is not None:
+                from csip.store.subscriptions import notify_end_device_lists
+
+                await notify_end_device_lists(s, [gone], now)
             await s.execute(
                 delete(DeviceDocumentRow).where(col(DeviceDocumentRow.end_device_id) == device_id)
             )

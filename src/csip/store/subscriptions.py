@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
@@ -47,26 +48,54 @@ async def notify_in(session: AsyncSession, hrefs: Sequence[str], now: float) -> 
         .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
         .where(col(Sep2SubscriptionRow.subscribed_resource).in_(hrefs))
     )
-    messages = [
-        OutboxMessage(
-            kind=KIND,
-            target=sub.notification_uri,
-            body=json.dumps(
-                {
-                    "subscription": sub.id,
-                    "resource": sub.subscribed_resource,
-                    "limit": sub.limit,
-                    "href": f"/edev/{sub.end_device_id}/sub/{sub.id}",
-                    "lfdi": device.lfdi,
-                    "sfdi": device.sfdi,
-                    "aggregator": device.aggregator_id,
-                }
-            ).encode(),
-            content_type=INTENT_TYPE,
-        )
-        for sub, device in (await session.execute(query)).all()
-    ]
+    messages = [_intent(sub, device) for sub, device in (await session.execute(query)).all()]
     return await enqueue(session, messages, now)
+
+
+def _intent(sub: Sep2SubscriptionRow, device: EndDeviceRow) -> OutboxMessage:
+    """A notification intent: rendered at delivery, as the subscriber's device would GET it."""
+    return OutboxMessage(
+        kind=KIND,
+        target=sub.notification_uri,
+        body=json.dumps(
+            {
+                "subscription": sub.id,
+                "resource": sub.subscribed_resource,
+                "limit": sub.limit,
+                "href": f"/edev/{sub.end_device_id}/sub/{sub.id}",
+                "lfdi": device.lfdi,
+                "sfdi": device.sfdi,
+                "aggregator": device.aggregator_id,
+            }
+        ).encode(),
+        content_type=INTENT_TYPE,
+    )
+
+
+#: The one subscribable list that is not under a device: every client's EndDeviceList.
+END_DEVICE_LIST = "/edev"
+
+
+async def notify_end_device_lists(
+    session: AsyncSession, devices: Sequence[EndDeviceRow], now: float
+) -> int:
+    """Enqueue an intent for each subscription to an EndDeviceList that shows one of these
+    devices (added or about to be removed): the subscriptions held under an EndDevice of the
+    same aggregator, or under the device itself."""
+    aggregators = {d.aggregator_id for d in devices if d.aggregator_id is not None}
+    lfdis = {d.lfdi for d in devices}
+    if not devices:
+        return 0
+    reach: ColumnElement[bool] = col(EndDeviceRow.lfdi).in_(lfdis)
+    if aggregators:
+        reach = or_(reach, col(EndDeviceRow.aggregator_id).in_(aggregators))
+    query = (
+        select(Sep2SubscriptionRow, EndDeviceRow)
+        .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
+        .where(col(Sep2SubscriptionRow.subscribed_resource) == END_DEVICE_LIST, reach)
+    )
+    rows = (await session.execute(query)).all()
+    return await enqueue(session, [_intent(sub, device) for sub, device in rows], now)
 
 
 class SubscriptionStore:
