@@ -55,15 +55,17 @@ async def test_aggregator_registers_and_sees_only_its_devices(srv: Running) -> N
         assert reply.status == 201, reply.body
         hrefs.append(reply.headers["Location"])
     listing = await client.get("/edev?l=10")
-    assert listing.xml().get("all") == "3"
-    assert sorted(e.get("href") for e in listing.xml()) == sorted(hrefs)
-    assert (await client.get("/dcap")).link("EndDeviceListLink").get("all") == "3"
+    assert listing.xml().get("all") == "4"  # its own EndDevice first (issue 9 item 8)
+    own, *managed = listing.xml()
+    assert own.findtext("{urn:ieee:std:2030.5:ns}lFDI") == agg.lfdi
+    assert sorted(e.get("href") for e in managed) == sorted(hrefs)
+    assert (await client.get("/dcap")).link("EndDeviceListLink").get("all") == "4"
     for href in hrefs:
         assert (await client.get(href)).status == 200
         assert (await client.put(href + "/dstat", DEVICE_STATUS)).status in (201, 204)
 
     other = srv.client(agg2)
-    assert (await other.get("/edev")).xml().get("all") == "0"
+    assert (await other.get("/edev")).xml().get("all") == "1"  # only its own EndDevice
     for href in hrefs:
         assert (await other.get(href)).status == 404
         assert (await other.get(href + "/dstat")).status == 404
@@ -84,7 +86,7 @@ async def test_aggregator_must_give_consistent_lfdi_and_sfdi(srv: Running) -> No
         "<changedTime>0</changedTime></EndDevice>"
     )
     assert (await client.post("/edev", missing)).status == 400
-    assert (await client.get("/edev")).xml().get("all") == "0"
+    assert (await client.get("/edev")).xml().get("all") == "1"  # its own EndDevice only
 
 
 async def test_detached_or_expired_aggregator_certificate_loses_its_devices(srv: Running) -> None:
@@ -95,13 +97,13 @@ async def test_detached_or_expired_aggregator_certificate_loses_its_devices(srv:
     )
     assert status == 201
     client = srv.client(agg)
-    assert (await client.get("/edev")).xml().get("all") == "1"
+    assert (await client.get("/edev")).xml().get("all") == "2"  # with its own EndDevice
     # Expired or detached, the certificate is no aggregator's: and with no
     # HardwareModuleName it is no device's either, so every request is refused.
     await srv.admin("PUT", f"/api/aggregators/agg-one/certificates/{agg.lfdi}", {"expires_at": 1})
     assert (await srv.client(agg).get("/edev")).status == 403
     await srv.admin("PUT", f"/api/aggregators/agg-one/certificates/{agg.lfdi}", {})
-    assert (await srv.client(agg).get("/edev")).xml().get("all") == "1"
+    assert (await srv.client(agg).get("/edev")).xml().get("all") == "2"
     assert (await srv.admin("DELETE", f"/api/aggregators/agg-one/certificates/{agg.lfdi}"))[
         0
     ] == 204
@@ -142,18 +144,19 @@ async def test_list_paging_s_and_l(srv: Running) -> None:
     assert status == 201
     expected = sorted(str(sfdi_from_lfdi(x)) for x in lfdis)
     expected.sort(key=int)
+    expected.insert(0, str(agg.sfdi))  # its own EndDevice first (issue 9 item 8), then sFDI
 
-    assert await paged(srv, agg, "") == ("7", "1", expected[:1])  # l defaults to 1
-    assert await paged(srv, agg, "?l=3") == ("7", "3", expected[:3])
-    assert await paged(srv, agg, "?s=3&l=3") == ("7", "3", expected[3:6])
-    assert await paged(srv, agg, "?s=6&l=3") == ("7", "1", expected[6:])
-    assert await paged(srv, agg, "?s=7&l=3") == ("7", "0", [])
-    assert await paged(srv, agg, "?s=100") == ("7", "0", [])
-    assert await paged(srv, agg, "?l=0") == ("7", "0", [])
-    assert await paged(srv, agg, "?l=4294967295") == ("7", "7", expected)  # clamped
+    assert await paged(srv, agg, "") == ("8", "1", expected[:1])  # l defaults to 1
+    assert await paged(srv, agg, "?l=3") == ("8", "3", expected[:3])
+    assert await paged(srv, agg, "?s=3&l=3") == ("8", "3", expected[3:6])
+    assert await paged(srv, agg, "?s=6&l=3") == ("8", "2", expected[6:])
+    assert await paged(srv, agg, "?s=8&l=3") == ("8", "0", [])
+    assert await paged(srv, agg, "?s=100") == ("8", "0", [])
+    assert await paged(srv, agg, "?l=0") == ("8", "0", [])
+    assert await paged(srv, agg, "?l=4294967295") == ("8", "8", expected)  # clamped
     walked: list[str] = []
-    for start in range(0, 7, 2):
-        walked += (await paged(srv, agg, f"?s={start}&l=2"))[2]
+    for start in range(0, 8, 3):
+        walked += (await paged(srv, agg, f"?s={start}&l=3"))[2]
     assert walked == expected  # stable order, no duplicates or gaps
 
 

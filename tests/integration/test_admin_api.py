@@ -152,7 +152,7 @@ async def test_aggregators_and_certificates(srv: Running) -> None:
     assert [d["lfdi"] for d in listing["items"]] == [owned]
     assert listing["items"][0]["sfdi"] == sfdi_from_lfdi(owned)
     client = srv.client(agg)
-    assert (await client.get("/edev")).xml().get("all") == "1"
+    assert (await client.get("/edev")).xml().get("all") == "2"  # and its own EndDevice
     assert (await srv.admin("DELETE", "/api/aggregators/fleet-co"))[0] == 204
     assert (await srv.client(agg).get("/edev")).status == 403
 

@@ -534,10 +534,13 @@ async def test_aggregator_subscribes_to_its_end_device_list(
         await ok(srv, "POST", "/api/aggregators", {"name": name})
         await ok(srv, "PUT", f"/api/aggregators/{name}/certificates/{cert.lfdi}", {})
     client, rival = srv.client(agg), srv.client(other)
-    first = (await client.post("/edev", end_device("A1" * 20))).headers["Location"]
-    listing = await client.get("/edev")
+    assert (await client.post("/edev", end_device("A1" * 20))).status == 201
+    listing = await client.get("/edev?l=10")
     assert listing.xml().get("subscribable") == "1"
-    posted = await client.post(first + "/sub", subscription_xml("/edev", receiver.uri, limit=10))
+    own = listing.xml()[0]  # the aggregator's own EndDevice (item 8) holds its subscriptions
+    assert own.findtext(f"{SEP}lFDI") == agg.lfdi
+    sub = subscription_xml("/edev", receiver.uri, limit=10)
+    posted = await client.post(f"{own.get('href')}/sub", sub)
     assert posted.status == 201, posted.body
     assert (await rival.post("/edev", end_device("B2" * 20))).status == 201  # not its fleet
 
@@ -545,13 +548,76 @@ async def test_aggregator_subscribes_to_its_end_device_list(
     (added,) = await receiver.wait(1)
     assert added.findtext(f"{SEP}subscribedResource") == "/edev"
     resource = added.find(f"{SEP}Resource")
-    assert resource is not None and resource.get("all") == "2"
+    assert resource is not None and resource.get("all") == "3"
     assert srv.validator.validate(added), srv.validator.error_log
     assert (await client.delete(second)).status == 204
     (_, removed) = await receiver.wait(2)
     gone = removed.find(f"{SEP}Resource")
-    assert gone is not None and gone.get("all") == "1"
-    assert [e.findtext(f"{SEP}lFDI") for e in gone] == ["A1" * 20]
+    assert gone is not None and gone.get("all") == "2"
+    assert [e.findtext(f"{SEP}lFDI") for e in gone] == [agg.lfdi, "A1" * 20]
     await srv.admin("PUT", f"/api/end-devices/{'A5' * 20}", {"aggregator": "fleet", "pin": 111115})
     (*_, pre_registered) = await receiver.wait(3)
-    assert pre_registered.find(f"{SEP}Resource").get("all") == "2"  # type: ignore[union-attr]
+    assert pre_registered.find(f"{SEP}Resource").get("all") == "3"  # type: ignore[union-attr]
+
+
+# ---- item 8: the CSIP-AUS aggregator model --------------------------------------------------
+@BACKENDS
+async def test_csip_aus_aggregator_has_its_own_end_device_holding_its_subscriptions(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    """Item 8: an aggregator's certificate has its own EndDevice (its lFDI and sFDI), first in
+    its EndDeviceList; its subscriptions, for any resource of the devices it manages, are
+    created and found under that EndDevice's SubscriptionList only: walking everything it can
+    reach finds exactly one SubscriptionList."""
+    from test_aggregator_der import end_device
+
+    srv = await make_server(
+        profile="csip-aus", notification_allow_private=True, outbox_retry_delays=["0.2"]
+    )
+    agg = srv.pki.aggregator
+    await ok(srv, "POST", "/api/aggregators", {"name": "fleet"})
+    await ok(srv, "PUT", f"/api/aggregators/fleet/certificates/{agg.lfdi}", {})
+    client = srv.client(agg)
+    managed = (await client.post("/edev", end_device("E7" * 20))).headers["Location"]
+    group = await ok(srv, "POST", "/api/groups", {"description": "feeder"})
+    program = await ok(
+        srv, "POST", f"/api/groups/{group['id']}/programs", {"description": "p", "primacy": 1}
+    )
+    await ok(srv, "PUT", f"/api/groups/{group['id']}/members/{'E7' * 20}")
+
+    listing = (await client.get("/edev?l=10")).xml()
+    own, device = listing
+    assert (own.findtext(f"{SEP}lFDI"), own.findtext(f"{SEP}sFDI")) == (agg.lfdi, str(agg.sfdi))
+    assert device.get("href") == managed
+    assert own.find(f"{SEP}DERListLink") is None  # it speaks for no DER of its own
+    assert device.find(f"{SEP}SubscriptionListLink") is None
+    own_sub = own.find(f"{SEP}SubscriptionListLink")
+    assert own_sub is not None
+    holder = own_sub.get("href") or ""
+    derc = f"{program['href']}/derc"
+    assert (await client.post(managed + "/sub", subscription_xml(derc, receiver.uri))).status == 404
+    assert (await client.get(managed + "/sub")).status == 404
+    posted = await client.post(holder, subscription_xml(derc, receiver.uri))
+    assert posted.status == 201, posted.body
+    assert posted.headers["Location"].startswith(holder + "/")
+    fsa = subscription_xml(managed + "/fsa", receiver.uri)
+    assert (await client.post(holder, fsa)).status == 201
+    assert (await client.get(holder)).xml().get("all") == "2"
+
+    now = await server_now(srv)
+    await ok(srv, "POST", f"/api/programs/{program['id']}/controls", control(now + 60))
+    (notification,) = await receiver.wait(1)
+    assert notification.findtext(f"{SEP}subscribedResource") == derc
+
+    seen = await walk(client)
+    lists = sorted(h for h in seen if h.endswith("/sub"))
+    assert lists == [holder], lists
+    # the documents a client PUTs answer 404 until it has (the documented exception of item 7)
+    unput = ("/di", "/dstat", "/ps", "/cp", "/dercap", "/derg", "/ders", "/dera")
+    broken = {h: s for h, s in seen.items() if s != 200 and not h.endswith(unput)}
+    assert not broken, broken
+    # a device certificate keeps its own SubscriptionList
+    device_cert = srv.pki.device_a
+    href = await register(srv, device_cert)
+    mine = (await srv.client(device_cert).get(href)).xml()
+    assert mine.find(f"{SEP}SubscriptionListLink") is not None

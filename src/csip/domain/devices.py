@@ -52,6 +52,9 @@ class EndDevice:
     #: The aggregator that manages this device; None when the device speaks for itself.
     aggregator_id: int | None = None
     in_band: bool = False
+    #: The EndDevice of an aggregator's own certificate (the CSIP-AUS aggregator model): it
+    #: holds the aggregator's subscriptions, for every device it manages, and nothing else.
+    aggregator_self: bool = False
 
     @property
     def href(self) -> str:

@@ -43,6 +43,18 @@ def time_resource(info: TimeInfo, poll_rate: int) -> bytes:
 
 def _end_device_element(device: EndDevice, profile: str = "csip") -> Any:
     base = device.href
+    if device.aggregator_self:
+        # an aggregator certificate's own EndDevice: it holds the aggregator's subscriptions
+        # (for every device it manages) and speaks for no DER of its own
+        return E.EndDevice(
+            E.lFDI(device.lfdi),
+            E.sFDI(str(device.sfdi)),
+            E.changedTime(str(device.changed_time)),
+            E.enabled("true" if device.enabled else "false"),
+            link("SubscriptionListLink", f"{base}/sub"),
+            href=base,
+            subscribable="1",
+        )
     children: list[etree._Element] = [link("DERListLink", f"{base}/der", 1)]
     if device.device_category is not None:
         children.append(E.deviceCategory(device.device_category))
@@ -58,7 +70,9 @@ def _end_device_element(device: EndDevice, profile: str = "csip") -> Any:
     if device.post_rate is not None:
         children.append(E.postRate(str(device.post_rate)))
     children.append(link("RegistrationLink", f"{base}/rg"))
-    children.append(link("SubscriptionListLink", f"{base}/sub"))
+    if not (profile == "csip-aus" and device.aggregator_id is not None):
+        # CSIP-AUS: an aggregator's subscriptions live under its own EndDevice only
+        children.append(link("SubscriptionListLink", f"{base}/sub"))
     if profile == "csip-aus":  # csipaus-core.xsd appends it to EndDevice
         children.append(AUS.ConnectionPointLink(href=f"{base}/cp"))
     return E.EndDevice(*children, href=base, subscribable="1")

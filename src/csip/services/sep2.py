@@ -68,6 +68,8 @@ class Sep2Service:
         self._certs: dict[str, ClientCertificate | None] = {}
         #: Principals that passed every check and cannot expire: the per-poll fast path.
         self._ready: dict[str, Principal] = {}
+        #: Aggregator certificates whose own EndDevice is known to exist.
+        self._own_known: set[str] = set()
         self._poll_rates: dict[str, int] | None = None
         self._post_rate: int | None = None
         #: How many MirrorUsagePoints a client sees, for /dcap (set by the telemetry setup).
@@ -84,12 +86,14 @@ class Sep2Service:
             self.cache.clear()
             self._certs.clear()
             self._ready.clear()
+            self._own_known.clear()
             self._poll_rates = None
             return
         for tag in tags:
             if tag.startswith("cert:"):
                 self._certs.pop(tag[5:], None)
                 self._ready.pop(tag[5:], None)
+                self._own_known.discard(tag[5:])
             elif tag == SETTINGS_TAG:
                 self._poll_rates = None
         self.cache.invalidate(tags)
@@ -120,7 +124,36 @@ class Sep2Service:
         else:
             cert = await self.store.get_certificate(lfdi)
             self._certs[lfdi] = cert
-        return principal_for(lfdi, sfdi, cert, self.clock.now_int())
+        principal = principal_for(lfdi, sfdi, cert, self.clock.now_int())
+        if principal.kind is PrincipalKind.AGGREGATOR and not principal.disabled:
+            await self._own_end_device(principal)
+        return principal
+
+    async def _own_end_device(self, principal: Principal) -> None:
+        """The CSIP-AUS aggregator model: an aggregator's certificate has its own EndDevice
+        (lFDI and sFDI of the certificate), first in its EndDeviceList, under which it holds
+        its subscriptions for every device it manages. Made on its first request."""
+        if principal.lfdi in self._own_known:
+            return
+        if await self.store.get_end_device_by_lfdi(principal.lfdi) is None:
+            now = self.clock.now_int()
+            own = EndDevice(
+                id=0,
+                lfdi=principal.lfdi,
+                sfdi=principal.sfdi,
+                changed_time=now,
+                registered_at=now,
+                pin=self.settings.default_pin,
+                aggregator_id=principal.aggregator_id,
+                aggregator_self=True,
+            )
+            try:
+                (created,) = await self.store.create_end_devices([own])
+            except Conflict:
+                pass  # another worker made it meanwhile
+            else:
+                await self.publish(device_tags(created))
+        self._own_known.add(principal.lfdi)
 
     # ---- settings --------------------------------------------------------------
     async def poll_rates(self) -> dict[str, int]:
@@ -324,7 +357,10 @@ class Sep2Service:
         """Delete a device with everything under it; its subscribers hear it is gone."""
         farewells = await self.farewells(device.id) if self.farewells is not None else []
         await self.store.delete_end_device(device.id, farewells, self.clock.now())
-        await self.published([*device_tags(device), f"subs:{device.id}"])
+        tags = [*device_tags(device), f"subs:{device.id}"]
+        if device.aggregator_self:  # made again on the aggregator's next request
+            tags.append(cert_tag(device.lfdi))
+        await self.published(tags)
 
     async def put_document(
         self, principal: Principal, device_id: int, part: str, body: bytes

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from csip.domain.devices import Principal, PrincipalKind
+from csip.domain.devices import EndDevice, Principal, PrincipalKind
 from csip.domain.paging import Page
 from csip.domain.subscriptions import (
     HostAllowList,
@@ -116,8 +116,22 @@ class SubscriptionService:
         kinds = ", ".join(kind for _, kind in SUBSCRIBABLE)
         raise InvalidValues(f"{path} is not subscribable here (subscribable: {kinds})")
 
-    async def create(self, principal: Principal, device_id: int, body: bytes) -> Subscription:
+    async def _holder(self, principal: Principal, device_id: int) -> EndDevice:
+        """The EndDevice whose SubscriptionList this is. CSIP-AUS aggregator model: an
+        aggregator's subscriptions, for any resource of the devices it manages, are held
+        under its own certificate's EndDevice only (a client finding a second SubscriptionList
+        for the aggregator refuses to go on), so its managed devices have none (404)."""
         device = await self.sep2.accessible_device(principal, device_id)
+        managed = device.aggregator_id is not None and not device.aggregator_self
+        if managed and self.sep2.settings.profile == "csip-aus":
+            raise NotFound(
+                f"no SubscriptionList under /edev/{device_id}: an aggregator's subscriptions "
+                "are held under its own EndDevice"
+            )
+        return device
+
+    async def create(self, principal: Principal, device_id: int, body: bytes) -> Subscription:
+        device = await self._holder(principal, device_id)
         root = self.sep2.parse_body(body, "Subscription")
         if root.find(tag("Condition")) is not None:
             raise ConditionNotSupported("conditional subscriptions are not supported")
@@ -203,21 +217,21 @@ class SubscriptionService:
         check_resolved(host, addresses, allow_private=allow_private)
 
     async def get(self, principal: Principal, device_id: int, subscription_id: int) -> bytes:
-        await self.sep2.accessible_device(principal, device_id)
+        await self._holder(principal, device_id)
         found = await self.store.get(subscription_id)
         if found is None or found.end_device_id != device_id:
             raise NotFound(f"no subscription {subscription_id}")
         return notify_render.subscription(found)
 
     async def page(self, principal: Principal, device_id: int, page: Page) -> bytes:
-        device = await self.sep2.accessible_device(principal, device_id)
+        device = await self._holder(principal, device_id)
         total, found = await self.store.page(device.id, page.start, page.limit)
         rates = await self.sep2.poll_rates()
         href = f"{device.href}/sub"
         return notify_render.subscription_list(href, total, found, rates["EndDeviceList"])
 
     async def delete(self, principal: Principal, device_id: int, subscription_id: int) -> None:
-        await self.sep2.accessible_device(principal, device_id)
+        await self._holder(principal, device_id)
         found = await self.store.get(subscription_id)
         if found is None or found.end_device_id != device_id:
             raise NotFound(f"no subscription {subscription_id}")

@@ -65,6 +65,7 @@ def _end_device(row: EndDeviceRow) -> EndDevice:
         post_rate=row.post_rate,
         aggregator_id=row.aggregator_id,
         in_band=row.in_band,
+        aggregator_self=row.aggregator_self,
     )
 
 
@@ -232,6 +233,7 @@ class Store:
                         post_rate=d.post_rate,
                         aggregator_id=d.aggregator_id,
                         in_band=d.in_band,
+                        aggregator_self=d.aggregator_self,
                     )
                     for d in devices
                 ]
@@ -279,6 +281,8 @@ class Store:
         lfdi alone: that one device; aggregator_id: the ones it manages plus lfdi's own;
         neither: every device (admin view).
         """
+        if aggregator_id is not None and lfdi is not None:
+            return await self._page_fleet(lfdi, aggregator_id, start, limit)
         conditions = []
         if aggregator_id is not None:
             conditions.append(col(EndDeviceRow.aggregator_id) == aggregator_id)
@@ -296,6 +300,39 @@ class Store:
                 return int(total), []
             rows = await s.scalars(page_q.offset(start).limit(limit))
             return int(total), [_end_device(r) for r in rows]
+
+    async def _page_fleet(
+        self, lfdi: str, aggregator_id: int, start: int, limit: int
+    ) -> tuple[int, list[EndDevice]]:
+        """An aggregator's EndDeviceList: its own certificate's EndDevice first (the CSIP-AUS
+        aggregator model), then the devices it manages in sFDI, id order. Two index-ordered
+        queries rather than one sort over the whole fleet."""
+        async with self._tx() as s:
+            own = (
+                await s.scalars(select(EndDeviceRow).where(col(EndDeviceRow.lfdi) == lfdi))
+            ).first()
+            managed = (
+                col(EndDeviceRow.aggregator_id) == aggregator_id,
+                col(EndDeviceRow.lfdi) != lfdi,
+            )
+            count_q = select(func.count()).select_from(EndDeviceRow).where(*managed)
+            mine = 0 if own is None else 1
+            total = int((await s.execute(count_q)).scalar_one()) + mine
+            if not limit:
+                return total, []
+            found = [own] if own is not None and start == 0 else []
+            skip = max(0, start - mine)
+            take = limit - len(found)
+            if take > 0:
+                page_q = (
+                    select(EndDeviceRow)
+                    .where(*managed)
+                    .order_by(col(EndDeviceRow.sfdi), col(EndDeviceRow.id))
+                    .offset(skip)
+                    .limit(take)
+                )
+                found += list(await s.scalars(page_q))
+            return total, [_end_device(r) for r in found if r is not None]
 
     async def update_end_device(self, device_id: int, **values: Any) -> EndDevice:
         async with self._tx() as s:

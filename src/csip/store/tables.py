@@ -43,6 +43,8 @@ class EndDeviceRow(SQLModel, table=True):
         default=None, foreign_key="aggregator.id", index=True, ondelete="SET NULL"
     )
     in_band: bool = False
+    #: The EndDevice of an aggregator's own certificate (CSIP-AUS aggregator model).
+    aggregator_self: bool = False
 
 
 class DeviceDocumentRow(SQLModel, table=True):
