@@ -86,7 +86,7 @@ def subscription_xml(resource: str, uri: str, limit: int = 5, extra: str = "") -
 
 
 async def lab_server(make_server: ServerFactory) -> Running:
-    return await make_server(notification_allow_private=True, outbox_retry_delays=["0.2"])
+    return await make_server(notification_allow_private=True, outbox_retry_delays=[0.2])
 
 
 async def test_control_change_notifies_the_subscriber(
