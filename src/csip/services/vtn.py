@@ -259,6 +259,7 @@ class VtnService:
         """The objects a list shows, and whether the database already applied skip/limit
         (it does whenever no rule below needs to look at each object)."""
         own = None if view is None else [view.client_id]
+        granted = None if view is None else view.targets
         if kind == PROGRAM:
             if view is None and not q.targets:
                 return await oadr.query(s, PROGRAM, offset=q.skip, limit=q.limit), True
@@ -267,7 +268,7 @@ class VtnService:
                 o
                 for o in objs
                 if rules.visible(rule_obj(o), view)
-                and rules.query_targets_match(o.targets, q.targets)
+                and rules.query_targets_match(o.targets, q.targets, granted)
             ], False
         if kind == EVENT:
             if view is None and not q.targets and not q.active:
@@ -288,7 +289,7 @@ class VtnService:
                 o
                 for o in objs
                 if rules.visible(rule_obj(o), view, programs.get(o.program_id or ""))
-                and rules.query_targets_match(o.targets, q.targets)
+                and rules.query_targets_match(o.targets, q.targets, granted)
                 and (not q.active or rules.is_active(o.body, now))
             ], False
         if kind == REPORT:  # clientName is the indexed name column
@@ -564,7 +565,10 @@ class VtnService:
                     continue
                 if sub.program_id and obj.program_id != sub.program_id:
                     continue
-                if sub.targets and not any(t in obj.targets for t in sub.targets):
+                granted = (
+                    view.targets if view is not None and obj.kind in (PROGRAM, EVENT) else None
+                )
+                if not rules.query_targets_match(obj.targets, sub.targets, granted):
                     continue
                 payload: bytes | None = None
                 for op in sub.body.get("objectOperations", []):
