@@ -365,7 +365,7 @@ class VtnService:
     # ---- writes -----------------------------------------------------------------------
     async def create(self, principal: Principal, kind: str, raw: bytes) -> bytes:
         self.require(principal, WRITE_SCOPE[kind])
-        request = models.parse(kind, raw)
+        request = models.parse(kind, raw, principal.role)
         await self._check_callbacks(kind, request)
         now = self.clock.now()
         async with self.store.transaction() as s:
@@ -378,7 +378,7 @@ class VtnService:
 
     async def update(self, principal: Principal, kind: str, object_id: str, raw: bytes) -> bytes:
         self.require(principal, WRITE_SCOPE[kind])
-        request = models.parse(kind, raw)
+        request = models.parse(kind, raw, principal.role)
         if kind == SUBSCRIPTION:  # no echo probe on behalf of someone who may not write it
             async with self.store.transaction() as s:
                 await self._visible_object(s, kind, object_id, await self.view(s, principal))
