@@ -68,6 +68,24 @@ class Settings:
     max_list_limit: int = 255
     #: Rendered resources kept in memory per worker (oldest tenth dropped past it).
     cache_max_entries: int = 1_000_000
+    #: Bytes of rendered resources kept per worker (oldest dropped past it).
+    cache_max_bytes: int = 256 * 1024 * 1024
+    #: Pages of one list that are cached (s = 0, l, 2l, ... with no `a`); others are
+    #: rendered per request, so a client asking for ever new pages cannot grow memory.
+    cache_pages_per_list: int = 64
+    # ---- listener limits (every listener; README "Security") --------------------
+    #: Seconds from a request's first byte to the end of its headers (408, then closed).
+    header_timeout: float = 10.0
+    #: Seconds to receive a whole request body once its headers are in (408, then closed).
+    body_timeout: float = 30.0
+    #: Seconds an idle keep-alive connection (or one that never sends) stays open.
+    keepalive_timeout: float = 75.0
+    #: Seconds a TLS handshake may take.
+    tls_handshake_timeout: float = 10.0
+    #: Open connections per listener; past it a new connection gets 503 and is closed.
+    max_connections: int = 10_000
+    #: Open connections per client address on one listener (trusted proxies exempt); 0 = no cap.
+    max_connections_per_client: int = 256
     log_level: str = "INFO"
     # ---- OpenADR 3 VTN (issue 4) ------------------------------------------
     #: HTTPS port of the OpenADR 3.1.0 VTN (server certificate of the PKI, no client cert).
@@ -144,6 +162,15 @@ class Settings:
             raise ConfigError("default_pin must be a 6-digit number")
         if not 0 <= self.pen <= 0xFFFFFFFF:
             raise ConfigError("pen must fit in 32 bits")
+        for timeout in ("header_timeout", "body_timeout", "keepalive_timeout"):
+            if getattr(self, timeout) <= 0:
+                raise ConfigError(f"{timeout} must be a positive number of seconds")
+        if self.tls_handshake_timeout <= 0:
+            raise ConfigError("tls_handshake_timeout must be a positive number of seconds")
+        if self.max_connections < 1 or self.max_connections_per_client < 0:
+            raise ConfigError("max_connections must be >= 1, max_connections_per_client >= 0")
+        if self.cache_max_bytes < 1 or self.cache_pages_per_list < 0:
+            raise ConfigError("cache_max_bytes must be >= 1, cache_pages_per_list >= 0")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not 0 <= self.vtn_port <= 65535:
