@@ -25,6 +25,7 @@ from csip.services.der_device import DerDeviceService
 from csip.services.programs import ProgramService
 from csip.services.telemetry import TelemetryService
 from csip.web import limits
+from csip.web.paths import path_id
 from csip.web.vtn_app import (  # OpenADR 3 VTN clients (issue 4)
     VtnClientIn,
     admin_create_vtn_client,
@@ -35,6 +36,8 @@ from csip.web.vtn_app import (  # OpenADR 3 VTN clients (issue 4)
 log = logging.getLogger(__name__)
 
 ADMIN = web.AppKey("admin_service", AdminService)
+#: Path parameters that are integer ids (groups, programs, controls).
+ID_PARAMS = frozenset({"gid", "pid", "cid"})
 _M = TypeVar("_M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -598,6 +601,8 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not await _svc(request).token_matches(token.strip()):
                 raise Unauthorized("send Authorization: Bearer <token> (see `csip admin token`)")
+        for name in ID_PARAMS.intersection(request.match_info):
+            path_id(request, name)  # 404 for an id no table can hold, before the body is read
         return await handler(request)
     except CsipError as exc:
         body = {"status": exc.status, "title": type(exc).__name__, "detail": exc.detail}

@@ -16,6 +16,7 @@ from csip.sep2.xml import CONTENT_TYPE, error_body
 from csip.services.sep2 import Sep2Service
 from csip.web import limits
 from csip.web.identity import IdentityResolver
+from csip.web.paths import path_id
 
 log = logging.getLogger("csip.web.sep2_app")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,7 +76,7 @@ def page_of(request: web.Request, default_limit: int = 1) -> Page:
 
 
 def device_id(request: web.Request) -> int:
-    return int(request.match_info["id"])
+    return path_id(request, "id")
 
 
 async def _principal(request: web.Request) -> Principal:
