@@ -2,30 +2,93 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from csip.config import DEFAULT_POLL_RATES
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
-from csip.errors import Conflict, InvalidValues, NotFound
+from csip.errors import ConfigError, Conflict, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi, pin_is_valid, sfdi_from_lfdi
 from csip.services.bus import EVERYTHING
 from csip.services.sep2 import SETTINGS_TAG, Sep2Service, cert_tag, device_tags
 from csip.store import Store
 
-TOKEN_KEY = "admin_token"  # noqa: S105 - the settings key, not a secret
+#: Where earlier versions kept the token itself; read once, then replaced by its hash.
+LEGACY_TOKEN_KEY = "admin_token"  # noqa: S105 - the settings key, not a secret
+#: The database keeps only the SHA-256 of the admin token (256 random bits: no salt or slow
+#: hash needed); whoever reads the database or a backup cannot use the API with it.
+TOKEN_HASH_KEY = "admin_token_sha256"  # noqa: S105 - the settings key, not a secret
+#: The token itself lives only in this file of the data dir (mode 0600), written when it is
+#: minted, so that `csip admin token` can print it again on this host.
+TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 
 
-async def admin_token(store: Store, *, rotate: bool = False) -> str:
-    """The admin bearer token, created on first use; rotating invalidates the old one."""
-    current = await store.get_setting(TOKEN_KEY)
-    if current is None or rotate:
-        current = secrets.token_urlsafe(32)
-        await store.set_settings({TOKEN_KEY: current})
-    return str(current)
+def token_hash(token: str) -> str:
+    """SHA-256 (hex) of a presented token; any text, even non-ASCII or undecodable bytes."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def token_file(data_dir: Path) -> Path:
+    return data_dir / TOKEN_FILE
+
+
+def _write_token_file(path: Path, token: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".new")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
+    os.chmod(partial, 0o600)
+    os.replace(partial, path)
+
+
+def _read_token_file(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+async def admin_token(store: Store, *, rotate: bool = False, data_dir: Path | None = None) -> str:
+    """The admin bearer token: minted on first use (or on `rotate`, which invalidates the old
+    one), its hash stored in the database and the token written to `data_dir`/admin-token.
+
+    Afterwards the token can be printed again only from that file (the database cannot give
+    it back): without the file, or with a file that no longer matches (rotated on another
+    host), this raises ConfigError naming `--rotate` as the fix.
+    """
+    expected = await store.get_setting(TOKEN_HASH_KEY)
+    stored_legacy = await store.get_setting(LEGACY_TOKEN_KEY)
+    legacy: str | None = str(stored_legacy) if stored_legacy else None
+    if legacy:  # a database from before hashing: keep its token, forget the plain copy
+        if expected is None:
+            expected = token_hash(legacy)
+        await store.set_settings({TOKEN_HASH_KEY: expected, LEGACY_TOKEN_KEY: ""})
+    if expected is not None and not rotate:
+        path = token_file(data_dir) if data_dir is not None else None
+        saved = _read_token_file(path) if path is not None else None
+        if saved is not None and hmac.compare_digest(token_hash(saved), str(expected)):
+            return saved
+        if legacy and hmac.compare_digest(token_hash(legacy), str(expected)):
+            if path is not None:
+                _write_token_file(path, legacy)
+            return legacy
+        where = f"{path} is missing or out of date" if path is not None else "no data dir given"
+        raise ConfigError(
+            "the admin token is stored hashed and cannot be shown again "
+            f"({where}): run `csip admin token --rotate` to mint a new one"
+        )
+    token = secrets.token_urlsafe(32)
+    if data_dir is not None:
+        _write_token_file(token_file(data_dir), token)
+    await store.set_settings({TOKEN_HASH_KEY: token_hash(token)})
+    return token
 
 
 @dataclass(frozen=True)
@@ -46,8 +109,12 @@ class AdminService:
         self.clock = sep2.clock
 
     async def token_matches(self, presented: str) -> bool:
-        expected = await self.store.get_setting(TOKEN_KEY)
-        return expected is not None and hmac.compare_digest(str(expected), presented)
+        """Compare hashes (constant time, ASCII hex): any presented text is just a mismatch."""
+        expected = await self.store.get_setting(TOKEN_HASH_KEY)
+        if expected is None:
+            legacy = await self.store.get_setting(LEGACY_TOKEN_KEY)
+            expected = token_hash(str(legacy)) if legacy else None
+        return expected is not None and hmac.compare_digest(str(expected), token_hash(presented))
 
     # ---- aggregators ----------------------------------------------------------
     async def aggregator(self, name: str) -> Aggregator:
