@@ -358,12 +358,18 @@ def raise_open_file_limit() -> int:
     return soft
 
 
+_WARNED: set[tuple[int, int]] = set()
+
+
 def connection_cap(settings: Settings, open_files: int) -> int:
     """max_connections, lowered (with a warning) so that every listener at its cap still
     leaves descriptors for the database, the broker and notifications."""
     budget = max(16, (open_files - FD_RESERVE) // LISTENERS)
     if settings.max_connections <= budget:
         return settings.max_connections
+    if (settings.max_connections, budget) in _WARNED:
+        return budget
+    _WARNED.add((settings.max_connections, budget))
     log.warning(
         "max_connections %d per listener lowered to %d by the open-file limit %d "
         "(raise `ulimit -n` / LimitNOFILE to allow more)",
