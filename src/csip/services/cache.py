@@ -12,6 +12,11 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from csip.domain.paging import UNCACHED
+
+#: What one entry costs beyond its bytes (the Entry, its key tuple, the dict slot, tag sets).
+ENTRY_OVERHEAD = 320
+
 
 @dataclass(slots=True)
 class Entry:
@@ -40,11 +45,15 @@ class RenderCache:
     #: Past this many entries the oldest tenth is dropped, so no client can grow the cache
     #: without bound by asking for ever new pages (they are re-rendered on the next poll).
     max_entries: int = 1_000_000
+    #: Past this many bytes (bodies plus ENTRY_OVERHEAD each) the oldest entries are dropped.
+    max_bytes: int = 256 * 1024 * 1024
     #: The server's clock (seconds); entries with expires_at are dropped once it passes.
     now: Callable[[], float] = _no_clock
     entries: dict[Hashable, Entry] = field(default_factory=dict)
     by_tag: dict[str, set[Hashable]] = field(default_factory=dict)
     generation: int = 0
+    #: Bytes held now (bodies plus ENTRY_OVERHEAD per entry).
+    size: int = 0
     stats: CacheStats = field(default_factory=CacheStats)
 
     def get(self, key: Hashable) -> Entry | None:
@@ -63,9 +72,18 @@ class RenderCache:
         self.stats.renders += 1
         if generation != self.generation:
             return
+        if type(key) is tuple and key and key[-1] is UNCACHED:
+            return  # a page past the cached ones: rendered per request
+        cost = len(entry.body) + ENTRY_OVERHEAD
+        if cost > self.max_bytes:
+            return
+        self._drop(key)
         if len(self.entries) >= self.max_entries:
             self._evict(max(1, self.max_entries // 10))
+        if self.size + cost > self.max_bytes:
+            self._evict_bytes(self.size + cost - self.max_bytes)
         self.entries[key] = entry
+        self.size += cost
         for tag in entry.tags:
             self.by_tag.setdefault(tag, set()).add(key)
 
@@ -83,10 +101,23 @@ class RenderCache:
         for key in list(self.entries)[:count]:
             self._drop(key)
 
+    def _evict_bytes(self, needed: int) -> None:
+        """Drop the oldest entries until `needed` bytes are freed."""
+        freed = 0
+        victims = []
+        for key, entry in self.entries.items():
+            if freed >= needed:
+                break
+            victims.append(key)
+            freed += len(entry.body) + ENTRY_OVERHEAD
+        for key in victims:
+            self._drop(key)
+
     def _drop(self, key: Hashable) -> None:
         entry = self.entries.pop(key, None)
         if entry is None:
             return
+        self.size -= len(entry.body) + ENTRY_OVERHEAD
         for tag in entry.tags:
             keys = self.by_tag.get(tag)
             if keys is not None:
@@ -104,3 +135,4 @@ class RenderCache:
         self.generation += 1
         self.entries.clear()
         self.by_tag.clear()
+        self.size = 0

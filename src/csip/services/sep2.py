@@ -64,7 +64,11 @@ class Sep2Service:
         self.clock = clock
         self.schemas = schemas
         self.bus = bus
-        self.cache = RenderCache(max_entries=settings.cache_max_entries, now=clock.now)
+        self.cache = RenderCache(
+            max_entries=settings.cache_max_entries,
+            max_bytes=settings.cache_max_bytes,
+            now=clock.now,
+        )
         self._certs: dict[str, ClientCertificate | None] = {}
         #: Principals that passed every check and cannot expire: the per-poll fast path.
         self._ready: dict[str, Principal] = {}

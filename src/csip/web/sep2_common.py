@@ -66,13 +66,14 @@ _FIRST_PAGE: dict[int, Page] = {}
 def page_of(request: web.Request, default_limit: int = 1) -> Page:
     """The s/a/l of a list request; a poll with no query string (the common case) reuses
     one Page object instead of parsing an empty query."""
-    maximum = request.app[SERVICE].settings.max_list_limit
+    settings = request.app[SERVICE].settings
+    maximum = settings.max_list_limit
     if not request.query_string:
         page = _FIRST_PAGE.get(default_limit)
         if page is None:
             page = _FIRST_PAGE[default_limit] = Page(0, None, min(default_limit, maximum))
         return page
-    return parse_page(dict(request.query), default_limit, maximum)
+    return parse_page(dict(request.query), default_limit, maximum, settings.cache_pages_per_list)
 
 
 def device_id(request: web.Request) -> int:
