@@ -210,6 +210,18 @@ class ConnectionGuard:
                 self.by_client.pop(key, None)
 
 
+#: What aiohttp's parser errors mean, in fixed words (their own messages quote the request).
+_FRAMING = {
+    "LineTooLong": "the request line or a header is too long",
+    "BadStatusLine": "malformed request line",
+    "BadHttpMethod": "malformed request line",
+    "InvalidURLError": "malformed request target",
+    "InvalidHeader": "malformed header",
+    "TransferEncodingError": "malformed chunked body",
+    "ContentLengthError": "body shorter than its Content-Length",
+}
+
+
 class GuardedHandler(RequestHandler):
     """aiohttp's connection protocol with the caps, the header deadline and face errors."""
 
@@ -287,7 +299,8 @@ class GuardedHandler(RequestHandler):
             )
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error")
-        body, content_type = self.guard.render(status, _phrase(status))
+        detail = _FRAMING.get(type(exc).__name__, "malformed request") if status < 500 else ""
+        body, content_type = self.guard.render(status, detail or _phrase(status))
         response = web.Response(status=status, body=body, headers={"Content-Type": content_type})
         response.force_close()
         return response
