@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from support import ServerFactory
+import aiohttp
+
+from support import ServerFactory, client_ssl
 
 
 async def test_distinct_pages_leave_the_cache_bounded(make_server: ServerFactory) -> None:
@@ -37,3 +39,34 @@ async def test_distinct_pages_leave_the_cache_bounded(make_server: ServerFactory
     renders = cache.stats.renders
     assert (await device.get("/edev")).status == 200
     assert cache.stats.renders == renders
+
+
+async def test_distinct_vtn_queries_leave_its_cache_bounded(make_server: ServerFactory) -> None:
+    srv = await make_server(cache_max_bytes=64 * 1024)
+    vtn = srv.server.vtn
+    assert vtn is not None
+    status, created = await srv.admin(
+        "POST", "/api/vtn/clients", {"name": "bl-cache", "role": "bl", "scopes": None}
+    )
+    assert status == 201
+    base = f"https://localhost:{srv.server.vtn_port}/openadr3/3.1.0"
+    connector = aiohttp.TCPConnector(ssl=client_ssl(srv.pki, None), limit=16)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": created["client_id"],
+            "client_secret": created["client_secret"],
+        }
+        async with session.post(base + "/auth/token", data=form) as response:
+            token = (await response.json())["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        peak = 0
+
+        async def ask(skip: int) -> None:
+            nonlocal peak
+            async with session.get(f"{base}/programs?skip={skip}", headers=headers) as response:
+                assert response.status == 200
+            peak = max(peak, vtn.cache_bytes)
+
+        await asyncio.gather(*(ask(skip) for skip in range(1500)))
+    assert 0 < peak <= 64 * 1024

@@ -131,6 +131,8 @@ class VtnService:
         self.mqtt_enabled = bool(settings.vtn_mqtt_url)
         self.prefix = settings.vtn_mqtt_topic_prefix
         self._cache: dict[tuple[Any, ...], bytes] = {}
+        #: Bytes of the bodies in _cache; past settings.cache_max_bytes it is emptied.
+        self.cache_bytes = 0
         self._generation = 0
         bus.subscribe(self._on_tags)
 
@@ -138,20 +140,32 @@ class VtnService:
     def _on_tags(self, tags: list[str]) -> None:
         if TAG in tags or EVERYTHING in tags:
             self._generation += 1
-            self._cache.clear()
+            self._clear_cache()
+
+    def _clear_cache(self) -> None:
+        self._cache.clear()
+        self.cache_bytes = 0
 
     async def _changed(self) -> None:
         self._generation += 1
-        self._cache.clear()
+        self._clear_cache()
         await self.bus.publish([TAG])
         if self.outbox is not None:
             self.outbox.wake()
 
     def _remember(self, key: tuple[Any, ...], generation: int, body: bytes) -> None:
         if generation == self._generation:
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
+            size = len(body) + 200
+            if (
+                len(self._cache) >= _CACHE_MAX
+                or self.cache_bytes + size > self.settings.cache_max_bytes
+            ):
+                self._clear_cache()  # distinct queries cannot grow memory past the caps
+            previous = self._cache.get(key)
+            if previous is not None:
+                self.cache_bytes -= len(previous) + 200
             self._cache[key] = body
+            self.cache_bytes += size
 
     # ---- access -----------------------------------------------------------------------
     @staticmethod
