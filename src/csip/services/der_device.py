@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 
+from csip.domain.changes import DerDocumentChanged, LogEventAdded
 from csip.domain.der_device import (
     DER_DOCUMENTS,
     DER_ID,
@@ -30,9 +31,11 @@ from csip.domain.paging import Page
 from csip.errors import BadRequest, InvalidValues, NotFound
 from csip.sep2.schema import CSIPAUS_NS, SEP_NS
 from csip.sep2.xml import PARSER, E, link, read_document, schema_error, serialize, text
+from csip.services import changes as tag
 from csip.services.cache import Entry
 from csip.services.sep2 import SETTINGS_TAG, Sep2Service
-from csip.store.der_device import DerDeviceStore, StoredDocument
+from csip.store import store as db
+from csip.store.der_device import DerDeviceStore, StoredDocument, insert_log_event
 
 #: device_document kind of the CSIP-AUS ConnectionPoint.
 CONNECTION_POINT = "cp"
@@ -45,12 +48,8 @@ ADMIN_NAMES = {
 }
 
 
-def der_tag(device_id: int) -> str:
-    return f"der:{device_id}"
-
-
-def log_tag(device_id: int) -> str:
-    return f"lel:{device_id}"
+der_tag = tag.der
+log_tag = tag.log
 
 
 def _local(element: etree._Element) -> str:
@@ -240,10 +239,13 @@ class DerDeviceService:
             if problems:
                 raise InvalidValues("DERSettings: " + "; ".join(problems))
         root.set("href", f"{device.href}/der/{DER_ID}/{part}")
-        await self.sep2.store.put_document(
-            device_id, part, serialize(root), self.sep2.clock.now_int()
-        )
-        await self.sep2.publish([der_tag(device_id)])
+        await self._put(device_id, part, serialize(root))
+
+    async def _put(self, device_id: int, kind: str, xml: bytes) -> None:
+        async with self.sep2.changes.unit_of_work() as tx:
+            now = self.sep2.clock.now_int()
+            await db.update_document(tx.session, device_id, kind, xml, now)
+            tx.record(DerDocumentChanged(device_id))
 
     async def put_connection_point(self, principal: Principal, device_id: int, body: bytes) -> None:
         """PUT csipaus:ConnectionPoint; its connectionPointId must be a valid NMI."""
@@ -258,10 +260,7 @@ class DerDeviceService:
         if problem:
             raise InvalidValues(problem)
         root.set("href", f"{device.href}/cp")
-        await self.sep2.store.put_document(
-            device_id, CONNECTION_POINT, serialize(root), self.sep2.clock.now_int()
-        )
-        await self.sep2.publish([der_tag(device_id)])
+        await self._put(device_id, CONNECTION_POINT, serialize(root))
 
     async def post_log_event(self, principal: Principal, device_id: int, body: bytes) -> LogEvent:
         """POST a LogEvent (an alarm or event) to the device's LogEventList."""
@@ -287,8 +286,9 @@ class DerDeviceService:
             root.set("href", href)
             return serialize(root)
 
-        stored = await self.store.add_log_event(event, render, LOG_EVENTS_KEPT)
-        await self.sep2.publish([log_tag(device_id)])
+        async with self.sep2.changes.unit_of_work() as tx:
+            stored = await insert_log_event(tx.session, event, render, LOG_EVENTS_KEPT)
+            tx.record(LogEventAdded(device_id))
         return stored
 
     # ---- LogEventList reads -----------------------------------------------------------

@@ -34,7 +34,10 @@ from csip.store.tables import (
 )
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from csip.store.outbox import OutboxMessage
+    from csip.store.uow import Effects, UnitOfWork
 
 _ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
@@ -74,6 +77,154 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# ---- session functions (store.uow): the caller's unit of work owns the transaction ----------
+async def select_settings(s: AsyncSession, prefix: str) -> dict[str, Any]:
+    rows = await s.scalars(select(SettingRow).where(col(SettingRow.key).startswith(prefix)))
+    return {r.key[len(prefix) :]: json.loads(r.value) for r in rows}
+
+
+async def update_settings(s: AsyncSession, values: dict[str, Any]) -> None:
+    """Create or replace each key."""
+    for key, value in values.items():
+        row = await s.get(SettingRow, key)
+        if row is None:
+            s.add(SettingRow(key=key, value=json.dumps(value)))
+        else:
+            row.value = json.dumps(value)
+    await s.flush()
+
+
+async def select_aggregator(s: AsyncSession, name: str) -> Aggregator | None:
+    row = (await s.scalars(select(AggregatorRow).where(AggregatorRow.name == name))).first()
+    return None if row is None else _aggregator(row)
+
+
+async def delete_aggregator(s: AsyncSession, aggregator_id: int) -> None:
+    await s.execute(
+        delete(ClientCertificateRow).where(col(ClientCertificateRow.aggregator_id) == aggregator_id)
+    )
+    await s.execute(delete(AggregatorRow).where(col(AggregatorRow.id) == aggregator_id))
+
+
+async def select_certificate(s: AsyncSession, lfdi: str) -> ClientCertificate | None:
+    row = await s.get(ClientCertificateRow, lfdi)
+    return None if row is None else _certificate(row)
+
+
+async def select_certificates(
+    s: AsyncSession, aggregator_id: int | None = None
+) -> list[ClientCertificate]:
+    query = select(ClientCertificateRow).order_by(col(ClientCertificateRow.lfdi))
+    if aggregator_id is not None:
+        query = query.where(col(ClientCertificateRow.aggregator_id) == aggregator_id)
+    return [_certificate(r) for r in await s.scalars(query)]
+
+
+async def update_certificate(s: AsyncSession, cert: ClientCertificate) -> None:
+    """Create or replace the record of one certificate."""
+    row = await s.get(ClientCertificateRow, cert.lfdi)
+    if row is None:
+        s.add(
+            ClientCertificateRow(
+                lfdi=cert.lfdi,
+                aggregator_id=cert.aggregator_id,
+                enabled=cert.enabled,
+                expires_at=cert.expires_at,
+            )
+        )
+    else:
+        row.aggregator_id = cert.aggregator_id
+        row.enabled = cert.enabled
+        row.expires_at = cert.expires_at
+    await s.flush()
+
+
+async def delete_certificate(s: AsyncSession, lfdi: str) -> None:
+    await s.execute(delete(ClientCertificateRow).where(col(ClientCertificateRow.lfdi) == lfdi))
+
+
+async def insert_end_devices(s: AsyncSession, devices: Sequence[EndDevice]) -> list[EndDevice]:
+    """Insert devices (id ignored); an LFDI clash raises Conflict (the unit rolls back)."""
+    rows = [
+        EndDeviceRow(
+            lfdi=d.lfdi,
+            sfdi=d.sfdi,
+            changed_time=d.changed_time,
+            registered_at=d.registered_at,
+            pin=d.pin,
+            enabled=d.enabled,
+            device_category=d.device_category,
+            post_rate=d.post_rate,
+            aggregator_id=d.aggregator_id,
+            in_band=d.in_band,
+        )
+        for d in devices
+    ]
+    s.add_all(rows)
+    try:
+        await s.flush()
+    except IntegrityError as exc:
+        raise Conflict("an EndDevice with that lFDI is already registered") from exc
+    return [_end_device(r) for r in rows]
+
+
+async def select_end_device(s: AsyncSession, device_id: int) -> EndDevice | None:
+    row = await s.get(EndDeviceRow, device_id)
+    return None if row is None else _end_device(row)
+
+
+async def select_end_device_by_lfdi(s: AsyncSession, lfdi: str) -> EndDevice | None:
+    row = (await s.scalars(select(EndDeviceRow).where(EndDeviceRow.lfdi == lfdi))).first()
+    return None if row is None else _end_device(row)
+
+
+async def select_end_devices_by_lfdi(s: AsyncSession, lfdis: Sequence[str]) -> dict[str, EndDevice]:
+    found: dict[str, EndDevice] = {}
+    for start in range(0, len(lfdis), 500):
+        chunk = list(lfdis[start : start + 500])
+        rows = await s.scalars(select(EndDeviceRow).where(col(EndDeviceRow.lfdi).in_(chunk)))
+        found.update((r.lfdi, _end_device(r)) for r in rows)
+    return found
+
+
+async def update_end_device(s: AsyncSession, device_id: int, **values: Any) -> EndDevice:
+    row = await s.get(EndDeviceRow, device_id)
+    if row is None:
+        raise NotFound(f"EndDevice {device_id} does not exist")
+    for name, value in values.items():
+        setattr(row, name, value)
+    await s.flush()
+    return _end_device(row)
+
+
+async def delete_end_device(s: AsyncSession, device_id: int) -> bool:
+    """Delete a device and all under it."""
+    await s.execute(
+        delete(DeviceDocumentRow).where(col(DeviceDocumentRow.end_device_id) == device_id)
+    )
+    result = await s.execute(delete(EndDeviceRow).where(col(EndDeviceRow.id) == device_id))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def delete_all_end_devices(s: AsyncSession) -> int:
+    await s.execute(delete(DeviceDocumentRow))
+    result = await s.execute(delete(EndDeviceRow))
+    return int(getattr(result, "rowcount", 0))
+
+
+async def update_document(s: AsyncSession, device_id: int, kind: str, xml: bytes, now: int) -> None:
+    """Create or replace a document a device PUT under its EndDevice."""
+    if await s.get(EndDeviceRow, device_id) is None:
+        raise NotFound(f"EndDevice {device_id} does not exist")
+    row = await s.get(DeviceDocumentRow, (device_id, kind))
+    if row is None:
+        s.add(DeviceDocumentRow(end_device_id=device_id, kind=kind, xml=xml, updated_at=now))
+    else:
+        row.xml = xml
+        row.updated_at = now
+    await s.flush()
+
+
 class Store:
     """Persistence for csip; the only class outside store/ that knows a database exists."""
 
@@ -83,6 +234,8 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Sessions for store functions that take one (store.uow opens them).
+        self.sessions = self._sessions
 
     @property
     def dialect(self) -> str:
@@ -117,6 +270,12 @@ class Store:
             yield session
 
     _tx = transaction
+
+    def unit_of_work(self, effects: Effects) -> AbstractAsyncContextManager[UnitOfWork]:
+        """One use case's transaction with the changes it records (store.uow)."""
+        from csip.store.uow import unit_of_work
+
+        return unit_of_work(self, effects)
 
     # ---- settings --------------------------------------------------------
     async def get_setting(self, key: str) -> Any:

@@ -69,24 +69,39 @@ async def notify_in(session: AsyncSession, hrefs: Sequence[str], now: float) -> 
     return await enqueue(session, messages, now)
 
 
+async def insert_subscription(s: AsyncSession, subscription: Subscription) -> Subscription:
+    row = Sep2SubscriptionRow(
+        end_device_id=subscription.end_device_id,
+        subscribed_resource=subscription.subscribed_resource,
+        notification_uri=subscription.notification_uri,
+        limit=subscription.limit,
+        encoding=subscription.encoding,
+        level=subscription.level,
+        created_at=subscription.created_at,
+    )
+    s.add(row)
+    await s.flush()
+    return _subscription(row)
+
+
+async def delete_subscription(s: AsyncSession, subscription_id: int) -> Subscription | None:
+    """Delete one subscription; answers it (None if it was already gone)."""
+    row = await s.get(Sep2SubscriptionRow, subscription_id)
+    if row is None:
+        return None
+    found = _subscription(row)
+    await s.delete(row)
+    await s.flush()
+    return found
+
+
 class SubscriptionStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
     async def create(self, subscription: Subscription) -> Subscription:
         async with self.store.transaction() as s:
-            row = Sep2SubscriptionRow(
-                end_device_id=subscription.end_device_id,
-                subscribed_resource=subscription.subscribed_resource,
-                notification_uri=subscription.notification_uri,
-                limit=subscription.limit,
-                encoding=subscription.encoding,
-                level=subscription.level,
-                created_at=subscription.created_at,
-            )
-            s.add(row)
-            await s.flush()
-            return _subscription(row)
+            return await insert_subscription(s, subscription)
 
     async def get(self, subscription_id: int) -> Subscription | None:
         async with self.store.transaction() as s:
@@ -118,6 +133,4 @@ class SubscriptionStore:
 
     async def delete(self, subscription_id: int) -> None:
         async with self.store.transaction() as s:
-            row = await s.get(Sep2SubscriptionRow, subscription_id)
-            if row is not None:
-                await s.delete(row)
+            await delete_subscription(s, subscription_id)
