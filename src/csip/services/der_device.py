@@ -179,7 +179,7 @@ class DerDeviceService:
             rates = await self.sep2.poll_rates()
             return render_der_list(device, page, rates["DERList"])
 
-        tags = (f"edev:{device_id}", SETTINGS_TAG)
+        tags = (tag.edev(device_id), SETTINGS_TAG)
         return await self._cached(("der", device_id, "list", page.key()), device, tags, load)
 
     async def der(self, principal: Principal, device_id: int, der_id: int) -> bytes:
@@ -189,7 +189,7 @@ class DerDeviceService:
         async def load() -> bytes:
             return serialize(render_der(device))
 
-        tags = (f"edev:{device_id}",)
+        tags = (tag.edev(device_id),)
         return await self._cached(("der", device_id, "der"), device, tags, load)
 
     def check_der(self, der_id: int) -> None:
@@ -202,7 +202,7 @@ class DerDeviceService:
         async def load() -> bytes:
             return await self.sep2.store.get_document(device_id, kind) or b""
 
-        tags = (f"edev:{device_id}", der_tag(device_id))
+        tags = (tag.edev(device_id), der_tag(device_id))
         return await self._cached(("der", device_id, "doc", kind), device, tags, load)
 
     async def der_document(
@@ -301,7 +301,7 @@ class DerDeviceService:
             )
             return render_log_events(device, total, events)
 
-        tags = (f"edev:{device_id}", log_tag(device_id))
+        tags = (tag.edev(device_id), log_tag(device_id))
         return await self._cached(("lel", device_id, page.key()), device, tags, load)
 
     async def log_event(self, principal: Principal, device_id: int, event_id: int) -> bytes:
@@ -315,7 +315,7 @@ class DerDeviceService:
         event = await self.store.get_log_event(device_id, event_id)
         if event is None:
             raise NotFound(f"no LogEvent {event_id} under {device.href}/lel")
-        entry = Entry(event.xml, device, (f"edev:{device_id}", log_tag(device_id)))
+        entry = Entry(event.xml, device, (tag.edev(device_id), log_tag(device_id)))
         self.sep2.cache.put(key, entry, generation)
         return event.xml
 

@@ -49,6 +49,7 @@ from csip.domain.paging import Page
 from csip.errors import BadRequest, Forbidden, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi
 from csip.sep2 import der_render as render
+from csip.sep2 import hrefs
 from csip.sep2.xml import parse_document, schema_error, text
 from csip.services import changes as tag
 from csip.services.cache import Entry
@@ -87,7 +88,7 @@ class ProgramState:
 
     @property
     def reply_to(self) -> str:
-        return f"/rsps/{self.program.id}/rsp"
+        return hrefs.response_list(self.program.id)
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,7 @@ class ProgramService:
 
         key = ("derp-list", group_id, page.key())
         tags = (tag.GROUPS, tag.group(group_id), tag.SETTINGS)
-        return await self._program_list(key, tags, f"/fsa/{group_id}/derp", programs, page)
+        return await self._program_list(key, tags, hrefs.program_list(group_id), programs, page)
 
     async def _programs_of(self, group_id: int) -> list[Program]:
         async def load() -> list[Program]:
@@ -452,7 +453,7 @@ class ProgramService:
                 tx.session, control.id, device.id, device.lfdi, int(raw_status), created, now
             )
             tx.record(ResponseAdded(program_id))
-        return f"/rsps/{program_id}/rsp/{response_id}"
+        return f"{hrefs.response_list(program_id)}/{response_id}"
 
     async def response_list(self, principal: Principal, program_id: int, page: Page) -> bytes:
         """The responses this client's own devices posted (never other clients')."""
@@ -466,7 +467,7 @@ class ProgramService:
                 if device is not None and may_access(principal, device):
                     mine.append(response)
             chosen = mine[page.start : page.start + page.limit]
-            return render.response_list(f"/rsps/{program_id}/rsp", len(mine), chosen)
+            return render.response_list(hrefs.response_list(program_id), len(mine), chosen)
 
         key = ("rsp-list", program_id, principal.scope, page.key())
         tags = (tag.responses(program_id), tag.program(program_id))
@@ -482,7 +483,12 @@ class ProgramService:
 
         key = ("rsps", principal.scope, page.key())
         scope = principal.scope
-        tags = (tag.GROUPS, tag.PROGRAM_SET, tag.visible(scope), tag.edev_list(scope))
+        tags = (
+            tag.GROUPS,
+            tag.visible(scope),
+            tag.edev_list(scope),
+            *(tag.group(g) for g in sorted(visible)),
+        )
         return await self._render(key, tags, None, build)
 
     # ---- the utility's side (admin API) ----------------------------------------------------
@@ -638,8 +644,10 @@ class ProgramService:
                 response_required=spec.response_required,
             )
             status = EventStatus(Status.SCHEDULED, now)
-            hrefs = {c.id: c.href for c in curves.values()}
-            self._validate(render.der_control(control, status, "/rsps/0/rsp", hrefs), "DERControl")
+            curve_hrefs = {c.id: c.href for c in curves.values()}
+            self._validate(
+                render.der_control(control, status, "/rsps/0/rsp", curve_hrefs), "DERControl"
+            )
             controls.append(control)
         created = await der_store.insert_controls(tx.session, controls, self.pen)
         tx.record(ControlsPublished(program_id, tuple(c.id for c in created)))
@@ -697,8 +705,10 @@ class ProgramService:
             check_base(base, self.sep2.settings.profile, curves)
             now = self.clock.now_int()
             draft = DefaultControl(program_id, "0" * 32, base, settings, 0, now)
-            hrefs = {c.id: c.href for c in curves.values()}
-            self._validate(render.default_der_control(draft, "/x", hrefs), "DefaultDERControl")
+            curve_hrefs = {c.id: c.href for c in curves.values()}
+            self._validate(
+                render.default_der_control(draft, "/x", curve_hrefs), "DefaultDERControl"
+            )
             default = await der_store.update_default_control(
                 tx.session, program_id, base, settings, now, self.pen
             )

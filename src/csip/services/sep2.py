@@ -155,7 +155,7 @@ class Sep2Service:
             rates = await self.poll_rates()
             mups = await self.mup_count(principal) if self.mup_count else None
             body = render.device_capability(rates["DeviceCapability"], total, mups)
-            tags = (SETTINGS_TAG, f"edevs:{principal.scope}", f"mups:{principal.scope}")
+            tags = (SETTINGS_TAG, tag.edev_list(principal.scope), tag.mup_list(principal.scope))
             return Entry(body, tags=tags)
 
         entry = await self.cache.fetch(("dcap", principal.scope), load)
@@ -185,7 +185,7 @@ class Sep2Service:
             body = render.end_device_list(
                 total, devices, rates["EndDeviceList"], self.settings.profile
             )
-            return Entry(body, tags=(SETTINGS_TAG, f"edevs:{principal.scope}"))
+            return Entry(body, tags=(SETTINGS_TAG, tag.edev_list(principal.scope)))
 
         return (await self.cache.fetch(key, load)).body
 
@@ -197,7 +197,7 @@ class Sep2Service:
             key = ("edev", device.id, "")
             if key not in self.cache.entries:
                 body = render.end_device(device, self.settings.profile)
-                entry = Entry(body, device, (f"edev:{device.id}", SETTINGS_TAG))
+                entry = Entry(body, device, (tag.edev(device.id), SETTINGS_TAG))
                 self.cache.put(key, entry, generation)
 
     async def _with_post_rate(self, device: EndDevice) -> EndDevice:
@@ -219,7 +219,7 @@ class Sep2Service:
         if entry is not None:
             return entry
         generation = self.cache.generation
-        tags = (f"edev:{device_id}", SETTINGS_TAG)
+        tags = (tag.edev(device_id), SETTINGS_TAG)
         known = self.cache.get(("edev", device_id, "")) if part else None
         device = known.owner if known is not None else await self.store.get_end_device(device_id)
         if device is None:

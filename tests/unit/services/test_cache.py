@@ -54,3 +54,20 @@ async def test_the_cache_is_bounded() -> None:
     assert 24 in cache.entries and 0 not in cache.entries  # the oldest went first
     assert all(key in cache.entries for key in cache.by_tag["all"])
     assert "k0" not in cache.by_tag
+
+
+async def test_a_fill_is_kept_when_only_other_tags_changed_meanwhile() -> None:
+    """Per-tag versions: a write to another program does not throw away this fill."""
+    cache = RenderCache()
+    began = cache.generation
+    cache.invalidate(["program:2"])  # committed while program 1's render was in flight
+    cache.put("p1", Entry(b"p1", tags=("program:1",)), began)
+    assert cache.get("p1") is not None
+    began = cache.generation
+    cache.invalidate(["program:1"])
+    cache.put("p1-again", Entry(b"p1", tags=("program:1", "settings")), began)
+    assert cache.get("p1-again") is None
+    began = cache.generation
+    cache.clear()
+    cache.put("p3", Entry(b"p3", tags=("program:3",)), began)
+    assert cache.get("p3") is None  # anything begun before a clear() is refused

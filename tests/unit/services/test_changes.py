@@ -132,3 +132,22 @@ async def test_a_unit_that_reads_then_writes_waits_for_the_lock_instead_of_faili
     async with store.transaction() as session:
         assert len(await der_store.select_groups(session)) == 3
     await store.close()
+
+
+async def test_old_change_log_rows_are_pruned(store: Store) -> None:
+    """Every PRUNE_EVERY rows, rows older than KEEP_SECONDS go (the log stays small)."""
+    import time
+
+    from csip.store.tables_changes import ChangeLogRow
+    from csip.store.uow import KEEP_SECONDS, PRUNE_EVERY
+
+    async with store.transaction() as session:
+        old = time.time() - KEEP_SECONDS - 60
+        session.add_all(ChangeLogRow(origin="gone", created_at=old, payload="x") for _ in range(10))
+    changes = Changes(store, LocalBus(), Clock())
+    for _ in range(PRUNE_EVERY - 10):
+        await changes.record(SettingsChanged())
+    async with store.transaction() as session:
+        rows = await select_changes_after(session, 0)
+    assert len(rows) == PRUNE_EVERY - 10 and all(origin != "gone" for _, origin, _ in rows)
+    await store.close()
