@@ -60,10 +60,13 @@ class LocalBus:
 class PgBus(LocalBus):
     """LISTEN for sequence numbers, replay change-log rows in order (see the module doc)."""
 
-    def __init__(self, dsn: str, reconnect_delay: float = 1.0) -> None:
+    def __init__(self, dsn: str, reconnect_delay: float = 1.0, poll_interval: float = 5.0) -> None:
         super().__init__()
         self.dsn = dsn
         self.reconnect_delay = reconnect_delay
+        #: A replay also runs this often with no NOTIFY: a connection that died silently (no
+        #: TCP reset, so no termination event) cannot leave this worker stale for long.
+        self.poll_interval = poll_interval
         #: The highest sequence number applied (or skipped as this worker's own).
         self.last_seq = 0
         self._conn: Any = None
@@ -126,7 +129,8 @@ class PgBus(LocalBus):
 
     async def _replay_forever(self) -> None:
         while not self._stopping:
-            await self._wanted.wait()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wanted.wait(), self.poll_interval)
             self._wanted.clear()
             try:
                 await self.replay()

@@ -126,18 +126,3 @@ async def unit_of_work(store: Store, effects: Effects) -> AsyncIterator[UnitOfWo
         notified = bool(session.info.get(OUTBOX_ROWS))
     if tx.changes or notified:
         effects.committed(outcome.seq, outcome.tags, notified)
-
-
-async def record_changes(store: Store, effects: Effects, changes: Sequence[object]) -> None:
-    """A unit of work that only records changes (a write already committed elsewhere, or a
-    change of no row at all, such as the lab clock moving)."""
-    async with unit_of_work(store, effects) as tx:
-        tx.record(*changes)
-
-
-async def select_last_seq(session: AsyncSession) -> tuple[int, int]:
-    """(lowest, highest) sequence numbers present; (0, 0) when the log is empty."""
-    row = (
-        await session.execute(select(func.min(ChangeLogRow.seq), func.max(ChangeLogRow.seq)))
-    ).one()
-    return int(row[0] or 0), int(row[1] or 0)
