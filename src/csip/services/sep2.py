@@ -19,6 +19,7 @@ from csip.domain.changes import (
     DeviceDocumentChanged,
     DeviceRef,
     EndDeviceChanged,
+    MembershipChanged,
     SubscriptionsChanged,
 )
 from csip.domain.clock import Clock
@@ -42,6 +43,7 @@ from csip.services.bus import EVERYTHING, LocalBus
 from csip.services.cache import Entry, RenderCache
 from csip.services.changes import Changes
 from csip.store import Store
+from csip.store import der as der_store
 from csip.store import store as end_devices
 from csip.store.outbox import enqueue
 
@@ -333,8 +335,12 @@ class Sep2Service:
         farewells = await self.farewells(device.id) if self.farewells is not None else []
         async with self.changes.unit_of_work() as tx:
             await enqueue(tx.session, farewells, self.clock.now())
-            await end_devices.delete_end_device(tx.session, device.id)
-            tx.record(EndDeviceChanged(device_ref(device)), SubscriptionsChanged(device.id))
+            memberships = await der_store.select_memberships(tx.session, [device.id])
+            await end_devices.delete_end_device(tx.session, device.id)  # memberships cascade
+            ref = device_ref(device)
+            tx.record(EndDeviceChanged(ref), SubscriptionsChanged(device.id))
+            # the groups it left may no longer share devices (potentiallySuperseded)
+            tx.record(*(MembershipChanged(g, (ref,)) for g in memberships.get(device.id, ())))
 
     async def put_document(
         self, principal: Principal, device_id: int, part: str, body: bytes

@@ -52,3 +52,19 @@ async def test_an_invalid_targeted_control_rolls_back_group_membership_and_progr
     assert len(seen) == 1  # one unit of work: one delivery of its tags
     assert f"program:{program.id}" in seen[0] and "programs" not in seen[0]
     await programs.sep2.store.close()
+
+
+async def test_deleting_a_device_drops_what_its_memberships_decided(
+    services: tuple[ProgramService, list[list[str]]],
+) -> None:
+    """A deleted device leaves its groups (the rows cascade): the groups it linked may no
+    longer share devices, so related-program states are dropped with it."""
+    programs, seen = services
+    group = await programs.create_group("feeder", "feeder", None)
+    await programs.set_member(group.id, LFDI, True)
+    seen.clear()
+    assert await AdminService(programs.sep2).delete_end_device(LFDI)
+    (tags,) = seen
+    assert {"related", f"group:{group.id}"} <= set(tags)
+    assert any(t.startswith("member:") for t in tags)
+    await programs.sep2.store.close()
