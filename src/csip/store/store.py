@@ -264,8 +264,9 @@ class Store:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One transaction: commits when the block ends, rolls back if it raises.
 
-        Other store modules (OpenADR, DER, outbox) share this engine through it, so a change
-        and the notifications it causes commit together.
+        For reads and for the outbox's own bookkeeping; a use case that changes what clients
+        see writes through `unit_of_work` instead, so its change, its notifications and its
+        change-log row commit together.
         """
         async with self._sessions() as session, session.begin():
             yield session
