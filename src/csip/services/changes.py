@@ -131,17 +131,17 @@ def scopes(device: DeviceRef) -> list[str]:
 
 # ---- what each change means ---------------------------------------------------------------
 @dataclass
-class Effects:
+class ChangeEffects:
     """Tags to drop everywhere, 2030.5 resources whose subscribers hear of it."""
 
     tags: list[str] = field(default_factory=list)
     hrefs: list[str] = field(default_factory=list)
 
 
-def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> Effects:
+def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEffects:
     """The mapping, pure. `affected_groups` (MembershipChanged only): the groups whose
     device sets changed, with their ancestors (prepare() reads them in the transaction)."""
-    out = Effects()
+    out = ChangeEffects()
     tags, notify = out.tags, out.hrefs
     if isinstance(change, EndDeviceChanged):
         device = change.device
