@@ -12,12 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from csip.config import DEFAULT_POLL_RATES
+from csip.domain.changes import (
+    AggregatorRemoved,
+    CertificateChanged,
+    EndDeviceChanged,
+    EverythingChanged,
+    SettingsChanged,
+)
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
 from csip.errors import ConfigError, Conflict, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi, pin_is_valid, sfdi_from_lfdi
-from csip.services.bus import EVERYTHING
-from csip.services.sep2 import SETTINGS_TAG, Sep2Service, cert_tag, device_tags
+from csip.services.sep2 import Sep2Service, device_ref
 from csip.store import Store
+from csip.store import store as db
 
 #: Where earlier versions kept the token itself; read once, then replaced by its hash.
 LEGACY_TOKEN_KEY = "admin_token"  # noqa: S105 - the settings key, not a secret
@@ -107,6 +114,7 @@ class AdminService:
         self.store: Store = sep2.store
         self.settings = sep2.settings
         self.clock = sep2.clock
+        self.changes = sep2.changes
 
     async def token_matches(self, presented: str) -> bool:
         """Compare hashes (constant time, ASCII hex): any presented text is just a mismatch."""
@@ -133,39 +141,42 @@ class AdminService:
         return {a.id: a.name for a in await self.store.list_aggregators()}
 
     async def delete_aggregator(self, name: str) -> None:
-        found = await self.store.get_aggregator(name)
-        if found is None:
-            return
-        certs = await self.store.list_certificates(found.id)
-        await self.store.delete_aggregator(found.id)
-        await self.sep2.publish([cert_tag(c.lfdi) for c in certs] + [f"edevs:agg:{found.id}"])
+        async with self.changes.unit_of_work() as tx:
+            found = await db.select_aggregator(tx.session, name)
+            if found is None:
+                return
+            certs = await db.select_certificates(tx.session, found.id)
+            await db.delete_aggregator(tx.session, found.id)
+            tx.record(*(CertificateChanged(c.lfdi) for c in certs), AggregatorRemoved(found.id))
 
     async def attach_certificate(
         self, name: str, lfdi: str, expires_at: int | None
     ) -> ClientCertificate:
         aggregator = await self.aggregator(name)
         lfdi = normalize_lfdi(lfdi)
-        existing = await self.store.get_certificate(lfdi)
-        if existing and existing.aggregator_id not in (None, aggregator.id):
-            raise Conflict(f"certificate {lfdi} is attached to another aggregator")
-        cert = ClientCertificate(
-            lfdi, aggregator.id, existing.enabled if existing else True, expires_at
-        )
-        await self.store.put_certificate(cert)
-        await self.sep2.publish([cert_tag(lfdi)])
+        async with self.changes.unit_of_work() as tx:
+            existing = await db.select_certificate(tx.session, lfdi)
+            if existing and existing.aggregator_id not in (None, aggregator.id):
+                raise Conflict(f"certificate {lfdi} is attached to another aggregator")
+            cert = ClientCertificate(
+                lfdi, aggregator.id, existing.enabled if existing else True, expires_at
+            )
+            await db.update_certificate(tx.session, cert)
+            tx.record(CertificateChanged(lfdi))
         return cert
 
     async def detach_certificate(self, name: str, lfdi: str) -> None:
         aggregator = await self.aggregator(name)
         lfdi = normalize_lfdi(lfdi)
-        existing = await self.store.get_certificate(lfdi)
-        if existing is None or existing.aggregator_id != aggregator.id:
-            return
-        if existing.enabled:
-            await self.store.delete_certificate(lfdi)
-        else:  # keep the deny-list entry
-            await self.store.put_certificate(replace(existing, aggregator_id=None))
-        await self.sep2.publish([cert_tag(lfdi)])
+        async with self.changes.unit_of_work() as tx:
+            existing = await db.select_certificate(tx.session, lfdi)
+            if existing is None or existing.aggregator_id != aggregator.id:
+                return
+            if existing.enabled:
+                await db.delete_certificate(tx.session, lfdi)
+            else:  # keep the deny-list entry
+                await db.update_certificate(tx.session, replace(existing, aggregator_id=None))
+            tx.record(CertificateChanged(lfdi))
 
     async def certificates(self, name: str | None = None) -> list[ClientCertificate]:
         aggregator_id = (await self.aggregator(name)).id if name else None
@@ -174,17 +185,18 @@ class AdminService:
     async def set_certificate_enabled(self, lfdi: str, enabled: bool) -> ClientCertificate:
         """Deny-list (or restore) a certificate: 403 from its next request, in every worker."""
         lfdi = normalize_lfdi(lfdi)
-        existing = await self.store.get_certificate(lfdi)
-        cert = (
-            replace(existing, enabled=enabled)
-            if existing
-            else ClientCertificate(lfdi, None, enabled)
-        )
-        if cert.enabled and cert.aggregator_id is None and cert.expires_at is None:
-            await self.store.delete_certificate(lfdi)
-        else:
-            await self.store.put_certificate(cert)
-        await self.sep2.publish([cert_tag(lfdi)])
+        async with self.changes.unit_of_work() as tx:
+            existing = await db.select_certificate(tx.session, lfdi)
+            cert = (
+                replace(existing, enabled=enabled)
+                if existing
+                else ClientCertificate(lfdi, None, enabled)
+            )
+            if cert.enabled and cert.aggregator_id is None and cert.expires_at is None:
+                await db.delete_certificate(tx.session, lfdi)
+            else:
+                await db.update_certificate(tx.session, cert)
+            tx.record(CertificateChanged(lfdi))
         return cert
 
     # ---- end devices -----------------------------------------------------------
@@ -225,32 +237,35 @@ class AdminService:
             raise InvalidValues("the same lfdi appears twice in one request")
         results: list[tuple[EndDevice, bool]] = []
         new: list[EndDevice] = []
-        for item, lfdi, sfdi, aggregator_id in checked:
-            existing = await self.store.get_end_device_by_lfdi(lfdi)
-            if existing is None:
-                new.append(
-                    EndDevice(
-                        id=0,
-                        lfdi=lfdi,
-                        sfdi=sfdi,
-                        changed_time=now,
-                        registered_at=now,
-                        pin=item.pin if item.pin is not None else self.settings.default_pin,
-                        enabled=True if item.enabled is None else item.enabled,
-                        post_rate=item.post_rate,
-                        aggregator_id=aggregator_id,
+        async with self.changes.unit_of_work() as tx:
+            found = await db.select_end_devices_by_lfdi(tx.session, [c[1] for c in checked])
+            for item, lfdi, sfdi, aggregator_id in checked:
+                existing = found.get(lfdi)
+                if existing is None:
+                    new.append(
+                        EndDevice(
+                            id=0,
+                            lfdi=lfdi,
+                            sfdi=sfdi,
+                            changed_time=now,
+                            registered_at=now,
+                            pin=item.pin if item.pin is not None else self.settings.default_pin,
+                            enabled=True if item.enabled is None else item.enabled,
+                            post_rate=item.post_rate,
+                            aggregator_id=aggregator_id,
+                        )
                     )
-                )
-                continue
-            changes: dict[str, Any] = {"aggregator_id": aggregator_id}
-            for name in ("pin", "post_rate", "enabled"):
-                if getattr(item, name) is not None:
-                    changes[name] = getattr(item, name)
-            updated = await self.store.update_end_device(existing.id, **changes)
-            await self.sep2.publish(device_tags(existing) + device_tags(updated))
-            results.append((updated, False))
-        created = await self.store.create_end_devices(new) if new else []
-        await self.sep2.publish(tag for device in created for tag in device_tags(device))
+                    continue
+                changes: dict[str, Any] = {"aggregator_id": aggregator_id}
+                for name in ("pin", "post_rate", "enabled"):
+                    if getattr(item, name) is not None:
+                        changes[name] = getattr(item, name)
+                updated = await db.update_end_device(tx.session, existing.id, **changes)
+                tx.record(EndDeviceChanged(device_ref(existing)))
+                tx.record(EndDeviceChanged(device_ref(updated)))
+                results.append((updated, False))
+            created = await db.insert_end_devices(tx.session, new) if new else []
+            tx.record(*(EndDeviceChanged(device_ref(d)) for d in created))
         return results + [(device, True) for device in created]
 
     async def delete_end_device(self, lfdi: str) -> bool:
@@ -286,13 +301,15 @@ class AdminService:
         elif clear_post_rate:
             values["post_rate"] = None
         if values:
-            await self.store.set_settings(values)
-            await self.sep2.publish([SETTINGS_TAG])
+            async with self.changes.unit_of_work() as tx:
+                await db.update_settings(tx.session, values)
+                tx.record(SettingsChanged())
         return await self.rates()
 
     # ---- lab support -------------------------------------------------------------
     async def reset(self) -> int:
         """Remove every EndDevice (and, as later issues add them, programs and controls)."""
-        removed = await self.store.delete_all_end_devices()
-        await self.sep2.publish([EVERYTHING])
+        async with self.changes.unit_of_work() as tx:
+            removed = await db.delete_all_end_devices(tx.session)
+            tx.record(EverythingChanged())
         return removed

@@ -2,8 +2,9 @@
 
 A poll of an unchanged resource is a dict lookup. Writes (here or, through the bus, in
 another worker) drop every entry carrying one of the changed tags. A fill that raced with
-an invalidation is not stored, so a stale render can never outlive the write that
-superseded it.
+an invalidation of one of *its own* tags is not stored, so a stale render can never outlive
+the write that superseded it, while writes elsewhere (another program, another device) do
+not throw away fills they cannot have made stale.
 """
 
 from __future__ import annotations
@@ -51,9 +52,17 @@ class RenderCache:
     now: Callable[[], float] = _no_clock
     entries: dict[Hashable, Entry] = field(default_factory=dict)
     by_tag: dict[str, set[Hashable]] = field(default_factory=dict)
+    #: Counts invalidations; a fill remembers it when it begins (see `generation`).
     generation: int = 0
     #: Bytes held now (bodies plus ENTRY_OVERHEAD per entry).
     size: int = 0
+    #: tag -> the generation at which it was last invalidated.
+    changed_at: dict[str, int] = field(default_factory=dict)
+    #: Fills begun before this are refused whatever their tags (after clear(), or when
+    #: changed_at was trimmed).
+    floor: int = 0
+    #: changed_at is trimmed past this many tags (a bulk change names thousands).
+    max_tags: int = 100_000
     stats: CacheStats = field(default_factory=CacheStats)
 
     def get(self, key: Hashable) -> Entry | None:
@@ -68,9 +77,13 @@ class RenderCache:
         return entry
 
     def put(self, key: Hashable, entry: Entry, generation: int) -> None:
-        """Store unless something was invalidated since `generation` was read."""
+        """Store unless one of the entry's tags was invalidated since `generation` was read
+        (the fill began)."""
         self.stats.renders += 1
-        if generation != self.generation:
+        if generation < self.floor:
+            return
+        changed_at = self.changed_at
+        if any(changed_at.get(tag, -1) >= generation for tag in entry.tags):
             return
         if type(key) is tuple and key and key[-1] is UNCACHED:
             return  # a page past the cached ones: rendered per request
@@ -126,13 +139,20 @@ class RenderCache:
                     del self.by_tag[tag]
 
     def invalidate(self, tags: Iterable[str]) -> None:
+        stamp = self.generation
         self.generation += 1
         for tag in tags:
+            self.changed_at[tag] = stamp
             for key in list(self.by_tag.get(tag, ())):
                 self._drop(key)
+        if len(self.changed_at) > self.max_tags:
+            self.changed_at.clear()
+            self.floor = self.generation
 
     def clear(self) -> None:
         self.generation += 1
+        self.floor = self.generation
+        self.changed_at.clear()
         self.entries.clear()
         self.by_tag.clear()
         self.size = 0

@@ -313,7 +313,7 @@ async def post_reset(request: web.Request) -> web.Response:
     """Programs, groups and controls first, then the lab's devices."""
     from csip.web.admin_programs import PROGRAM_ADMIN
 
-    await request.app[PROGRAM_ADMIN].der.reset()
+    await request.app[PROGRAM_ADMIN].reset()
     return _json({"removed_end_devices": await _svc(request).reset()})
 
 

@@ -253,9 +253,9 @@ async def post_controls(request: web.Request, body: ControlsIn) -> web.Response:
 
 
 async def post_targeted_control(request: web.Request, body: TargetedControlIn) -> web.Response:
-    svc = _svc(request)
-    program = await svc.program_for(lfdi=body.lfdi, group_id=body.group, primacy=body.primacy)
-    (control,) = await svc.create_controls(program.id, [_spec(body)])
+    _, control = await _svc(request).create_targeted_control(
+        _spec(body), lfdi=body.lfdi, group_id=body.group, primacy=body.primacy
+    )
     return web.json_response(control_json(control), status=201)
 
 

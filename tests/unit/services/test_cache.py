@@ -84,3 +84,20 @@ def test_only_the_first_pages_of_a_list_are_cached() -> None:
     cache = RenderCache()
     cache.put(("edevs", 1, parse_page({"a": "7"}, 1, 255).key()), Entry(b"x"), 0)
     assert not cache.entries
+
+
+async def test_a_fill_is_kept_when_only_other_tags_changed_meanwhile() -> None:
+    """Per-tag versions: a write to another program does not throw away this fill."""
+    cache = RenderCache()
+    began = cache.generation
+    cache.invalidate(["program:2"])  # committed while program 1's render was in flight
+    cache.put("p1", Entry(b"p1", tags=("program:1",)), began)
+    assert cache.get("p1") is not None
+    began = cache.generation
+    cache.invalidate(["program:1"])
+    cache.put("p1-again", Entry(b"p1", tags=("program:1", "settings")), began)
+    assert cache.get("p1-again") is None
+    began = cache.generation
+    cache.clear()
+    cache.put("p3", Entry(b"p3", tags=("program:3",)), began)
+    assert cache.get("p3") is None  # anything begun before a clear() is refused
