@@ -90,7 +90,7 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
         store = Store(settings.db_url)
         try:
             await store.migrate()
-            return await admin_token(store, rotate=args.rotate)
+            return await admin_token(store, rotate=args.rotate, data_dir=settings.data_dir)
         finally:
             await store.close()
 

@@ -201,7 +201,7 @@ async def test_every_emitted_href_resolves_for_a_device_and_an_aggregator(
     posted Response's Location). Documented exception: the documents a client itself PUTs
     (DeviceInformation, DeviceStatus, PowerStatus, the DER documents, ConnectionPoint) answer
     404 until it has; the walk has them PUT first. Notification URIs are the client's own."""
-    srv = await make_server(notification_allow_private=True, outbox_retry_delays=["3600"])
+    srv = await make_server(notification_allow_private=True, outbox_retry_delays=[3600.0])
     device, agg = srv.pki.device_a, srv.pki.aggregator
     world = await topology(srv, device)
     await ok(
@@ -478,7 +478,7 @@ async def test_per_aggregator_notification_host_allow_list(
     empty list restores them."""
     from test_aggregator_der import end_device
 
-    srv = await make_server(outbox_retry_delays=["0.2"])
+    srv = await make_server(outbox_retry_delays=[0.2])
     agg = srv.pki.aggregator
     await ok(srv, "POST", "/api/aggregators", {"name": "fleet"})
     await ok(srv, "PUT", f"/api/aggregators/fleet/certificates/{agg.lfdi}", {})
@@ -572,7 +572,7 @@ async def test_csip_aus_aggregator_has_its_own_end_device_holding_its_subscripti
     from test_aggregator_der import end_device
 
     srv = await make_server(
-        profile="csip-aus", notification_allow_private=True, outbox_retry_delays=["0.2"]
+        profile="csip-aus", notification_allow_private=True, outbox_retry_delays=[0.2]
     )
     agg = srv.pki.aggregator
     await ok(srv, "POST", "/api/aggregators", {"name": "fleet"})

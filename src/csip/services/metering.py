@@ -7,7 +7,8 @@ MirrorMeterReading (same mRID, its ReadingType at `.../rt`), and one ReadingSet 
 MeterReading spanning all its readings (newest first in its ReadingList). The same access
 rules as the mirror: a device reads its own, an aggregator those of the devices it manages,
 everyone else 404. Render once: every document is cached until the mirror changes
-(`mup:{id}`), new readings arrive (`upt-readings:{id}`) or the client's list changes.
+(MirrorUsagePointChanged), new readings arrive (ReadingsAdded) or the client's list changes
+(services/changes.py says which tags each drops).
 """
 
 from __future__ import annotations
@@ -20,14 +21,9 @@ from csip.domain.paging import Page
 from csip.domain.telemetry import MirrorMeterReading, MirrorUsagePoint, Reading
 from csip.errors import NotFound
 from csip.sep2.xml import E, link, serialize
+from csip.services import changes as tag
 from csip.services.cache import Entry
-from csip.services.sep2 import SETTINGS_TAG
-from csip.services.telemetry import (
-    TelemetryService,
-    mup_tag,
-    reading_type_element,
-    readings_tag,
-)
+from csip.services.telemetry import TelemetryService, reading_type_element
 from csip.store.der import KIND_READING_SET
 from csip.store.telemetry import ReadingSummary
 
@@ -132,7 +128,7 @@ class MeteringService:
         return mup, device
 
     def _tags(self, mup: MirrorUsagePoint) -> tuple[str, ...]:
-        return (mup_tag(mup.id), readings_tag(mup.id), f"edev:{mup.end_device_id}")
+        return (tag.mup(mup.id), tag.readings(mup.id), tag.edev(mup.end_device_id))
 
     async def _summaries(self, mup: MirrorUsagePoint) -> dict[int, ReadingSummary]:
         key = ("upt-summaries", mup.id)
@@ -172,7 +168,7 @@ class MeteringService:
             return serialize(element)
 
         key = ("upts", principal.scope, page.key())
-        tags = (SETTINGS_TAG, f"mups:{principal.scope}", f"edevs:{principal.scope}")
+        tags = (tag.SETTINGS, tag.mup_list(principal.scope), tag.edev_list(principal.scope))
         return await self._render(key, tags, build)
 
     async def usage_point(self, principal: Principal, upt_id: int) -> bytes:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from csip.domain.changes import SubscriptionsChanged
 from csip.domain.devices import EndDevice, Principal, PrincipalKind
 from csip.domain.paging import Page
 from csip.domain.subscriptions import (
@@ -34,14 +35,21 @@ from csip.domain.subscriptions import (
 from csip.errors import CsipError, Forbidden, InvalidValues, NotFound
 from csip.sep2 import notify_render
 from csip.sep2.xml import CONTENT_TYPE, tag, text
+from csip.services.bus import EVERYTHING
+from csip.services.changes import NOTIFY_HOSTS
 from csip.services.programs import ProgramService
 from csip.services.vtn_notify import SafeResolver
 from csip.store.outbox import OutboxMessage
-from csip.store.subscriptions import INTENT_TYPE, KIND, SubscriptionStore
+from csip.store.subscriptions import (
+    INTENT_TYPE,
+    KIND,
+    SubscriptionStore,
+    delete_subscription,
+    insert_subscription,
+)
 
-#: Settings key prefix of the per-aggregator allow-lists, and the tag that drops them.
+#: Settings key prefix of the per-aggregator allow-lists.
 ALLOW_LIST_PREFIX = "notify_hosts."
-ALLOW_LIST_TAG = "notify-hosts"
 
 
 class ConditionNotSupported(CsipError):
@@ -83,9 +91,9 @@ class SubscriptionService:
         self.sep2.bus.subscribe(self._on_invalidate)
 
     def _on_invalidate(self, tags: list[str]) -> None:
-        if any(tag.startswith("subs:") or tag == "*" for tag in tags):
+        if any(name.startswith("subs:") or name == EVERYTHING for name in tags):
             self._existing = None
-        if ALLOW_LIST_TAG in tags or "*" in tags:
+        if NOTIFY_HOSTS in tags or EVERYTHING in tags:
             self._lists = None
 
     async def _exists(self, subscription_id: int) -> bool:
@@ -150,8 +158,9 @@ class SubscriptionService:
         subscription = Subscription(
             0, device.id, path, uri, limit, 0, text(root, "level") or "", self.sep2.clock.now_int()
         )
-        created = await self.store.create(subscription)
-        await self.sep2.publish([f"subs:{device.id}"])
+        async with self.sep2.changes.unit_of_work() as tx:
+            created = await insert_subscription(tx.session, subscription)
+            tx.record(SubscriptionsChanged(device.id))
         return created
 
     # ---- where notifications may go ------------------------------------------------------
@@ -235,8 +244,9 @@ class SubscriptionService:
         found = await self.store.get(subscription_id)
         if found is None or found.end_device_id != device_id:
             raise NotFound(f"no subscription {subscription_id}")
-        await self.store.delete(subscription_id)
-        await self.sep2.publish([f"subs:{device_id}"])
+        async with self.sep2.changes.unit_of_work() as tx:
+            await delete_subscription(tx.session, subscription_id)
+            tx.record(SubscriptionsChanged(device_id))
 
     async def cancellations(self, device_id: int) -> list[OutboxMessage]:
         """The final "resource deleted" notifications for every subscription of a device."""
@@ -270,8 +280,10 @@ class SubscriptionService:
         try:
             resource = await self.render_for(principal, path, intent["limit"])
         except NotFound:  # the resource went away: the last word on this subscription
-            await self.store.delete(subscription_id)
-            await self.sep2.publish([f"subs:{subscription_id}"])
+            async with self.sep2.changes.unit_of_work() as tx:
+                gone = await delete_subscription(tx.session, subscription_id)
+                if gone is not None:
+                    tx.record(SubscriptionsChanged(gone.end_device_id))
             status = notify_render.STATUS_CANCELLED_DELETED
             return notify_render.notification(path, uri, None, status)
         return notify_render.fast_notification(path, uri, resource)

@@ -1,9 +1,10 @@
 """Persistence of 2030.5 subscriptions, and the notification intents a change writes.
 
-A change and the notifications it causes commit together: writers call `notify_in(session,
-hrefs, now)` inside their own transaction. Each intent names the subscription and the
-resource; the body is rendered when it is delivered (the resource as it is then, as
-2030.5 wants), so the transaction stays small even with thousands of subscribers.
+A change and the notifications it causes commit together: services/changes.py calls
+`notify_in(session, hrefs, now)` inside the writer's unit of work (store.uow). Each intent
+names the subscription and the resource; the body is rendered when it is delivered (the
+resource as it is then, as 2030.5 wants), so the transaction stays small even with thousands
+of subscribers.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
+from csip.domain.changes import DeviceRef
 from csip.domain.subscriptions import Subscription
 from csip.store.outbox import OutboxMessage, enqueue
 from csip.store.store import Store
@@ -40,16 +42,51 @@ def _subscription(row: Sep2SubscriptionRow) -> Subscription:
 
 
 async def notify_in(session: AsyncSession, hrefs: Sequence[str], now: float) -> int:
-    """Enqueue one notification intent per subscription to any of these resources."""
-    if not hrefs:
-        return 0
-    query = (
-        select(Sep2SubscriptionRow, EndDeviceRow)
-        .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
-        .where(col(Sep2SubscriptionRow.subscribed_resource).in_(hrefs))
+    """Enqueue one notification intent per subscription to any of these resources.
+
+    Looked up 500 hrefs at a time: a membership change of 10,000 devices names 10,000
+    FunctionSetAssignmentsLists, past what one statement may bind.
+    """
+    unique = sorted(set(hrefs))
+    queued = 0
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        query = (
+            select(Sep2SubscriptionRow, EndDeviceRow)
+            .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
+            .where(col(Sep2SubscriptionRow.subscribed_resource).in_(chunk))
+            .order_by(col(Sep2SubscriptionRow.id))
+        )
+        rows = (await session.execute(query)).all()
+        messages = [_intent(sub, device) for sub, device in rows]
+        queued += await enqueue(session, messages, now)
+    return queued
+
+
+async def insert_subscription(s: AsyncSession, subscription: Subscription) -> Subscription:
+    row = Sep2SubscriptionRow(
+        end_device_id=subscription.end_device_id,
+        subscribed_resource=subscription.subscribed_resource,
+        notification_uri=subscription.notification_uri,
+        limit=subscription.limit,
+        encoding=subscription.encoding,
+        level=subscription.level,
+        created_at=subscription.created_at,
     )
-    messages = [_intent(sub, device) for sub, device in (await session.execute(query)).all()]
-    return await enqueue(session, messages, now)
+    s.add(row)
+    await s.flush()
+    return _subscription(row)
+
+
+async def delete_subscription(s: AsyncSession, subscription_id: int) -> Subscription | None:
+    """Delete one subscription; answers it (None if it was already gone)."""
+    row = await s.get(Sep2SubscriptionRow, subscription_id)
+    if row is None:
+        return None
+    found = _subscription(row)
+    await s.delete(row)
+    await s.flush()
+    return found
 
 
 def _intent(sub: Sep2SubscriptionRow, device: EndDeviceRow) -> OutboxMessage:
@@ -72,30 +109,32 @@ def _intent(sub: Sep2SubscriptionRow, device: EndDeviceRow) -> OutboxMessage:
     )
 
 
-#: The one subscribable list that is not under a device: every client's EndDeviceList.
-END_DEVICE_LIST = "/edev"
-
-
 async def notify_end_device_lists(
-    session: AsyncSession, devices: Sequence[EndDeviceRow], now: float
+    session: AsyncSession, list_href: str, devices: Sequence[DeviceRef], now: float
 ) -> int:
-    """Enqueue an intent for each subscription to an EndDeviceList that shows one of these
-    devices (added or about to be removed): the subscriptions held under an EndDevice of the
-    same aggregator, or under the device itself."""
-    aggregators = {d.aggregator_id for d in devices if d.aggregator_id is not None}
-    lfdis = {d.lfdi for d in devices}
+    """Enqueue an intent for each subscription to an EndDeviceList (`list_href`) that shows
+    one of these devices (added, or removed in this transaction): the subscriptions held under
+    an EndDevice of the same aggregator, or under the device itself. lFDIs are looked up 500
+    at a time (a bulk registration names thousands)."""
     if not devices:
         return 0
-    reach: ColumnElement[bool] = col(EndDeviceRow.lfdi).in_(lfdis)
+    aggregators = sorted({d.aggregator_id for d in devices if d.aggregator_id is not None})
+    lfdis = sorted({d.lfdi for d in devices})
+    reaches: list[ColumnElement[bool]] = [
+        col(EndDeviceRow.lfdi).in_(lfdis[i : i + 500]) for i in range(0, len(lfdis), 500)
+    ]
     if aggregators:
-        reach = or_(reach, col(EndDeviceRow.aggregator_id).in_(aggregators))
-    query = (
-        select(Sep2SubscriptionRow, EndDeviceRow)
-        .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
-        .where(col(Sep2SubscriptionRow.subscribed_resource) == END_DEVICE_LIST, reach)
-    )
-    rows = (await session.execute(query)).all()
-    return await enqueue(session, [_intent(sub, device) for sub, device in rows], now)
+        reaches.append(col(EndDeviceRow.aggregator_id).in_(aggregators))
+    found: dict[int, OutboxMessage] = {}
+    for reach in reaches:
+        query = (
+            select(Sep2SubscriptionRow, EndDeviceRow)
+            .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
+            .where(col(Sep2SubscriptionRow.subscribed_resource) == list_href, reach)
+        )
+        for sub, device in (await session.execute(query)).all():
+            found.setdefault(sub.id or 0, _intent(sub, device))
+    return await enqueue(session, [found[k] for k in sorted(found)], now)
 
 
 class SubscriptionStore:
@@ -104,18 +143,7 @@ class SubscriptionStore:
 
     async def create(self, subscription: Subscription) -> Subscription:
         async with self.store.transaction() as s:
-            row = Sep2SubscriptionRow(
-                end_device_id=subscription.end_device_id,
-                subscribed_resource=subscription.subscribed_resource,
-                notification_uri=subscription.notification_uri,
-                limit=subscription.limit,
-                encoding=subscription.encoding,
-                level=subscription.level,
-                created_at=subscription.created_at,
-            )
-            s.add(row)
-            await s.flush()
-            return _subscription(row)
+            return await insert_subscription(s, subscription)
 
     async def get(self, subscription_id: int) -> Subscription | None:
         async with self.store.transaction() as s:
@@ -147,6 +175,4 @@ class SubscriptionStore:
 
     async def delete(self, subscription_id: int) -> None:
         async with self.store.transaction() as s:
-            row = await s.get(Sep2SubscriptionRow, subscription_id)
-            if row is not None:
-                await s.delete(row)
+            await delete_subscription(s, subscription_id)

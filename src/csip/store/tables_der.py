@@ -22,7 +22,7 @@ class DerGroupRow(SQLModel, table=True):
     level: str | None = Field(default=None, max_length=32)
     parent_id: int | None = Field(default=None, sa_column=_fk("der_group.id", nullable=True))
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
-    #: Deleted through the admin API: out of every list, kept as history (migration 0007).
+    #: Deleted through the admin API: out of every list, kept as history (migration 0008).
     deleted_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
@@ -49,7 +49,7 @@ class DerProgramRow(SQLModel, table=True):
     primacy: int
     version: int = 0
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
-    #: Deleted through the admin API: out of every list, kept as history (migration 0007).
+    #: Deleted through the admin API: out of every list, kept as history (migration 0008).
     deleted_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 

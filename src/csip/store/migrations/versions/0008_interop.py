@@ -2,17 +2,17 @@
 history, so a deletion is a timestamp, never a removed row; and an aggregator certificate's
 own EndDevice (item 8, the CSIP-AUS aggregator model), marked so.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007 (depends on 0006: it alters der_group and der_program, made by 0003)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
-depends_on = None
+depends_on = "0006"
 
 
 def upgrade() -> None:
