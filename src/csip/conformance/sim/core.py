@@ -53,6 +53,17 @@ WRONG_CODES: dict[int, int] = {
 
 #: Not operating modes: parameters of a control.
 NOT_MODES = frozenset({"rampTms"})
+#: Modes that set the same quantity: the first control (by priority) setting one of a family
+#: sets the quantity, whichever mode it uses.
+FAMILIES: dict[str, str] = {
+    "opModFixedW": "active power",
+    "opModTargetW": "active power",
+    "opModFixedVar": "reactive power",
+    "opModTargetVar": "reactive power",
+    "opModVoltVar": "reactive power",
+    "opModFixedPFInjectW": "reactive power",
+    "opModFixedPFAbsorbW": "reactive power",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,13 +320,17 @@ class DeviceCore:
             (e.doc for e in self.events.values() if self._live(e) and e.start <= now < e.end),
             key=lambda d: (d.primacy, -d.creation_time, d.mrid),
         )
+        defaults = sorted(self.defaults.values(), key=lambda d: (d.primacy, d.mrid))
         chosen: dict[str, ControlDoc | DefaultDoc] = {}
-        for doc in running:
-            for mode in doc.modes:
-                chosen.setdefault(mode, doc)
-        for default in sorted(self.defaults.values(), key=lambda d: (d.primacy, d.mrid)):
-            for mode in frozenset(default.base) - NOT_MODES:
-                chosen.setdefault(mode, default)
+        claimed: set[str] = set()
+        for doc in [*running, *defaults]:
+            taken = set()
+            for mode in sorted(frozenset(doc.base) - NOT_MODES):
+                family = FAMILIES.get(mode, mode)
+                if family not in claimed:
+                    chosen[mode] = doc
+                    taken.add(family)
+            claimed |= taken
         return chosen
 
     def setpoint(self, now: int) -> Setpoint:
