@@ -323,8 +323,9 @@ class DeviceCore:
         defaults = sorted(self.defaults.values(), key=lambda d: (d.primacy, d.mrid))
         chosen: dict[str, ControlDoc | DefaultDoc] = {}
         claimed: set[str] = set()
-        for doc in [*running, *defaults]:
-            taken = set()
+        ordered: list[ControlDoc | DefaultDoc] = [*running, *defaults]
+        for doc in ordered:
+            taken: set[str] = set()
             for mode in sorted(frozenset(doc.base) - NOT_MODES):
                 family = FAMILIES.get(mode, mode)
                 if family not in claimed:
