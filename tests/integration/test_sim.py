@@ -5,8 +5,12 @@ through the admin API, as a lab would."""
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from csip.conformance.sim.core import FAULTS, OemProfile
@@ -252,3 +256,27 @@ async def test_pv_inverter_follows_a_volt_var_curve(srv: Running) -> None:
     assert setpoint.sources["opModVoltVar"] == control["mrid"]
     assert abs(setpoint.var - expected) < 1e-6
     assert setpoint.w == 2500  # 50 % of rated: the limit, under what the panels give
+
+
+async def test_csip_sim_fleet_of_200_as_a_process(srv: Running, tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    shutil.copytree(srv.pki.directory, pki)  # fleet certificates are issued in the copy
+    command = [
+        sys.executable, "-m", "csip.cli", "sim",
+        "--server", srv.base, "--ca", str(pki / "ca.pem"),
+        "--fleet", "200", "--pki", str(pki), "--duration", "25", "--ramp", "5",
+        "--speedup", "20",
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(120):
+        out, err = await process.communicate()
+    text = out.decode()
+    print(text, err.decode()[-2000:])
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert "csip sim: 200 devices" in text
+    walks = int(re.search(r"walks (\d+)", text).group(1))  # type: ignore[union-attr]
+    assert walks >= 200
+    listed = await ok(srv, "GET", "/api/end-devices?limit=500")
+    assert listed["total"] >= 200

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POLL_RATE = 300
 DEFAULT_POST_RATE = 300
+#: Seconds a fleet waits past its duration for devices finishing an exchange.
+GRACE = 5.0
 #: Longest sleep between two looks at the clock (wall seconds, before speedup).
 TICK = 1.0
 
@@ -379,11 +381,15 @@ class SimDevice:
         await self._checked(self.client.put_document(href, E.DERStatus(*children)))
 
     # ---- the loop --------------------------------------------------------------------------
-    async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> Stats:
-        """Live until `duration` wall seconds pass or `stop` is set; return what it did."""
+    async def run(
+        self, duration: float | None = None, stop: asyncio.Event | None = None, delay: float = 0.0
+    ) -> Stats:
+        """Live until `duration` wall seconds pass or `stop` is set (after waiting `delay`,
+        so that a fleet does not start in one burst); return what it did."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + duration if duration is not None else float("inf")
         backoff = 1.0
+        await self._sleep(min(delay, deadline - loop.time()), stop)
         while loop.time() < deadline and not (stop is not None and stop.is_set()):
             try:
                 if self.rediscover:
@@ -468,9 +474,23 @@ class Fleet:
         total.requests = sum(client.requests for client in self.clients)
         return total
 
-    async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> Stats:
+    async def run(
+        self, duration: float | None = None, stop: asyncio.Event | None = None, ramp: float = 0.0
+    ) -> Stats:
+        """Run every device; their starts spread evenly over `ramp` seconds."""
+        count = max(1, len(self.devices))
+        tasks = [
+            asyncio.create_task(d.run(duration, stop, ramp * i / count))
+            for i, d in enumerate(self.devices)
+        ]
+        # a device stops at its next look at the clock; one stuck in a slow exchange past
+        # its duration (plus a grace period) is cancelled
+        limit = None if duration is None else duration + GRACE
         try:
-            await asyncio.gather(*(d.run(duration, stop) for d in self.devices))
+            await asyncio.wait(tasks, timeout=limit)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             await self.close()
         return self.stats
@@ -510,10 +530,19 @@ async def device_fleet(configs: Sequence[DeviceConfig]) -> Fleet:
     return Fleet(devices, clients, receiver)
 
 
-async def aggregator_fleet(config: DeviceConfig, count: int, *, limit: int = 16) -> Fleet:
+async def aggregator_fleet(
+    config: DeviceConfig,
+    count: int,
+    *,
+    limit: int = 16,
+    profiles: Sequence[OemProfile] = (),
+) -> Fleet:
     """One aggregator certificate managing `count` EndDevices (registered in band when the
-    aggregator's EndDeviceList lacks them), each with its own core and MirrorUsagePoint."""
-    receiver = await _receiver_for([config])
+    aggregator's EndDeviceList lacks them), each with its own core and MirrorUsagePoint, and
+    the profiles given in turn (default: the config's)."""
+    receiver = await _receiver_for(
+        [config, *(dataclasses.replace(config, profile=p) for p in profiles)]
+    )
     client = _client(config, limit=limit)
     aggregator = cert_lfdi(config.cert)
     lfdis = [managed_lfdi(aggregator, i) for i in range(count)]
@@ -537,7 +566,11 @@ async def aggregator_fleet(config: DeviceConfig, count: int, *, limit: int = 16)
         raise
     devices = [
         SimDevice(
-            dataclasses.replace(config, name=f"{config.name or 'agg'}-{i}"),
+            dataclasses.replace(
+                config,
+                name=f"{config.name or 'agg'}-{i}",
+                profile=profiles[i % len(profiles)] if profiles else config.profile,
+            ),
             client,
             lfdi=lfdi,
             edev_href=href,
