@@ -280,3 +280,28 @@ async def test_csip_sim_fleet_of_200_as_a_process(srv: Running, tmp_path: Path) 
     assert walks >= 200
     listed = await ok(srv, "GET", "/api/end-devices?limit=500")
     assert listed["total"] >= 200
+
+
+async def test_after_a_404_rediscovers_but_the_faulty_one_keeps_polling(srv: Running) -> None:
+    good, bad = srv.pki.device_a, srv.pki.device_b
+    faulty = OemProfile(name="faulty", poll_rate=1, post_rate=60, faults=FAULTS["polls-after-404"])
+    fleet = await device_fleet([config(srv, good), config(srv, bad, faulty)])
+    task, stop = await start(fleet)
+    sim_good, sim_bad = fleet.devices
+    try:
+        for lfdi in (good.lfdi, bad.lfdi):
+            await eventually(lambda lfdi=lfdi: registered(srv, lfdi))
+        for lfdi in (good.lfdi, bad.lfdi):
+            await ok(srv, "DELETE", f"/api/end-devices/{lfdi}")
+
+        async def settled() -> bool:
+            return sim_good.stats.registered == 2 and sim_bad.stats.not_found >= 4
+
+        await eventually(settled)
+        assert await registered(srv, good.lfdi)  # registered again in band
+        assert not await registered(srv, bad.lfdi)
+    finally:
+        stop.set()
+        await task
+    assert sim_good.stats.not_found == 1
+    assert sim_bad.stats.registered == 1

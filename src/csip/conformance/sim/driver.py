@@ -409,6 +409,10 @@ class SimDevice:
                         self.rediscover = True
                         self.edev_href = None
                         self.mup_href = None
+                    else:  # the fault: same hrefs again at its poll rate, no backing off
+                        self.next_walk = loop.time() + self.poll_interval
+                        await self._sleep(self._next_wait(loop.time(), deadline), stop)
+                        continue
                 log.debug("%s: %s", self.name, exc)
                 await self._sleep(min(backoff, deadline - loop.time()), stop)
                 backoff = min(backoff * 2, 60.0)
@@ -423,8 +427,9 @@ class SimDevice:
         return self.stats
 
     def _next_wait(self, at: float, deadline: float) -> float:
-        assert self.core is not None
         waits = [self.next_walk - at, self._wall(TICK * self.config.speedup), deadline - at]
+        if self.core is None:
+            return max(0.01, min(waits))
         boundary = self.core.next_boundary(self.now())
         if boundary is not None:
             waits.append(self._wall(boundary - self.now()))
