@@ -234,7 +234,7 @@ class Sep2Client:
                 method, self.url(path), data=data, headers=sent, allow_redirects=False
             ) as response:
                 payload = await response.content.read(MAX_REPLY_BYTES + 1)
-                reply = Reply(method, path, response.status, dict(response.headers), payload)
+                reply = Reply(method, path, response.status, response.headers, payload)
         except BaseException:
             self.errors += 1
             raise
