@@ -83,6 +83,18 @@ class Reply:
         return self._root
 
 
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, refused past MAX_REPLY_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise Sep2Error(f"{response.url} answered more than {MAX_REPLY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _parse(body: bytes) -> etree._Element:
     """The hardened read of ``csip.sep2.xml``: size cap, no DTD, entities and network off."""
     if len(body) > MAX_REPLY_BYTES:
@@ -233,7 +245,7 @@ class Sep2Client:
             async with self.session.request(
                 method, self.url(path), data=data, headers=sent, allow_redirects=False
             ) as response:
-                payload = await response.content.read(MAX_REPLY_BYTES + 1)
+                payload = await _read_capped(response)
                 reply = Reply(method, path, response.status, response.headers, payload)
         except BaseException:
             self.errors += 1

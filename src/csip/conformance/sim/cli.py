@@ -181,9 +181,24 @@ async def _main(args: argparse.Namespace) -> int:
     server_cpu = _cpu_seconds(args.server_pid) if args.server_pid else None
     own_cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
+    steady: list[tuple[float, Stats]] = []
+
+    async def snapshot() -> None:
+        await asyncio.sleep(ramp)
+        steady.append((time.monotonic(), dataclasses.replace(fleet.stats)))
+
+    marker = asyncio.create_task(snapshot())
     stats = await fleet.run(args.duration, stop, ramp)
+    marker.cancel()
     elapsed = time.monotonic() - started
     print(summary(stats, len(fleet.devices), elapsed))
+    if steady and ramp > 0:
+        at, before = steady[0]
+        window = max(time.monotonic() - at, 1e-9)
+        print(
+            f"  after the {ramp:.0f} s ramp: walks {(stats.walks - before.walks) / window:.1f}/s  "
+            f"requests {(stats.requests - before.requests) / window:.1f}/s"
+        )
     print(f"  setup {started - built:.1f} s (certificates, registration)")
     after = resource.getrusage(resource.RUSAGE_SELF)
     sim_cpu = after.ru_utime + after.ru_stime - own_cpu.ru_utime - own_cpu.ru_stime

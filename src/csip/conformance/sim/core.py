@@ -176,6 +176,9 @@ class OemProfile:
     voltage_swing_pct: float = 6.0
     voltage_period_s: int = 600
     faults: Faults = field(default_factory=Faults)
+    #: PUT DERCapability/DERSettings, create a MirrorUsagePoint and post readings; False for
+    #: load runs that measure polling alone
+    announces: bool = True
 
 
 @dataclass(frozen=True, slots=True)

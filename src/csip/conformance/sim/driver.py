@@ -45,8 +45,9 @@ DEFAULT_POLL_RATE = 300
 DEFAULT_POST_RATE = 300
 #: Seconds a fleet waits past its duration for devices finishing an exchange.
 GRACE = 5.0
-#: Longest sleep between two looks at the clock (wall seconds, before speedup).
-TICK = 1.0
+#: Longest sleep between two looks at the clock (seconds): a safety net, since event
+#: boundaries, posts, walks and notifications each wake the device on their own.
+TICK = 60.0
 
 
 @dataclass
@@ -220,9 +221,10 @@ class SimDevice:
         self.sub_href = edev.get("SubscriptionListLink")
         if self.core is None:
             self.core = DeviceCore(self.lfdi, self.profile, self.now())
-        await self._put_der_documents(edev.get("DERListLink"))
+        if self.profile.announces:
+            await self._put_der_documents(edev.get("DERListLink"))
         mup_list = links.get("MirrorUsagePointListLink")
-        if mup_list is not None and self.mup_href is None:
+        if mup_list is not None and self.mup_href is None and self.profile.announces:
             await self._create_mup(mup_list)
         self.rediscover = False
 
@@ -351,9 +353,10 @@ class SimDevice:
             self.log.append((time.time(), f"response {response.status} {response.subject}"))
             if reply.status >= 400:
                 self.stats.errors += 1
-        quantities = self.core.telemetry_due(now, self.server_post_rate)
+        post_rate = max(1, round(self._wall(self.server_post_rate)))
+        quantities = self.core.telemetry_due(now, post_rate)
         if quantities is not None and self.mup_href is not None:
-            interval = self.core.post_interval(self.server_post_rate)
+            interval = self.core.post_interval(post_rate)
             reply = await self.client.post_readings(
                 self.mup_href,
                 mrid=mrid_for(self.lfdi, "mup", pen=self.config.pen),
@@ -427,14 +430,16 @@ class SimDevice:
         return self.stats
 
     def _next_wait(self, at: float, deadline: float) -> float:
-        waits = [self.next_walk - at, self._wall(TICK * self.config.speedup), deadline - at]
+        # the device's clock is the server's and runs at real speed: boundaries and posts
+        # (whose interval already has the speedup) are real seconds away
+        waits = [self.next_walk - at, TICK, deadline - at]
         if self.core is None:
             return max(0.01, min(waits))
         boundary = self.core.next_boundary(self.now())
         if boundary is not None:
-            waits.append(self._wall(boundary - self.now()))
+            waits.append(boundary - (time.time() + self.offset) + 0.005)
         if self.core.next_post is not None:
-            waits.append(self._wall(self.core.next_post - self.now()))
+            waits.append(self.core.next_post - (time.time() + self.offset) + 0.005)
         return max(0.01, min(waits))
 
     async def _sleep(self, seconds: float, stop: asyncio.Event | None) -> None:
