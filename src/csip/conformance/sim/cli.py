@@ -30,6 +30,7 @@ from typing import Any
 
 from csip.conformance.sim.core import OemProfile
 from csip.conformance.sim.driver import (
+    ERROR_KINDS,
     DeviceConfig,
     Fleet,
     Stats,
@@ -200,6 +201,9 @@ async def _main(args: argparse.Namespace) -> int:
             f"requests {(stats.requests - before.requests) / window:.1f}/s"
         )
     print(f"  setup {started - built:.1f} s (certificates, registration)")
+    if ERROR_KINDS:
+        kinds = ", ".join(f"{kind} x{n}" for kind, n in ERROR_KINDS.most_common(5))
+        print(f"  errors by kind: {kinds}")
     after = resource.getrusage(resource.RUSAGE_SELF)
     sim_cpu = after.ru_utime + after.ru_stime - own_cpu.ru_utime - own_cpu.ru_stime
     print(f"  simulator CPU {100 * sim_cpu / elapsed:.0f} % of one core")

@@ -18,6 +18,7 @@ and post rates; the devices' own clock stays the server's.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POLL_RATE = 300
 DEFAULT_POST_RATE = 300
+#: What went wrong, by kind, across every device of this process (for summaries).
+ERROR_KINDS: collections.Counter[str] = collections.Counter()
 #: Seconds a fleet waits past its duration for devices finishing an exchange.
 GRACE = 5.0
 #: Longest sleep between two looks at the clock (seconds): a safety net, since event
@@ -167,8 +170,11 @@ class SimDevice:
         lfdi: str,
         edev_href: str | None = None,
         receiver: NotificationReceiver | None = None,
+        gateway: tuple[dict[str, str], float] | None = None,
     ) -> None:
         self.config = config
+        #: an aggregator gateway's /dcap links and clock offset, read once for all its devices
+        self.gateway = gateway
         self.profile = config.profile
         self.client = client
         self.lfdi = lfdi
@@ -208,9 +214,13 @@ class SimDevice:
 
     # ---- discovery -------------------------------------------------------------------------
     async def discover(self) -> None:
-        links = await self.client.dcap()
-        if "TimeLink" in links:
-            self.offset = await self.client.time(links["TimeLink"]) - time.time()
+        if self.gateway is not None:
+            links, self.offset = self.gateway
+            self.gateway = None  # a later rediscovery reads them itself
+        else:
+            links = await self.client.dcap()
+            if "TimeLink" in links:
+                self.offset = await self.client.time(links["TimeLink"]) - time.time()
         if self.edev_href is None:
             self.edev_href = await self.client.find_or_register(
                 self.lfdi, self.sfdi, href=links.get("EndDeviceListLink", "/edev")
@@ -282,7 +292,11 @@ class SimDevice:
         reply = await pending
         status = getattr(reply, "status", 200)
         if status >= 400:
-            self.stats.errors += 1
+            self._error(f"HTTP {status} on a PUT")
+
+    def _error(self, kind: str) -> None:
+        self.stats.errors += 1
+        ERROR_KINDS[kind] += 1
 
     # ---- the walk --------------------------------------------------------------------------
     async def walk(self) -> None:
@@ -322,7 +336,7 @@ class SimDevice:
                 await self.client.subscribe(self.sub_href, resource=derc, uri=uri)
                 self.subscribed[derc] = view
             except Sep2Error as exc:
-                self.stats.errors += 1
+                self._error(f"subscribing: HTTP {exc.status}")
                 log.warning("%s: subscribing to %s failed: %s", self.name, derc, exc)
 
     def on_notification(self, notification: etree._Element) -> None:
@@ -352,7 +366,7 @@ class SimDevice:
             self.stats.responses += 1
             self.log.append((time.time(), f"response {response.status} {response.subject}"))
             if reply.status >= 400:
-                self.stats.errors += 1
+                self._error(f"HTTP {reply.status} on a Response")
         post_rate = max(1, round(self._wall(self.server_post_rate)))
         quantities = self.core.telemetry_due(now, post_rate)
         if quantities is not None and self.mup_href is not None:
@@ -367,7 +381,7 @@ class SimDevice:
             )
             self.stats.readings += 1
             if reply.status >= 400:
-                self.stats.errors += 1
+                self._error(f"HTTP {reply.status} on readings")
             await self._put_status(now)
 
     async def _put_status(self, now: int) -> None:
@@ -404,7 +418,7 @@ class SimDevice:
                 await self.act()
                 backoff = 1.0
             except Sep2Error as exc:
-                self.stats.errors += 1
+                self._error(f"HTTP {exc.status}" if exc.status else str(exc)[:80])
                 if exc.status == 404:
                     self.stats.not_found += 1
                     if not self.profile.faults.polls_after_404:
@@ -421,7 +435,7 @@ class SimDevice:
                 backoff = min(backoff * 2, 60.0)
                 continue
             except (TimeoutError, OSError, aiohttp.ClientError) as exc:
-                self.stats.errors += 1
+                self._error(type(exc).__name__)
                 log.debug("%s: %s", self.name, exc)
                 await self._sleep(min(backoff, deadline - loop.time()), stop)
                 backoff = min(backoff * 2, 60.0)
@@ -558,6 +572,9 @@ async def aggregator_fleet(
     lfdis = [managed_lfdi(aggregator, i) for i in range(count)]
     try:
         dcap = await client.dcap()
+        offset = 0.0
+        if "TimeLink" in dcap:
+            offset = await client.time(dcap["TimeLink"]) - time.time()
         edev_list = dcap.get("EndDeviceListLink", "/edev")
         existing = {
             (device.findtext(tag("lFDI")) or "").upper(): str(device.get("href"))
@@ -585,6 +602,7 @@ async def aggregator_fleet(
             lfdi=lfdi,
             edev_href=href,
             receiver=receiver,
+            gateway=(dcap, offset),
         )
         for i, (lfdi, href) in enumerate(zip(lfdis, hrefs, strict=True))
     ]
