@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from csip.conformance.sim.core import FAULTS, OemProfile
-from csip.conformance.sim.driver import DeviceConfig, Fleet, aggregator_fleet, device_fleet
+from csip.conformance.sim.driver import (
+    DeviceConfig,
+    Fleet,
+    aggregator_fleet,
+    device_fleet,
+    run_device,
+)
 from csip.pki.testpki import IssuedCert
 
 from support import Running, ServerFactory
@@ -305,3 +311,13 @@ async def test_after_a_404_rediscovers_but_the_faulty_one_keeps_polling(srv: Run
         await task
     assert sim_good.stats.not_found == 1
     assert sim_bad.stats.registered == 1
+
+
+async def test_run_device_is_a_task_the_harness_can_cancel(srv: Running) -> None:
+    device = srv.pki.device_a
+    task = run_device(config(srv, device, name="lab-entry-1"), duration=60)
+    await eventually(lambda: registered(srv, device.lfdi))
+    task.cancel()
+    async with asyncio.timeout(10):
+        stats = await task
+    assert stats.registered == 1 and stats.errors == 0

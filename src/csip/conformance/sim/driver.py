@@ -300,7 +300,10 @@ class SimDevice:
 
     # ---- the walk --------------------------------------------------------------------------
     async def walk(self) -> None:
-        assert self.core is not None and self.fsa_href is not None
+        assert self.core is not None
+        if self.fsa_href is None:  # an EndDevice without FSAs: nothing to walk yet
+            self.stats.walks += 1
+            return
         views = await self.client.programs(self.fsa_href)
         self.stats.walks += 1
         for view in views:
@@ -512,10 +515,14 @@ class Fleet:
         limit = None if duration is None else duration + GRACE
         try:
             await asyncio.wait(tasks, timeout=limit)
+        finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            for device, outcome in zip(self.devices, outcomes, strict=True):
+                if isinstance(outcome, Exception):  # a bug, not the server's doing: say so
+                    ERROR_KINDS[f"crashed: {type(outcome).__name__}"] += 1
+                    log.error("%s stopped: %r", device.name, outcome)
             await self.close()
         return self.stats
 
