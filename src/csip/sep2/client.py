@@ -183,7 +183,9 @@ class Sep2Client:
             connector = aiohttp.TCPConnector(
                 ssl=context if context is not None else False,
                 limit=limit,
-                keepalive_timeout=75,
+                # under the server's (aiohttp: 75 s), so the client drops an idle
+                # connection before the server does and never sends on a closing one
+                keepalive_timeout=15,
             )
             session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
