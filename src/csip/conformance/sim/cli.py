@@ -57,7 +57,12 @@ def add_sim_parser(commands: Any) -> None:
     sim.add_argument("--fleet", type=int, default=1, help="number of devices (default 1)")
     sim.add_argument("--pki", type=Path, help="test PKI directory to issue fleet certificates in")
     sim.add_argument("--oem-profiles", type=Path, help="TOML file of OEM profiles, used in turn")
-    sim.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    sim.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="seconds to run (default 60; 0 = until SIGINT/SIGTERM, as a lab.toml command)",
+    )
     sim.add_argument("--speedup", type=float, default=1.0, help="divide poll/post intervals")
     sim.add_argument("--ramp", type=float, help="spread device starts over S seconds")
     sim.add_argument("--pen", type=int, default=0, help="PEN in the mRIDs devices mint")
@@ -178,7 +183,8 @@ async def _main(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
     built = time.monotonic()
     fleet = await _build(args)
-    ramp = args.ramp if args.ramp is not None else min(args.duration / 4, 10.0)
+    duration = args.duration if args.duration > 0 else None
+    ramp = args.ramp if args.ramp is not None else min((duration or 40.0) / 4, 10.0)
     server_cpu = _cpu_seconds(args.server_pid) if args.server_pid else None
     own_cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
@@ -189,7 +195,7 @@ async def _main(args: argparse.Namespace) -> int:
         steady.append((time.monotonic(), dataclasses.replace(fleet.stats)))
 
     marker = asyncio.create_task(snapshot())
-    stats = await fleet.run(args.duration, stop, ramp)
+    stats = await fleet.run(duration, stop, ramp)
     marker.cancel()
     elapsed = time.monotonic() - started
     print(summary(stats, len(fleet.devices), elapsed))
