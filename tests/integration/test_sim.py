@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -321,3 +322,23 @@ async def test_run_device_is_a_task_the_harness_can_cancel(srv: Running) -> None
     async with asyncio.timeout(10):
         stats = await task
     assert stats.registered == 1 and stats.errors == 0
+
+
+async def test_csip_sim_until_sigterm_as_a_lab_device_command(srv: Running) -> None:
+    device = srv.pki.device_b
+    command = [
+        sys.executable, "-m", "csip.cli", "sim", "--server", srv.base, "--ca", str(srv.pki.ca),
+        "--cert", str(device.cert_path), "--key", str(device.key_path),
+        "--kind", "faulty-wrong-codes", "--duration", "0",
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await eventually(lambda: registered(srv, device.lfdi))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert "csip sim: 1 devices" in out.decode()
