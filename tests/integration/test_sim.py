@@ -342,3 +342,26 @@ async def test_csip_sim_until_sigterm_as_a_lab_device_command(srv: Running) -> N
             out, err = await process.communicate()
     assert process.returncode == 0, err.decode()[-2000:]
     assert "csip sim: 1 devices" in out.decode()
+
+
+async def test_foreign_lfdi_device_is_refused_but_keeps_going(srv: Running) -> None:
+    device = srv.pki.device_a
+    faulty = OemProfile(name="faulty", poll_rate=1, post_rate=60, faults=FAULTS["foreign-lfdi"])
+    fleet = await device_fleet([config(srv, device, faulty)])
+    task, stop = await start(fleet)
+    sim = fleet.devices[0]
+    try:
+        await eventually(lambda: registered(srv, device.lfdi))
+        program = await program_for(srv, [device.lfdi])
+        now = await server_now(srv)
+        await publish(srv, program["id"], now + 1, 2, opModMaxLimW=5000)
+
+        async def refused() -> bool:
+            return sim.stats.responses >= 3
+
+        await eventually(refused)
+        assert await ok(srv, "GET", f"/api/programs/{program['id']}/responses") == []
+    finally:
+        stop.set()
+        await task
+    assert sim.stats.walks >= 2 and sim.stats.errors >= 4  # its MUP and three Responses

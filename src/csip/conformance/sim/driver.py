@@ -275,14 +275,21 @@ class SimDevice:
         lfdi = self.profile.faults.foreign_lfdi or self.lfdi
         quantities = self.core.quantities(self.now())
         mrid = mrid_for(self.lfdi, "mup", pen=self.config.pen)
-        self.mup_href = await self.client.create_mirror_usage_point(
-            lfdi=lfdi,
-            mrid=mrid,
-            description=f"{self.profile.name} {self.name}",
-            readings=[_reading(q) for q in quantities],
-            pen=self.config.pen,
-            href=mup_list,
-        )
+        try:
+            self.mup_href = await self.client.create_mirror_usage_point(
+                lfdi=lfdi,
+                mrid=mrid,
+                description=f"{self.profile.name} {self.name}",
+                readings=[_reading(q) for q in quantities],
+                pen=self.config.pen,
+                href=mup_list,
+            )
+        except Sep2Error as exc:
+            if exc.status == 404:
+                raise
+            # refused (say, another device's LFDI): the device goes on without readings
+            self._error(f"HTTP {exc.status} creating its MirrorUsagePoint")
+            return
         mup = await self.client.get_xml(self.mup_href)
         rate = mup.findtext(tag("postRate"))
         if rate:
