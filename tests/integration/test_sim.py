@@ -186,7 +186,7 @@ async def test_aggregator_gateway_manages_50_end_devices(srv: Running) -> None:
 
 
 async def test_subscribing_battery_acts_on_notifications(make_server: ServerFactory) -> None:
-    srv = await make_server(notification_allow_private=True, outbox_retry_delays=["0.5"])
+    srv = await make_server(notification_allow_private=True, outbox_retry_delays=[0.5])
     device = srv.pki.device_a
     profile = OemProfile(
         name="subscriber", poll_rate=1, post_rate=60, subscribe=True, subscribed_poll_factor=600
