@@ -14,6 +14,7 @@ import pytest
 from lxml import etree
 
 from csip.pki import testpki
+from csip.sep2 import client as client_lib
 from csip.sep2 import schema
 from csip.web.server import Server
 from csip.web.tls import client_context
@@ -55,7 +56,8 @@ class Reply:
 
 @dataclass
 class Sep2Client:
-    """A 2030.5 client over real mutual TLS; checks every XML body it receives."""
+    """A 2030.5 client over real mutual TLS; checks every XML body it receives (through
+    csip.sep2.client, the client the simulator and the harness use too)."""
 
     base: str
     session: aiohttp.ClientSession
@@ -65,19 +67,15 @@ class Sep2Client:
     async def request(
         self, method: str, path: str, body: bytes | str | None = None, **headers: str
     ) -> Reply:
-        data = body.encode() if isinstance(body, str) else body
-        if data is not None:
-            headers.setdefault("Content-Type", "application/sep+xml")
-        async with self.session.request(
-            method, self.base + path, data=data, headers=headers, allow_redirects=False
-        ) as response:
-            reply = Reply(response.status, response.headers, await response.read())
-        if reply.body and reply.headers.get("Content-Type", "").startswith("application/sep+xml"):
-            document = etree.fromstring(reply.body)
-            assert self.validator.validate(document), (
-                f"{method} {path} emitted an invalid body: {self.validator.error_log}\n"
-                f"{reply.body.decode()}"
-            )
+        # the product's own 2030.5 client, sharing this session; it validates each reply
+        client = client_lib.Sep2Client(
+            self.base, None, validator=self.validator, session=self.session
+        )
+        try:
+            got = await client.request(method, path, body, headers)
+        except client_lib.InvalidReply as exc:
+            raise AssertionError(f"{method} {path} emitted an invalid body: {exc}") from None
+        reply = Reply(got.status, got.headers, got.body)
         self.sent.append(reply)
         return reply
 
