@@ -52,3 +52,12 @@ def curve_list(program_id: int) -> str:
 
 def response_list(program_id: int) -> str:
     return f"/rsps/{program_id}/rsp"
+
+
+def usage_point_list() -> str:
+    """The metering read side: one UsagePoint per MirrorUsagePoint (services/metering.py)."""
+    return "/upt"
+
+
+def usage_point(mup_id: int) -> str:
+    return f"/upt/{mup_id}"

@@ -12,14 +12,15 @@ from lxml import etree
 
 from csip.domain.devices import EndDevice
 from csip.domain.timeinfo import TimeInfo
+from csip.sep2 import hrefs
 from csip.sep2.xml import AUS, E, link, serialize
 
 
 def device_capability(poll_rate: int, edev_all: int, mup_all: int | None = None) -> bytes:
     links = [link("ResponseSetListLink", "/rsps"), link("TimeLink", "/tm")]
     if mup_all is not None:  # metering read side: one UsagePoint per MirrorUsagePoint
-        links.append(link("UsagePointListLink", "/upt", mup_all))
-    links.append(link("EndDeviceListLink", "/edev", edev_all))
+        links.append(link("UsagePointListLink", hrefs.usage_point_list(), mup_all))
+    links.append(link("EndDeviceListLink", hrefs.end_device_list(), edev_all))
     if mup_all is not None:  # telemetry (MirrorUsagePointList)
         links.append(link("MirrorUsagePointListLink", "/mup", mup_all))
     dcap = E.DeviceCapability(*links, href="/dcap", pollRate=str(poll_rate))

@@ -20,6 +20,7 @@ from csip.domain.devices import EndDevice, Principal, mint_mrid
 from csip.domain.paging import Page
 from csip.domain.telemetry import MirrorMeterReading, MirrorUsagePoint, Reading
 from csip.errors import NotFound
+from csip.sep2 import hrefs
 from csip.sep2.xml import E, link, serialize
 from csip.services import changes as tag
 from csip.services.cache import Entry
@@ -27,12 +28,12 @@ from csip.services.telemetry import TelemetryService, reading_type_element
 from csip.store.der import KIND_READING_SET
 from csip.store.telemetry import ReadingSummary
 
-UPT_LIST = "/upt"
+UPT_LIST = hrefs.usage_point_list()
 READING_SET = 1  # the one ReadingSet of a MeterReading
 
 
 def upt_href(mup: MirrorUsagePoint) -> str:
-    return f"{UPT_LIST}/{mup.id}"
+    return hrefs.usage_point(mup.id)
 
 
 def mr_href(mup: MirrorUsagePoint, mmr: MirrorMeterReading) -> str:
