@@ -65,8 +65,6 @@ RELATED = "related"
 #: A program was created: lists of programs, and states that rank programs, may grow.
 PROGRAM_SET = "program-set"
 OADR = "oadr"
-#: Any program's responses (the ResponseSetList counts them per program).
-RESPONSES = "responses"
 #: The per-aggregator notification host allow-lists (services/subscriptions.py).
 NOTIFY_HOSTS = "notify-hosts"
 
@@ -194,7 +192,7 @@ def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEff
         notify.append(hrefs.program_list(change.group_id))
     elif isinstance(change, ProgramDeleted):
         tags += [program(change.program_id), group(change.group_id), PROGRAM_SET]
-        tags += [responses(change.program_id), RESPONSES]
+        tags.append(responses(change.program_id))
         notify.append(hrefs.program_list(change.group_id))
     elif isinstance(change, ControlsPublished):
         tags.append(program(change.program_id))
@@ -205,7 +203,7 @@ def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEff
     elif isinstance(change, CurveAdded):
         tags.append(program(change.program_id))
     elif isinstance(change, ResponseAdded):
-        tags += [responses(change.program_id), RESPONSES]
+        tags.append(responses(change.program_id))
     elif isinstance(change, SettingsChanged):
         tags.append(SETTINGS)
     elif isinstance(change, CertificateChanged):

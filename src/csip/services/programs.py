@@ -521,24 +521,28 @@ class ProgramService:
         return await self._render(key, tags, None, build)
 
     async def response_set_list(self, principal: Principal, page: Page) -> bytes:
+        """Each ResponseSet counts this client's responses to its program; the rendering
+        depends on the listed programs' responses only (their tags are known once built)."""
         visible = await self.visible_groups(principal)
-
-        async def build() -> bytes:
+        key = ("rsps", principal.scope, page.key())
+        entry = self.cache.get(key)
+        if entry is None:
+            generation = self.cache.generation
             programs = [p for p in await self.der.programs() if p.group_id in visible]
             chosen = programs[page.start : page.start + page.limit]
             rows = [(p, len(await self._my_responses(principal, p.id))) for p in chosen]
-            return render.response_set_list("/rsps", len(programs), rows)
-
-        key = ("rsps", principal.scope, page.key())
-        scope = principal.scope
-        tags = (
-            tag.GROUPS,
-            tag.visible(scope),
-            tag.edev_list(scope),
-            tag.RESPONSES,
-            *(tag.group(g) for g in sorted(visible)),
-        )
-        return await self._render(key, tags, None, build)
+            scope = principal.scope
+            tags = (
+                tag.GROUPS,
+                tag.visible(scope),
+                tag.edev_list(scope),
+                *(tag.group(g) for g in sorted(visible)),
+                *(tag.responses(p.id) for p in chosen),
+            )
+            body = render.response_set_list("/rsps", len(programs), rows)
+            entry = Entry(body, None, tags)
+            self.cache.put(key, entry, generation)
+        return entry.body
 
     # ---- the utility's side (admin API) ----------------------------------------------------
     async def create_group(self, description: str, level: str | None, parent: int | None) -> Group:

@@ -95,7 +95,6 @@ def test_a_deleted_program_leaves_its_group_lists_and_the_response_sets() -> Non
         "group:2",
         tag.PROGRAM_SET,
         "responses:5",
-        tag.RESPONSES,
     }
     assert effects.hrefs == ["/fsa/2/derp"]
 
@@ -106,8 +105,8 @@ def test_a_deleted_group_leaves_the_tree() -> None:
     assert effects.hrefs == []  # its members leaving is a MembershipChanged
 
 
-def test_a_response_drops_its_program_responses_and_every_response_set_count() -> None:
-    assert effects_of(ResponseAdded(9)).tags == ["responses:9", tag.RESPONSES]
+def test_a_response_drops_its_program_responses_only() -> None:
+    assert effects_of(ResponseAdded(9)).tags == ["responses:9"]
 
 
 def test_readings_drop_only_the_metering_read_side_of_their_mirror() -> None:
