@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from csip.config import Settings
 from csip.domain.clock import Clock
+from csip.domain.devices import Principal, PrincipalKind
+from csip.domain.paging import Page
 from csip.errors import InvalidValues
 from csip.pki.identity import sfdi_from_lfdi
 from csip.sep2 import schema
@@ -67,4 +70,37 @@ async def test_deleting_a_device_drops_what_its_memberships_decided(
     (tags,) = seen
     assert {"related", f"group:{group.id}"} <= set(tags)
     assert any(t.startswith("member:") for t in tags)
+    await programs.sep2.store.close()
+
+
+async def test_a_response_updates_the_cached_response_set_list_of_its_program_only(
+    services: tuple[ProgramService, list[list[str]]],
+) -> None:
+    """The ResponseSetList counts a client's responses per program: a response drops the
+    renderings of its program's responses, never every program's."""
+    programs, seen = services
+    group = await programs.create_group("feeder", "feeder", None)
+    await programs.set_member(group.id, LFDI, True)
+    first = await programs.create_program(group.id, "first", 1)
+    second = await programs.create_program(group.id, "second", 2)
+    spec = ControlSpec(start=2_000_000_000, duration=60, base={"opModFixedW": 5000})
+    (control,) = await programs.create_controls(first.id, [spec])
+    device = Principal(LFDI, sfdi_from_lfdi(LFDI), PrincipalKind.DEVICE)
+    page = Page(0, None, 10)
+
+    async def counts() -> list[str | None]:
+        root = etree.fromstring(await programs.response_set_list(device, page))
+        return [link.get("all") for link in root.iter("{*}ResponseListLink")]
+
+    assert await counts() == ["0", "0"]
+    seen.clear()
+    answer = (
+        '<DERControlResponse xmlns="urn:ieee:std:2030.5:ns">'
+        f"<createdDateTime>1</createdDateTime><endDeviceLFDI>{LFDI}</endDeviceLFDI>"
+        f"<status>1</status><subject>{control.mrid}</subject></DERControlResponse>"
+    )
+    await programs.post_response(device, first.id, answer.encode())
+    (tags,) = seen
+    assert f"responses:{first.id}" in tags and f"responses:{second.id}" not in tags
+    assert await counts() == ["1", "0"]
     await programs.sep2.store.close()
