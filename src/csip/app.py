@@ -10,7 +10,6 @@ settings it passes here, so nothing needs wiring after construction.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -38,10 +37,8 @@ from csip.store.subscriptions import SubscriptionStore
 from csip.store.telemetry import TelemetryStore
 from csip.web import admin_app, sep2_app, vtn_app
 from csip.web.identity import IdentityResolver
+from csip.web.lab import stamp_worker
 from csip.web.tls import client_context
-
-#: Response header naming the worker process that answered (lab_worker_header only).
-WORKER_HEADER = "X-Csip-Worker"
 
 
 def public_host(settings: Settings) -> str:
@@ -101,16 +98,6 @@ def _bus(store: Store, settings: Settings) -> LocalBus:
     if store.dialect == "postgresql":
         return PgBus(asyncpg_dsn(settings.db_url))
     return LocalBus()
-
-
-def _worker_header(app: web.Application) -> None:
-    """Lab mode: name the answering process, so a test or the bench can tell workers apart."""
-    pid = str(os.getpid())
-
-    async def stamp(_request: web.Request, response: web.StreamResponse) -> None:
-        response.headers[WORKER_HEADER] = pid
-
-    app.on_response_prepare.append(stamp)
 
 
 def build(settings: Settings, clock: Clock | None = None) -> App:
@@ -185,7 +172,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     if settings.lab_worker_header:
         for face in (sep2_face, admin_face, vtn_face):
-            _worker_header(face)
+            stamp_worker(face)
     return App(
         settings=settings,
         clock=clock,

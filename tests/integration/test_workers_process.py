@@ -25,9 +25,9 @@ import pytest
 import pytest_asyncio
 from lxml import etree
 
-from csip.app import WORKER_HEADER
 from csip.services.admin import admin_token
 from csip.store import Store
+from csip.web.lab import WORKER_HEADER
 
 from support import Pki, client_ssl
 
