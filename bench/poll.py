@@ -277,6 +277,9 @@ class Bench:
             self.workdir,
         )
         self.procs.append(server)
+        # csip migrates the database as it starts; `csip admin token` would migrate it too,
+        # and two first migrations of one SQLite file at once collide: wait for the banner
+        wait_until(lambda: "Ctrl-C stops" in server.log_path.read_text(), server, 60, "starting")
         token = subprocess.run(
             [csip, "admin", "token", *db], check=True, capture_output=True, text=True, timeout=60
         ).stdout.strip()

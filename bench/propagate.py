@@ -78,6 +78,7 @@ class Observation:
     paths: dict[str, PathState]
     polls: dict[int, int] = field(default_factory=dict)
     errors: int = 0
+    non200: dict[int, int] = field(default_factory=dict)
     armed: bool = False  # once the old bytes are known everywhere
 
 
@@ -94,10 +95,14 @@ async def _observer(
 ) -> None:
     """One keep-alive connection: kept if its worker still wants observers, polls round-robin."""
     connector = aiohttp.TCPConnector(ssl=context, limit=1)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.get(url + paths[0]) as response:
-            await response.read()
-            pid = int(response.headers[WORKER_HEADER])
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        try:
+            async with session.get(url + paths[0]) as response:
+                await response.read()
+                pid = int(response.headers[WORKER_HEADER])
+        except (TimeoutError, aiohttp.ClientError, OSError, KeyError):
+            return
         if wanted.get(pid, 0) >= per_worker:
             return
         wanted[pid] = wanted.get(pid, 0) + 1
@@ -111,9 +116,13 @@ async def _observer(
                 async with session.get(url + path) as response:
                     body = await response.read()
                     pid = int(response.headers.get(WORKER_HEADER, "0"))
-            except (aiohttp.ClientError, OSError):
+                    status = response.status
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 seen.errors += 1
                 await asyncio.sleep(0.05)
+                continue
+            if status != 200:  # an error is neither the old nor the new bytes
+                seen.non200[status] = seen.non200.get(status, 0) + 1
                 continue
             received = time.monotonic()
             seen.polls[pid] = seen.polls.get(pid, 0) + 1
@@ -208,6 +217,7 @@ async def _run_phase(
         "observer_connections": dict(sorted((str(p), n) for p, n in wanted.items())),
         "polls_per_worker": {str(p): n for p, n in seen.polls.items()},
         "poll_errors": seen.errors,
+        "poll_non200": {str(k): n for k, n in seen.non200.items()},
         "timeout_s": wait_s,
     }
 
@@ -416,6 +426,9 @@ def print_table(result: dict[str, Any]) -> None:
     print(header + f"{'unseen':>8}{'stale':>7}")
     for name, row in result["phases"].items():
         seen = row["seen_everywhere_after_write_s"]
+        bad = sum(row["poll_non200"].values()) + row["poll_errors"]
+        if bad:
+            print(f"  ({name}: {bad} observer polls failed: {row['poll_non200']} + I/O errors)")
         print(
             f"{name:<34}{row['write_s']:>9.3f}"
             f"{(f'{seen:.3f}' if seen is not None else 'never'):>11}"
