@@ -79,6 +79,7 @@ class Observation:
     polls: dict[int, int] = field(default_factory=dict)
     errors: int = 0
     non200: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
     armed: bool = False  # once the old bytes are known everywhere
 
 
@@ -97,8 +98,9 @@ async def _observer(
     connector = aiohttp.TCPConnector(ssl=context, limit=1)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        try:
-            async with session.get(url + paths[0]) as response:
+        try:  # a busy worker may take a while to accept: a longer wait for the first answer
+            first = aiohttp.ClientTimeout(total=60)
+            async with session.get(url + paths[0], timeout=first) as response:
                 await response.read()
                 pid = int(response.headers[WORKER_HEADER])
         except (TimeoutError, aiohttp.ClientError, OSError, KeyError):
@@ -125,6 +127,7 @@ async def _observer(
                 seen.non200[status] = seen.non200.get(status, 0) + 1
                 continue
             received = time.monotonic()
+            seen.latencies.append(received - sent)
             seen.polls[pid] = seen.polls.get(pid, 0) + 1
             state = seen.paths[path]
             if not seen.armed or state.old is None:  # (a path not polled before the write
@@ -157,7 +160,7 @@ async def _run_phase(
     pids: set[int] = set()
     wanted: dict[int, int] = {}
     tasks: list[asyncio.Task[None]] = []
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while (len(pids) < workers or min(wanted.values(), default=0) < per_worker) and (
         time.monotonic() < deadline
     ):
@@ -217,6 +220,14 @@ async def _run_phase(
         "observer_connections": dict(sorted((str(p), n) for p, n in wanted.items())),
         "polls_per_worker": {str(p): n for p, n in seen.polls.items()},
         "poll_errors": seen.errors,
+        "observer_poll_p50_ms": round(statistics.median(seen.latencies) * 1000, 1)
+        if seen.latencies
+        else None,
+        "observer_poll_p99_ms": round(
+            sorted(seen.latencies)[int(0.99 * (len(seen.latencies) - 1))] * 1000, 1
+        )
+        if seen.latencies
+        else None,
         "poll_non200": {str(k): n for k, n in seen.non200.items()},
         "timeout_s": wait_s,
     }
@@ -423,7 +434,7 @@ def print_table(result: dict[str, Any]) -> None:
         f"{config['observers_per_worker']} observer connections per worker"
     )
     header = f"{'phase':<34}{'write s':>9}{'all new s':>11}{'lag max':>9}{'lag p50':>9}"
-    print(header + f"{'unseen':>8}{'stale':>7}")
+    print(header + f"{'unseen':>8}{'stale':>7}{'workers':>9}{'poll p50/p99 ms':>17}")
     for name, row in result["phases"].items():
         seen = row["seen_everywhere_after_write_s"]
         bad = sum(row["poll_non200"].values()) + row["poll_errors"]
@@ -436,12 +447,16 @@ def print_table(result: dict[str, Any]) -> None:
             f"{(row['lag_per_path_median_s'] or float('nan')):>9.3f}"
             f"{row['paths_not_seen_everywhere']:>8}"
             f"{sum(row['stale_after_seen_everywhere'].values()):>7}"
+            f"{row['observed_workers']:>9}"
+            f"{row['observer_poll_p50_ms']!s:>10}/{row['observer_poll_p99_ms']}"
         )
     print(
         "  write s: the admin write(s) until answered; all new s: from that answer until every"
         " worker served new bytes for every sampled path ('never' within the timeout);"
         " lag: per path, from its write's answer; unseen: paths some worker never changed;"
-        " stale: polls sent after a path was new everywhere that still got its old bytes"
+        " stale: polls sent after a path was new everywhere that still got its old bytes;"
+        " workers: how many the observers reached; poll: the observers' request latency, which"
+        " bounds the lag's resolution"
     )
     load = result["background_load"]
     if load.get("rps") is not None:
