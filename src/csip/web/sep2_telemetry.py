@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from csip.services.sep2 import Sep2Service
 from csip.services.telemetry import TelemetryService
 from csip.web.paths import path_id
 from csip.web.sep2_common import PRINCIPAL, created, guarded, page_of, read_body, xml
@@ -57,11 +56,9 @@ async def get_meter_reading(request: web.Request) -> web.Response:
     return xml(await svc.meter_reading(request[PRINCIPAL], _mup_id(request), mmr))
 
 
-def setup(app: web.Application, service: Sep2Service) -> None:
-    """Add this function set's routes (and services) to the 2030.5 app."""
-    telemetry = TelemetryService(service)
+def setup(app: web.Application, telemetry: TelemetryService) -> None:
+    """Add this function set's routes to the 2030.5 app."""
     app[TELEMETRY] = telemetry
-    service.mup_count = telemetry.count
     mup = r"/mup/{mup:\d{1,9}}"
     routes = app.router
     routes.add_get("/mup", guarded(get_mup_list))
