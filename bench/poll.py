@@ -277,6 +277,9 @@ class Bench:
             self.workdir,
         )
         self.procs.append(server)
+        # csip migrates the database as it starts; `csip admin token` would migrate it too,
+        # and two first migrations of one SQLite file at once collide: wait for the banner
+        wait_until(lambda: "Ctrl-C stops" in server.log_path.read_text(), server, 60, "starting")
         token = subprocess.run(
             [csip, "admin", "token", *db], check=True, capture_output=True, text=True, timeout=60
         ).stdout.strip()
@@ -602,7 +605,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ciphers", help="OpenSSL cipher list the load generator offers")
     parser.add_argument("--json-out", type=Path, help="also write the JSON result here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    workers = parser.add_argument_group(
+        "several workers (--workers N > 1: the cross-worker propagation run, bench/propagate.py)"
+    )
+    workers.add_argument(
+        "--workers", type=int, default=1, help="csip serve --workers N (needs --db postgresql)"
+    )
+    workers.add_argument("--observers", type=int, default=2, help="observer connections/worker")
+    workers.add_argument(
+        "--propagation-timeout", type=float, default=60.0, help="longest wait for new bytes (s)"
+    )
     args = parser.parse_args(argv)
+    if args.workers > 1 and not (args.db or "").startswith("postgresql"):
+        parser.error("--workers N > 1 needs --db postgresql+asyncpg://... (a fresh database)")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(args.modes) - set(ALL_MODES)
     if unknown:
@@ -620,6 +635,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def propagation(args: argparse.Namespace, bench: Bench, workdir: Path) -> int:
+    """``--workers N``: how fast a write reaches every worker (bench/propagate.py)."""
+    import propagate
+
+    args.concurrency = min(args.concurrency, 16)
+    try:
+        with terminate_on_signal():
+            result = propagate.run(args, workdir, bench.procs, bench.anomalies)
+    finally:
+        for proc in list(bench.procs):
+            proc.stop()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    propagate.print_table(result)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for tool in ("taskset",):
@@ -631,6 +667,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="csip-bench-"))
     bench = Bench(args, workdir)
     started = time.monotonic()
+    if args.workers > 1:
+        return propagation(args, bench, workdir)
     try:
         with terminate_on_signal():
             result = bench.run()

@@ -56,7 +56,10 @@ def _demo_certificate(settings: Settings) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
     from csip.web.server import Server, serve_forever
+    from csip.web.workers import run_workers, sqlite_refusal
 
     settings = _settings(
         args,
@@ -69,14 +72,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         profile=args.profile,
         schema_dir=args.schema_dir,
         certs_dir=args.certs_dir,
+        workers=args.workers,
     )
+    refusal = sqlite_refusal(settings)
+    if refusal is not None:
+        print(f"csip: error: {refusal}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     banner = BANNER.replace("{ca}", str(settings.tls_files()[0]))
     banner = banner.replace("{cert}", _demo_certificate(settings))
+    if settings.workers > 1:
+        return run_workers(settings, banner)
     with contextlib.suppress(KeyboardInterrupt):
-        _run(serve_forever(Server(settings), banner))
+        _run(serve_forever(Server(settings), banner, stop_on=(signal.SIGTERM,)))
     return 0
 
 
@@ -206,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--vtn-port", type=int, help="OpenADR 3 VTN port (default 8445)")
     serve.add_argument(
         "--vtn-plain-http", action="store_true", help="serve the VTN over plain HTTP (labs only)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes sharing each port (default 1; more than 1 needs PostgreSQL)",
     )
     serve.set_defaults(func=cmd_serve)
 

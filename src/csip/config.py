@@ -88,6 +88,11 @@ class Settings:
     #: Open connections per client address on one listener (trusted proxies exempt); 0 = no cap.
     max_connections_per_client: int = 256
     log_level: str = "INFO"
+    #: Worker processes sharing each listener's port (SO_REUSEPORT); more than 1 needs
+    #: PostgreSQL (caches invalidate across workers through it).
+    workers: int = 1
+    #: Labs and benchmarks: every answer names the worker process (X-Csip-Worker: pid).
+    lab_worker_header: bool = False
     # ---- OpenADR 3 VTN (issue 4) ------------------------------------------
     #: HTTPS port of the OpenADR 3.1.0 VTN (server certificate of the PKI, no client cert).
     vtn_port: int = 8445
@@ -159,6 +164,8 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError as exc:
                 raise ConfigError(f"trusted_proxies entry {proxy!r} is not an address") from exc
+        if not 1 <= self.workers <= 256:
+            raise ConfigError(f"workers must be 1..256, not {self.workers}")
         if not 0 <= self.default_pin <= 999999:
             raise ConfigError("default_pin must be a 6-digit number")
         if not 0 <= self.pen <= 0xFFFFFFFF:

@@ -80,7 +80,7 @@ def _sample(kind: Any, default: Any) -> Any:
     if kind is bool:
         return not default
     if kind is int:
-        return 1234
+        return default + 1  # differs from the default and stays in every setting's range
     if kind is float:
         return 2.5
     if kind is Path:

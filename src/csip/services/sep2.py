@@ -64,7 +64,16 @@ def device_ref(device: EndDevice) -> DeviceRef:
 
 class Sep2Service:
     def __init__(
-        self, store: Store, settings: Settings, clock: Clock, schemas: SchemaSet, bus: LocalBus
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        schemas: SchemaSet,
+        bus: LocalBus,
+        *,
+        mup_count: Callable[[Principal], Awaitable[int]] | None = None,
+        wake_outbox: Callable[[], None] = _nothing,
+        farewells: Callable[[int], Awaitable[list[Any]]] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -83,12 +92,12 @@ class Sep2Service:
         self._own_known: set[str] = set()
         self._poll_rates: dict[str, int] | None = None
         self._post_rate: int | None = None
-        #: How many MirrorUsagePoints a client sees, for /dcap (set by the telemetry setup).
-        self.mup_count: Callable[[Principal], Awaitable[int]] | None = None
-        #: Set by the server once the outbox worker runs; writers call it after commit.
-        self.wake_outbox: Callable[[], None] = _nothing
-        #: Set by the subscriptions setup: the farewell notifications of a device's subscriptions.
-        self.farewells: Callable[[int], Awaitable[list[Any]]] | None = None
+        #: How many MirrorUsagePoints a client sees, for /dcap's MirrorUsagePointListLink.
+        self.mup_count = mup_count
+        #: Wakes the outbox worker; writers call it after a commit that queued notifications.
+        self.wake_outbox = wake_outbox
+        #: The farewell notifications of a device's subscriptions, queued when it is deleted.
+        self.farewells = farewells
         #: Every write of every service built on this one goes through these units of work.
         self.changes = Changes(store, bus, clock, wake=lambda: self.wake_outbox())
         bus.subscribe(self._on_invalidate)

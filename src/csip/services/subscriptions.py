@@ -74,13 +74,34 @@ async def _getaddrinfo(host: str, port: int) -> list[Any]:
     return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
+async def cancellations(
+    store: SubscriptionStore, public_base: str, device_id: int
+) -> list[OutboxMessage]:
+    """The final "resource deleted" notifications for every subscription of a device (queued
+    in the transaction that deletes it)."""
+    return [
+        OutboxMessage(
+            kind=KIND,
+            target=s.notification_uri,
+            body=notify_render.notification(
+                s.subscribed_resource,
+                public_base + s.href,
+                None,
+                notify_render.STATUS_CANCELLED_DELETED,
+            ),
+            content_type=CONTENT_TYPE,
+        )
+        for s in await store.of_device(device_id)
+    ]
+
+
 class SubscriptionService:
-    def __init__(self, programs: ProgramService) -> None:
+    def __init__(self, programs: ProgramService, public_base: str) -> None:
         self.programs = programs
         self.sep2 = programs.sep2
         self.store = SubscriptionStore(self.sep2.store)
-        #: Absolute base of subscriptionURI (2030.5 wants an absolute URI); set by the server.
-        self.public_base = "https://localhost"
+        #: Absolute base of subscriptionURI (2030.5 wants an absolute URI).
+        self.public_base = public_base
         #: Ids of the subscriptions that exist, so delivery needs no query per notification;
         #: dropped whenever one is created or deleted (in any worker, through the bus).
         self._existing: set[int] | None = None
@@ -250,20 +271,7 @@ class SubscriptionService:
 
     async def cancellations(self, device_id: int) -> list[OutboxMessage]:
         """The final "resource deleted" notifications for every subscription of a device."""
-        return [
-            OutboxMessage(
-                kind=KIND,
-                target=s.notification_uri,
-                body=notify_render.notification(
-                    s.subscribed_resource,
-                    self.public_base + s.href,
-                    None,
-                    notify_render.STATUS_CANCELLED_DELETED,
-                ),
-                content_type=CONTENT_TYPE,
-            )
-            for s in await self.store.of_device(device_id)
-        ]
+        return await cancellations(self.store, self.public_base, device_id)
 
     async def notification_body(self, message: OutboxMessage) -> bytes | None:
         """What to POST for an outbox message; None when its subscription is gone."""

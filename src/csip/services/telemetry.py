@@ -295,6 +295,18 @@ def readings_by_type(
     return list(groups.values())
 
 
+def _scope(principal: Principal) -> dict[str, Any]:
+    if principal.kind is PrincipalKind.AGGREGATOR:
+        return {"aggregator_id": principal.aggregator_id, "lfdi": principal.lfdi}
+    return {"lfdi": principal.lfdi}
+
+
+async def count_mirror_usage_points(store: TelemetryStore, principal: Principal) -> int:
+    """How many MirrorUsagePoints this client sees (the /dcap link's `all`)."""
+    total, _ = await store.page(**_scope(principal), limit=0)
+    return total
+
+
 class TelemetryService:
     def __init__(self, sep2: Sep2Service) -> None:
         self.sep2 = sep2
@@ -302,9 +314,7 @@ class TelemetryService:
 
     # ---- shared ------------------------------------------------------------------
     def _scope(self, principal: Principal) -> dict[str, Any]:
-        if principal.kind is PrincipalKind.AGGREGATOR:
-            return {"aggregator_id": principal.aggregator_id, "lfdi": principal.lfdi}
-        return {"lfdi": principal.lfdi}
+        return _scope(principal)
 
     async def _post_rate(self, device: EndDevice, mup: MirrorUsagePoint) -> int | None:
         default = await self.sep2.default_post_rate()
@@ -312,8 +322,7 @@ class TelemetryService:
 
     async def count(self, principal: Principal) -> int:
         """How many MirrorUsagePoints this client sees (the /dcap link's `all`)."""
-        total, _ = await self.store.page(**self._scope(principal), limit=0)
-        return total
+        return await count_mirror_usage_points(self.store, principal)
 
     async def _entry(self, mup_id: int) -> Entry:
         """The cached rendering of /mup/{id}; owner is (MUP, EndDevice). Unknown ids are

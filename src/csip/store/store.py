@@ -7,6 +7,8 @@ read paths outside a unit of work, the CLI, and tests use them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from csip.store.uow import Effects, UnitOfWork
 
 _ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+#: PostgreSQL advisory lock held while migrating ("csipmig").
+_MIGRATION_LOCK = 0x63_73_69_70_6D_69_67
 _DECLARATION = b"<?xml"
 
 
@@ -266,6 +270,15 @@ class Store:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         #: Sessions for store functions that take one (store.uow opens them).
         self.sessions = self._sessions
+        self._write_lock = asyncio.Lock()
+
+    def write_turn(self) -> AbstractAsyncContextManager[object]:
+        """A unit of work's turn to write: on SQLite (one writer at a time) the units of this
+        process queue here, in order, instead of racing for the file lock; on PostgreSQL
+        (row locks, many writers) no wait."""
+        if self.dialect == "sqlite":
+            return self._write_lock
+        return contextlib.nullcontext()
 
     @property
     def dialect(self) -> str:
@@ -284,6 +297,13 @@ class Store:
             command.upgrade(config, "heads")  # branches (DER, OpenADR) may coexist
 
         async with self.engine.begin() as connection:
+            # Processes starting together on a fresh database (csip serve and csip admin
+            # token, several workers or hosts) migrate one at a time: the others wait for the
+            # lock, then find the schema current.
+            if self.dialect == "sqlite":
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                await connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
             await connection.run_sync(upgrade)
 
     async def close(self) -> None:

@@ -16,7 +16,10 @@ change, the intents and the log row (a request commits whole or changes nothing)
 
 On SQLite a unit takes the write lock up front (BEGIN IMMEDIATE): a unit that reads, then
 writes, would otherwise fail with SQLITE_BUSY_SNAPSHOT when another writer committed between
-its read and its write; waiting for the lock (busy_timeout) is what we want instead.
+its read and its write; waiting for the lock (busy_timeout) is what we want instead. Within
+one process the units take turns on an asyncio lock first (`Store.write_turn`): SQLite admits
+one writer at a time anyway, and a fleet registering at once would otherwise outwait
+busy_timeout and fail with "database is locked".
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ async def select_changes_after(session: AsyncSession, seq: int) -> list[tuple[in
 async def unit_of_work(store: Store, effects: Effects) -> AsyncIterator[UnitOfWork]:
     """One transaction for one use case; see the module docstring."""
     outcome = _Outcome()
-    async with store.sessions() as session:
+    async with store.write_turn(), store.sessions() as session:
         async with session.begin():
             if store.dialect == "sqlite":
                 await session.execute(text("BEGIN IMMEDIATE"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,9 +25,11 @@ from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
 from csip.services.programs import ProgramService
 from csip.services.telemetry import TelemetryService
+from csip.services.vtn_auth import VtnAuth
 from csip.web import limits
 from csip.web.paths import path_id
 from csip.web.vtn_app import (  # OpenADR 3 VTN clients (issue 4)
+    VTN_AUTH,
     VtnClientIn,
     admin_create_vtn_client,
     admin_delete_vtn_client,
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 ADMIN = web.AppKey("admin_service", AdminService)
 #: Path parameters that are integer ids (groups, programs, controls).
 ID_PARAMS = frozenset({"gid", "pid", "cid"})
+DER_DEVICE = web.AppKey("admin_der_device", DerDeviceService)
+TELEMETRY = web.AppKey("admin_telemetry", TelemetryService)
 _M = TypeVar("_M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -171,6 +176,9 @@ async def get_status(request: web.Request) -> web.Response:
                 "out_of_band": svc.settings.registration_out_of_band,
             },
             "clock_offset": svc.clock.offset,
+            # which worker answered (several share the port, see `csip serve --workers`)
+            "pid": os.getpid(),
+            "workers": svc.settings.workers,
         }
     )
 
@@ -340,7 +348,7 @@ async def get_end_device_der(request: web.Request) -> web.Response:
     """DERCapability, DERSettings, DERStatus, DERAvailability (and ConnectionPoint) as posted."""
     svc = _svc(request)
     device = await svc.end_device(request.match_info["lfdi"])
-    return _json(await DerDeviceService(svc.sep2).der_json(device))
+    return _json(await request.app[DER_DEVICE].der_json(device))
 
 
 async def get_end_device_log_events(request: web.Request) -> web.Response:
@@ -348,7 +356,7 @@ async def get_end_device_log_events(request: web.Request) -> web.Response:
     device = await svc.end_device(request.match_info["lfdi"])
     offset = _int_query(request, "offset", 0, 2**31)
     limit = _int_query(request, "limit", 100, 1000)
-    return _json(await DerDeviceService(svc.sep2).log_events_json(device, offset, limit))
+    return _json(await request.app[DER_DEVICE].log_events_json(device, offset, limit))
 
 
 # ---- telemetry (issue 3 item 6) ---------------------------------------------------------
@@ -371,7 +379,7 @@ def _optional_query(request: web.Request, name: str) -> int | None:
 
 
 def _telemetry(request: web.Request) -> TelemetryService:
-    return TelemetryService(_svc(request).sep2)
+    return request.app[TELEMETRY]
 
 
 async def get_end_device_readings(request: web.Request) -> web.Response:
@@ -662,10 +670,20 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _json({"status": 500, "title": "Internal", "detail": "see the server log"}, 500)
 
 
-def create_app(service: AdminService) -> web.Application:
+def create_app(
+    service: AdminService,
+    programs: ProgramService,
+    der_device: DerDeviceService,
+    telemetry: TelemetryService,
+    vtn_auth: VtnAuth,
+) -> web.Application:
+    """The admin face over services built elsewhere (csip.app.build)."""
     app = web.Application(middlewares=[admin_middleware], client_max_size=limits.ADMIN_MAX_BODY)
     app[ADMIN] = service
     app[limits.FACE] = "admin"
+    app[DER_DEVICE] = der_device
+    app[TELEMETRY] = telemetry
+    app[VTN_AUTH] = vtn_auth
     document = openapi_document()
 
     async def get_openapi(_request: web.Request) -> web.Response:
@@ -674,7 +692,7 @@ def create_app(service: AdminService) -> web.Application:
     app.router.add_get("/openapi.json", get_openapi)
     from csip.web.admin_programs import PROGRAM_ADMIN
 
-    app[PROGRAM_ADMIN] = ProgramService(service.sep2)
+    app[PROGRAM_ADMIN] = programs
     for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)
     return app

@@ -206,15 +206,13 @@ async def post_members(request: web.Request, body: MembersIn) -> web.Response:
 async def group_report(request: web.Request) -> web.Response:
     """What the utility reads per group: each device's DER documents, latest readings and
     responses (paged with offset/limit over the group's devices, sub-groups included)."""
-    from csip.services.der_device import DerDeviceService
-    from csip.services.telemetry import TelemetryService
-    from csip.web.admin_app import _int_query
+    from csip.web.admin_app import DER_DEVICE, TELEMETRY, _int_query
 
     svc = _svc(request)
     devices = await svc.group_devices(_id(request, "gid"))
     offset = _int_query(request, "offset", 0, 2**31)
     limit = _int_query(request, "limit", 100, 1000)
-    der, telemetry = DerDeviceService(svc.sep2), TelemetryService(svc.sep2)
+    der, telemetry = request.app[DER_DEVICE], request.app[TELEMETRY]
     report = []
     for device in devices[offset : offset + limit]:
         report.append(

@@ -28,6 +28,7 @@ import ipaddress
 import json
 import logging
 import resource
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -336,15 +337,33 @@ class GuardedRunner(web.AppRunner):
 class GuardedSite(web.TCPSite):
     """TCPSite with the TLS handshake timeout (aiohttp leaves asyncio's 60 s)."""
 
-    def __init__(self, *args: Any, handshake_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        handshake_timeout: float,
+        sock: socket.socket | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.handshake_timeout = handshake_timeout
+        #: A socket bound beforehand (ports settled first; SO_REUSEPORT across workers).
+        self.sock = sock
 
     async def start(self) -> None:
         self._runner._reg_site(self)
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
+        handshake = self.handshake_timeout if self._ssl_context else None
+        if self.sock is not None:
+            self._server = await loop.create_server(
+                server,
+                sock=self.sock,
+                ssl=self._ssl_context,
+                backlog=self._backlog,
+                ssl_handshake_timeout=handshake,
+            )
+            return
         self._server = await loop.create_server(
             server,
             self._host,
@@ -353,7 +372,7 @@ class GuardedSite(web.TCPSite):
             backlog=self._backlog,
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,
-            ssl_handshake_timeout=self.handshake_timeout if self._ssl_context else None,
+            ssl_handshake_timeout=handshake,
         )
 
 
@@ -396,11 +415,13 @@ def connection_cap(settings: Settings, open_files: int) -> int:
 async def listen(
     app: web.Application,
     settings: Settings,
-    host: str,
+    host: str | None,
     port: int,
     context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Start one hardened listener; (its runner, the bound port)."""
+    """Start one hardened listener, on `sock` if one was bound beforehand; (its runner, the
+    bound port)."""
     brand_server_header()
     face = app.get(FACE, "sep2")
     guard = ConnectionGuard(settings, face, connection_cap(settings, raise_open_file_limit()))
@@ -421,6 +442,7 @@ async def listen(
         ssl_context=context,
         backlog=1024,
         handshake_timeout=settings.tls_handshake_timeout,
+        sock=sock,
     )
     await site.start()
     return runner, int(runner.addresses[-1][1])

@@ -7,7 +7,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from csip.services.der_device import DerDeviceService
+from csip.services.programs import ProgramService
 from csip.services.sep2 import DOCUMENTS, Sep2Service
+from csip.services.subscriptions import SubscriptionService
+from csip.services.telemetry import TelemetryService
 from csip.web import limits, sep2_der, sep2_programs, sep2_telemetry
 from csip.web.identity import IdentityResolver
 from csip.web.sep2_common import (
@@ -75,7 +79,15 @@ async def put_document(request: web.Request) -> web.Response:
     return put_answer(href)
 
 
-def create_app(service: Sep2Service, identity: IdentityResolver) -> web.Application:
+def create_app(
+    service: Sep2Service,
+    identity: IdentityResolver,
+    programs: ProgramService,
+    subscriptions: SubscriptionService,
+    der_device: DerDeviceService,
+    telemetry: TelemetryService,
+) -> web.Application:
+    """The 2030.5 face over services built elsewhere (csip.app.build)."""
     app = web.Application(client_max_size=service.settings.max_body_bytes)
     app[SERVICE] = service
     app[limits.FACE] = "sep2"
@@ -89,10 +101,11 @@ def create_app(service: Sep2Service, identity: IdentityResolver) -> web.Applicat
     routes.add_get(r"/edev/{id:\d+}", guarded(get_edev))
     routes.add_put(r"/edev/{id:\d+}", guarded(put_edev))
     routes.add_delete(r"/edev/{id:\d+}", guarded(delete_edev))
-    # function sets beyond the foundation each add their own routes and services; aiohttp
-    # tries the /edev/{id}/... patterns in this order, so the most polled come first
-    for function_set in (sep2_programs, sep2_der, sep2_telemetry):
-        function_set.setup(app, service)
+    # function sets beyond the foundation each add their own routes; aiohttp tries the
+    # /edev/{id}/... patterns in this order, so the most polled come first
+    sep2_programs.setup(app, programs, subscriptions)
+    sep2_der.setup(app, der_device)
+    sep2_telemetry.setup(app, telemetry)
     routes.add_get(r"/edev/{id:\d+}/rg", guarded(get_registration))
     routes.add_get(rf"/edev/{{id:\d+}}/{{part:{documents}}}", guarded(get_edev))
     routes.add_put(rf"/edev/{{id:\d+}}/{{part:{documents}}}", guarded(put_document))

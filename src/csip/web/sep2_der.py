@@ -7,7 +7,6 @@ from aiohttp import web
 
 from csip.domain.der_device import DER_DOCUMENTS
 from csip.services.der_device import DerDeviceService
-from csip.services.sep2 import Sep2Service
 from csip.web.paths import path_id
 from csip.web.sep2_common import (
     PRINCIPAL,
@@ -91,9 +90,9 @@ async def get_log_event(request: web.Request) -> web.Response:
     return xml(await _der(request).log_event(request[PRINCIPAL], device_id(request), event_id))
 
 
-def setup(app: web.Application, service: Sep2Service) -> None:
-    """Add this function set's routes (and services) to the 2030.5 app."""
-    app[DER_SERVICE] = DerDeviceService(service)
+def setup(app: web.Application, der_device: DerDeviceService) -> None:
+    """Add this function set's routes to the 2030.5 app."""
+    app[DER_SERVICE] = der_device
     documents = "|".join(DER_DOCUMENTS)
     edev = r"/edev/{id:\d+}"
     der = edev + r"/der/{der:\d{1,9}}"

@@ -7,7 +7,6 @@ from aiohttp import web
 
 from csip.domain.paging import Page
 from csip.services.programs import ProgramService
-from csip.services.sep2 import Sep2Service
 from csip.services.subscriptions import SubscriptionService
 from csip.web.paths import path_id
 from csip.web.sep2_common import (
@@ -129,11 +128,12 @@ async def delete_subscription(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def setup(app: web.Application, service: Sep2Service) -> None:
-    """Add this function set's routes (and its services) to the 2030.5 app."""
-    programs = app[PROGRAMS] = ProgramService(service)
-    subscriptions = app[SUBSCRIPTIONS] = SubscriptionService(programs)
-    service.farewells = subscriptions.cancellations
+def setup(
+    app: web.Application, programs: ProgramService, subscriptions: SubscriptionService
+) -> None:
+    """Add this function set's routes to the 2030.5 app."""
+    app[PROGRAMS] = programs
+    app[SUBSCRIPTIONS] = subscriptions
     routes = app.router
     routes.add_get(r"/edev/{id:\d+}/fsa", guarded(get_fsa_list))
     routes.add_get(r"/fsa/{gid:\d+}", guarded(get_fsa))

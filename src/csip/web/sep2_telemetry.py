@@ -6,7 +6,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from csip.services.metering import MeteringService
-from csip.services.sep2 import Sep2Service
 from csip.services.telemetry import TelemetryService
 from csip.web.paths import path_id
 from csip.web.sep2_common import PRINCIPAL, created, guarded, page_of, read_body, xml
@@ -61,7 +60,7 @@ async def get_meter_reading(request: web.Request) -> web.Response:
 
 
 def _ids(request: web.Request, *names: str) -> list[int]:
-    return [int(request.match_info[n]) for n in names]
+    return [path_id(request, n) for n in names]
 
 
 async def get_upt_list(request: web.Request) -> web.Response:
@@ -112,11 +111,9 @@ async def get_reading(request: web.Request) -> web.Response:
     return xml(await request.app[METERING].reading(request[PRINCIPAL], upt, mr, rs, r))
 
 
-def setup(app: web.Application, service: Sep2Service) -> None:
-    """Add this function set's routes (and services) to the 2030.5 app."""
-    telemetry = TelemetryService(service)
+def setup(app: web.Application, telemetry: TelemetryService) -> None:
+    """Add this function set's routes (and the metering read side over it) to the 2030.5 app."""
     app[TELEMETRY] = telemetry
-    service.mup_count = telemetry.count
     mup = r"/mup/{mup:\d{1,9}}"
     routes = app.router
     routes.add_get("/mup", guarded(get_mup_list))

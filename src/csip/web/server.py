@@ -1,32 +1,43 @@
-"""Wiring: load schemas, open the store, build services and start every listener."""
+"""Listening: bind every listener, settle the ports, build the app (csip.app) and serve it.
+
+`Server` is one csip process. With `reuse_port` (several workers, csip.web.workers) each
+listener is bound with SO_REUSEPORT, so the kernel spreads new connections over the workers
+that listen on the same port.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import signal
+import socket
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
+from csip.app import App, build, public_host
 from csip.config import Settings
 from csip.domain.clock import Clock
 from csip.errors import ConfigError
-from csip.sep2 import schema
 from csip.services.admin import AdminService
-from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
+from csip.services.bus import LocalBus
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.sep2 import Sep2Service
 from csip.services.subscriptions import Sep2Notifier
 from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
-from csip.services.vtn_notify import MqttSender, SafeResolver
+from csip.services.vtn_notify import MqttSender
 from csip.store import Store
-from csip.web import admin_app, limits, sep2_app, sep2_programs, vtn_app
-from csip.web.identity import IdentityResolver
-from csip.web.tls import client_context, server_context
+from csip.web import limits, vtn_app
+from csip.web.tls import server_context
 
 log = logging.getLogger(__name__)
+
+BACKLOG = 1024
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -46,146 +57,202 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     )
 
 
+def open_socket(
+    host: str, port: int, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """A TCP socket bound to (host, port); listening unless `listen` is False (a parent
+    holding a port for its workers: a bound socket that does not listen gets no connections).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+PORT_FIELDS = ("sep2_port", "admin_port", "vtn_port", "http_redirect_port")
+
+
+def _host_of(settings: Settings, port_field: str) -> str:
+    return settings.admin_host if port_field == "admin_port" else settings.host
+
+
+def bind_all(
+    settings: Settings, reuse_port: bool = False, listen: bool = True
+) -> tuple[Settings, dict[str, socket.socket]]:
+    """Bind every configured listener; the settings come back with the real ports (an
+    ephemeral port 0 becomes the one the kernel chose)."""
+    sockets: dict[str, socket.socket] = {}
+    ports: dict[str, Any] = {}
+    try:
+        for name in PORT_FIELDS:
+            port = getattr(settings, name)
+            if name == "http_redirect_port" and not port:
+                continue
+            sock = open_socket(_host_of(settings, name), port, reuse_port, listen)
+            sockets[name] = sock
+            ports[name] = int(sock.getsockname()[1])
+    except BaseException:
+        for sock in sockets.values():
+            sock.close()
+        raise
+    return dataclasses.replace(settings, **ports), sockets
+
+
+def urls(settings: Settings) -> dict[str, str]:
+    """Where each face answers (settings with the real ports)."""
+    host = public_host(settings)
+    admin_host = settings.admin_host
+    found = {
+        "sep2": f"https://{host}:{settings.sep2_port}/dcap",
+        "admin": f"http://{admin_host}:{settings.admin_port}/api/status",
+        "openapi": f"http://{admin_host}:{settings.admin_port}/openapi.json",
+    }
+    scheme = "http" if settings.vtn_plain_http else "https"
+    found["vtn"] = f"{scheme}://{host}:{settings.vtn_port}{settings.vtn_base_path}"
+    if settings.http_redirect_port:
+        found["redirect"] = f"http://{host}:{settings.http_redirect_port}/"
+    return found
+
+
 @dataclass
 class Server:
-    """One csip process: the 2030.5 listener, the admin listener, optional redirect."""
+    """One csip process: binds, builds (csip.app.build) and serves every listener."""
 
     settings: Settings
     clock: Clock = field(default_factory=Clock)
+    #: Bind with SO_REUSEPORT (several workers on one port).
+    reuse_port: bool = False
     runners: list[web.AppRunner] = field(default_factory=list)
-    store: Store | None = None
-    bus: LocalBus | None = None
-    sep2: Sep2Service | None = None
-    admin: AdminService | None = None
-    sep2_port: int = 0
-    admin_port: int = 0
-    redirect_port: int = 0
-    # ---- OpenADR 3 VTN and the outbox (issue 4) ----
-    outbox: OutboxWorker | None = None
-    webhooks: WebhookSender | None = None
-    mqtt: MqttSender | None = None
-    vtn_auth: VtnAuth | None = None
-    vtn: VtnService | None = None
-    vtn_port: int = 0
-    notifier: Sep2Notifier | None = None
+    app: App | None = None
+
+    # ---- the ports actually listened on ----------------------------------------------
+    @property
+    def sep2_port(self) -> int:
+        return self.settings.sep2_port
+
+    @property
+    def admin_port(self) -> int:
+        return self.settings.admin_port
+
+    @property
+    def vtn_port(self) -> int:
+        return self.settings.vtn_port
+
+    @property
+    def redirect_port(self) -> int:
+        return self.settings.http_redirect_port
+
+    # ---- what build() made (None before start) -----------------------------------------
+    @property
+    def store(self) -> Store | None:
+        return self.app.store if self.app else None
+
+    @property
+    def bus(self) -> LocalBus | None:
+        return self.app.bus if self.app else None
+
+    @property
+    def sep2(self) -> Sep2Service | None:
+        return self.app.sep2 if self.app else None
+
+    @property
+    def admin(self) -> AdminService | None:
+        return self.app.admin if self.app else None
+
+    @property
+    def vtn_auth(self) -> VtnAuth | None:
+        return self.app.vtn_auth if self.app else None
+
+    @property
+    def vtn(self) -> VtnService | None:
+        return self.app.vtn if self.app else None
+
+    @property
+    def outbox(self) -> OutboxWorker | None:
+        return self.app.outbox if self.app else None
+
+    @property
+    def webhooks(self) -> WebhookSender | None:
+        return self.app.webhooks if self.app else None
+
+    @property
+    def mqtt(self) -> MqttSender | None:
+        return self.app.mqtt if self.app else None
+
+    @property
+    def notifier(self) -> Sep2Notifier | None:
+        return self.app.notifier if self.app else None
 
     async def start(self) -> None:
-        settings = self.settings
-        schemas = schema.load(settings.profile, settings.schema_dir)
-        context = tls_context(settings)
-        self.store = Store(settings.db_url)
-        await self.store.migrate()
-        if self.store.dialect == "postgresql":
-            self.bus = PgBus(asyncpg_dsn(settings.db_url))
-        else:
-            self.bus = LocalBus()
-        await self.bus.start()
-        self.sep2 = Sep2Service(self.store, settings, self.clock, schemas, self.bus)
-        self.admin = AdminService(self.sep2)
-        identity = IdentityResolver(settings.trusted_proxies, settings.forwarded_cert_header)
-        sep2 = sep2_app.create_app(self.sep2, identity)
-        self.sep2_port = await self._listen(sep2, settings.host, settings.sep2_port, context)
-        admin = admin_app.create_app(self.admin)
-        await self._start_vtn(admin)
-        self._start_notifications(sep2)
-        assert self.outbox is not None
-        await self.outbox.start()
-        self.admin_port = await self._listen(admin, settings.admin_host, settings.admin_port)
-        if settings.http_redirect_port:
-            redirect = sep2_app.create_redirect_app(self.sep2_port)
-            self.redirect_port = await self._listen(
-                redirect, settings.host, settings.http_redirect_port
-            )
+        context = tls_context(self.settings)
+        vtn_context = (
+            None if self.settings.vtn_plain_http else vtn_app.vtn_tls_context(self.settings)
+        )
+        settings, sockets = bind_all(self.settings, self.reuse_port)
+        try:
+            self.settings = settings
+            self.app = app = build(settings, self.clock)
+            await app.start()
+            await self._serve(app.sep2_app, sockets.pop("sep2_port"), context)
+            await self._serve(app.vtn_app, sockets.pop("vtn_port"), vtn_context)
+            await self._serve(app.admin_app, sockets.pop("admin_port"))
+            if app.redirect_app is not None:
+                await self._serve(app.redirect_app, sockets.pop("http_redirect_port"))
+        except BaseException:
+            for sock in sockets.values():
+                sock.close()
+            await self.stop()
+            raise
 
-    async def _start_vtn(self, admin: web.Application) -> None:
-        """The outbox worker, then the OpenADR 3 VTN listener (HTTPS, or HTTP for labs)."""
-        settings = self.settings
-        assert self.store is not None and self.bus is not None
-        self.outbox = OutboxWorker(
-            self.store,
-            self.clock,
-            [float(d) for d in settings.outbox_retry_delays],
-            settings.outbox_max_attempts,
-        )
-        resolver = SafeResolver(settings.vtn_webhook_allow_loopback)
-        self.webhooks = WebhookSender(
-            settings.vtn_webhook_timeout, resolver=resolver, url_guard=resolver.check_literal
-        )
-        self.outbox.register("webhook", self.webhooks)
-        if settings.vtn_mqtt_url:
-            try:
-                self.mqtt = MqttSender(settings.vtn_mqtt_url)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from exc
-            self.outbox.register("mqtt", self.mqtt)
-        self.vtn_auth = VtnAuth(self.store, settings, self.clock)
-        await self.vtn_auth.start()
-        admin[vtn_app.VTN_AUTH] = self.vtn_auth
-        self.vtn = VtnService(
-            self.store, settings, self.clock, self.bus, self.vtn_auth, self.outbox
-        )
-        context = None if settings.vtn_plain_http else vtn_app.vtn_tls_context(settings)
-        app = vtn_app.create_app(self.vtn)
-        self.vtn_port = await self._listen(app, settings.host, settings.vtn_port, context)
-
-    def _start_notifications(self, sep2: web.Application) -> None:
-        """2030.5 notifications (issue 3): mutual TLS with the server's own certificate."""
-        assert self.outbox is not None and self.sep2 is not None
-        settings = self.settings
-        ca, chain, key = settings.tls_files()
-        subscriptions = sep2[sep2_programs.SUBSCRIPTIONS]
-        host = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
-        subscriptions.public_base = (
-            settings.sep2_public_url.rstrip("/") or f"https://{host}:{self.sep2_port}"
-        )
-        context = client_context(ca_file=ca, cert_chain_file=chain, key_file=key)
-        resolver = None if settings.notification_allow_private else SafeResolver(False)
-        self.notifier = Sep2Notifier(subscriptions, context, resolver=resolver)
-        self.outbox.register("sep2", self.notifier)
-        self.sep2.wake_outbox = self.outbox.wake
-
-    async def _listen(
-        self, app: web.Application, host: str, port: int, context: ssl.SSLContext | None = None
-    ) -> int:
-        # timeouts, connection caps and the face's error bodies: web/limits.py
-        runner, bound = await limits.listen(app, self.settings, host, port, context)
+    async def _serve(
+        self, app: web.Application, sock: socket.socket, context: ssl.SSLContext | None = None
+    ) -> None:
+        """One hardened listener (timeouts, connection caps, the face's error bodies:
+        web/limits.py) on a socket bound beforehand."""
+        runner, _ = await limits.listen(app, self.settings, None, 0, context, sock=sock)
         self.runners.append(runner)
-        return bound
 
     async def stop(self) -> None:
         for runner in reversed(self.runners):
             await runner.cleanup()
         self.runners.clear()
-        if self.outbox is not None:
-            await self.outbox.stop()
-        for sender in (self.webhooks, self.mqtt, self.notifier):
-            if sender is not None:
-                await sender.close()
-        if self.bus is not None:
-            await self.bus.stop()
-        if self.store is not None:
-            await self.store.close()
+        if self.app is not None:
+            await self.app.stop()
 
     def urls(self) -> dict[str, str]:
-        host = "localhost" if self.settings.host in ("127.0.0.1", "::1") else self.settings.host
-        admin_host = self.settings.admin_host
-        urls = {
-            "sep2": f"https://{host}:{self.sep2_port}/dcap",
-            "admin": f"http://{admin_host}:{self.admin_port}/api/status",
-            "openapi": f"http://{admin_host}:{self.admin_port}/openapi.json",
-        }
-        scheme = "http" if self.settings.vtn_plain_http else "https"
-        urls["vtn"] = f"{scheme}://{host}:{self.vtn_port}{self.settings.vtn_base_path}"
-        if self.redirect_port:
-            urls["redirect"] = f"http://{host}:{self.redirect_port}/"
-        return urls
+        return urls(self.settings)
 
 
-async def serve_forever(server: Server, banner: str = "") -> None:
+async def serve_forever(
+    server: Server, banner: str = "", stop_on: tuple[signal.Signals, ...] = ()
+) -> None:
+    """Start, print the banner (if any), serve until cancelled or one of `stop_on` arrives."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in stop_on:
+        loop.add_signal_handler(signum, stopped.set)
     await server.start()
     try:
         if banner:
             print(banner.format(**server.urls(), sep2_port=server.sep2_port), flush=True)
-        await asyncio.Event().wait()
+        await stopped.wait()
     finally:
+        for signum in stop_on:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
         await server.stop()

@@ -188,6 +188,25 @@ async def test_a_unit_that_reads_then_writes_waits_for_the_lock_instead_of_faili
     await store.close()
 
 
+async def test_many_concurrent_writers_queue_rather_than_fail_on_sqlite(store: Store) -> None:
+    """A fleet registering at once: more writers than SQLite's busy_timeout can absorb wait
+    their turn in the process (one writer at a time is all SQLite allows anyway)."""
+    import asyncio
+
+    changes = Changes(store, LocalBus(), Clock())
+
+    async def add(index: int) -> None:
+        async with changes.unit_of_work() as tx:
+            await der_store.insert_group(tx.session, f"g{index}", None, None, 0, 1)
+            await asyncio.sleep(0.12)  # e.g. validating and rendering inside the unit
+            tx.record(GroupCreated(0))
+
+    await asyncio.gather(*(add(i) for i in range(60)))  # 7 s of work, busy_timeout is 5 s
+    async with store.transaction() as session:
+        assert len(await der_store.select_groups(session)) == 60
+    await store.close()
+
+
 async def test_old_change_log_rows_are_pruned(store: Store) -> None:
     """Every PRUNE_EVERY rows, rows older than KEEP_SECONDS go (the log stays small)."""
     import time

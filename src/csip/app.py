@@ -1,0 +1,209 @@
+"""The one place that wires csip: settings and a clock in, stores, services, senders and the
+three faces (2030.5, admin, OpenADR 3 VTN) out, each given only what it uses.
+
+`build()` constructs; `App.start()` / `App.stop()` run what has a lifetime (database schema,
+invalidation bus, VTN keys, the outbox worker, the senders' connection pools). Listening is
+the caller's (csip.web.server): it binds the sockets first and settles the ports in the
+settings it passes here, so nothing needs wiring after construction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from csip.config import Settings
+from csip.domain.clock import Clock
+from csip.errors import ConfigError
+from csip.sep2 import schema
+from csip.services.admin import AdminService
+from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
+from csip.services.der_device import DerDeviceService
+from csip.services.outbox import OutboxWorker, WebhookSender
+from csip.services.programs import ProgramService
+from csip.services.sep2 import Sep2Service
+from csip.services.subscriptions import Sep2Notifier, SubscriptionService, cancellations
+from csip.services.telemetry import TelemetryService, count_mirror_usage_points
+from csip.services.vtn import VtnService
+from csip.services.vtn_auth import VtnAuth
+from csip.services.vtn_notify import MqttSender, SafeResolver
+from csip.store import Store
+from csip.store.subscriptions import SubscriptionStore
+from csip.store.telemetry import TelemetryStore
+from csip.web import admin_app, sep2_app, vtn_app
+from csip.web.identity import IdentityResolver
+from csip.web.lab import stamp_worker
+from csip.web.tls import client_context
+
+
+def public_host(settings: Settings) -> str:
+    """The host name in URLs csip hands out: the test PKI names localhost, not 127.0.0.1."""
+    return "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
+
+
+def sep2_public_base(settings: Settings) -> str:
+    """Absolute base of subscriptionURIs: configured, or this listener's https URL."""
+    configured = settings.sep2_public_url.rstrip("/")
+    return configured or f"https://{public_host(settings)}:{settings.sep2_port}"
+
+
+@dataclass
+class App:
+    """Everything one csip process runs; the web applications are not listening yet."""
+
+    settings: Settings
+    clock: Clock
+    store: Store
+    bus: LocalBus
+    outbox: OutboxWorker
+    webhooks: WebhookSender
+    mqtt: MqttSender | None
+    notifier: Sep2Notifier
+    sep2: Sep2Service
+    programs: ProgramService
+    subscriptions: SubscriptionService
+    der_device: DerDeviceService
+    telemetry: TelemetryService
+    admin: AdminService
+    vtn_auth: VtnAuth
+    vtn: VtnService
+    sep2_app: web.Application
+    admin_app: web.Application
+    vtn_app: web.Application
+    #: CORE-002's plain-HTTP listener (http_redirect_port), or None.
+    redirect_app: web.Application | None
+
+    async def start(self) -> None:
+        """Bring the schema up to date, then start what runs in the background."""
+        await self.store.migrate()
+        await self.bus.start()
+        await self.vtn_auth.start()
+        await self.outbox.start()
+
+    async def stop(self) -> None:
+        await self.outbox.stop()
+        for sender in (self.webhooks, self.mqtt, self.notifier):
+            if sender is not None:
+                await sender.close()
+        await self.bus.stop()
+        await self.store.close()
+
+
+def _bus(store: Store, settings: Settings) -> LocalBus:
+    if store.dialect == "postgresql":
+        return PgBus(asyncpg_dsn(settings.db_url))
+    return LocalBus()
+
+
+def build(settings: Settings, clock: Clock | None = None) -> App:
+    """Wire one csip process. `settings` must hold the real ports (not 0) when the public
+    URLs derive from them: csip.web.server binds first and passes the settled settings."""
+    clock = clock or Clock()
+    schemas = schema.load(settings.profile, settings.schema_dir)
+    store = Store(settings.db_url)
+    bus = _bus(store, settings)
+
+    # ---- outbox and its senders ----------------------------------------------------------
+    outbox = OutboxWorker(
+        store,
+        clock,
+        [float(d) for d in settings.outbox_retry_delays],
+        settings.outbox_max_attempts,
+    )
+    resolver = SafeResolver(settings.vtn_webhook_allow_loopback)
+    webhooks = WebhookSender(
+        settings.vtn_webhook_timeout, resolver=resolver, url_guard=resolver.check_literal
+    )
+    outbox.register("webhook", webhooks)
+    mqtt: MqttSender | None = None
+    if settings.vtn_mqtt_url:
+        try:
+            mqtt = MqttSender(settings.vtn_mqtt_url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        outbox.register("mqtt", mqtt)
+
+    # ---- 2030.5 --------------------------------------------------------------------------
+    public_base = sep2_public_base(settings)
+    farewells: Callable[[int], Awaitable[list[Any]]] = partial(
+        cancellations, SubscriptionStore(store), public_base
+    )
+    sep2 = Sep2Service(
+        store,
+        settings,
+        clock,
+        schemas,
+        bus,
+        mup_count=partial(count_mirror_usage_points, TelemetryStore(store)),
+        wake_outbox=outbox.wake,
+        farewells=farewells,
+    )
+    programs = ProgramService(sep2)
+    subscriptions = SubscriptionService(programs, public_base)
+    der_device = DerDeviceService(sep2)
+    telemetry = TelemetryService(sep2)
+    ca, chain, key = settings.tls_files()
+    notifier = Sep2Notifier(
+        subscriptions,
+        client_context(ca_file=ca, cert_chain_file=chain, key_file=key),
+        resolver=None if settings.notification_allow_private else SafeResolver(False),
+    )
+    outbox.register("sep2", notifier)
+    identity = IdentityResolver(settings.trusted_proxies, settings.forwarded_cert_header)
+    sep2_face = sep2_app.create_app(sep2, identity, programs, subscriptions, der_device, telemetry)
+
+    # ---- OpenADR 3 VTN -------------------------------------------------------------------
+    vtn_auth = VtnAuth(store, settings, clock)
+    vtn = VtnService(store, settings, clock, bus, vtn_auth, outbox)
+    vtn_face = vtn_app.create_app(vtn)
+
+    # ---- admin ---------------------------------------------------------------------------
+    admin = AdminService(sep2)
+    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth)
+
+    redirect_face = None
+    if settings.http_redirect_port:
+        redirect_face = sep2_app.create_redirect_app(settings.sep2_port)
+
+    if settings.lab_worker_header:
+        for face in (sep2_face, admin_face, vtn_face):
+            stamp_worker(face)
+    return App(
+        settings=settings,
+        clock=clock,
+        store=store,
+        bus=bus,
+        outbox=outbox,
+        webhooks=webhooks,
+        mqtt=mqtt,
+        notifier=notifier,
+        sep2=sep2,
+        programs=programs,
+        subscriptions=subscriptions,
+        der_device=der_device,
+        telemetry=telemetry,
+        admin=admin,
+        vtn_auth=vtn_auth,
+        vtn=vtn,
+        sep2_app=sep2_face,
+        admin_app=admin_face,
+        vtn_app=vtn_face,
+        redirect_app=redirect_face,
+    )
+
+
+async def prepare(settings: Settings) -> None:
+    """What must happen once before several workers start on one database: the schema
+    migration (concurrent Alembic runs would race) and the VTN signing key."""
+    store = Store(settings.db_url)
+    try:
+        await store.migrate()
+        with contextlib.suppress(Exception):  # the workers report key problems themselves
+            await VtnAuth(store, settings, Clock()).start()
+    finally:
+        await store.close()
