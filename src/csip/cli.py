@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_clients_parser(commands)
 
+    from csip.conformance.cli import add_conformance_parser
+
+    add_conformance_parser(commands)
+
     schemas = commands.add_parser("schemas", help="obtain the pinned 2030.5 XSDs")
     schema_commands = schemas.add_subparsers(
         dest="schemas_command", required=True, metavar="COMMAND"

@@ -130,7 +130,9 @@ class AppliesTo(_Model):
     def _known(self) -> AppliesTo:
         unknown = set(self.classes) - DEVICE_CLASSES
         if unknown:
-            raise ValueError(f"unknown device class {sorted(unknown)}; use {sorted(DEVICE_CLASSES)}")
+            raise ValueError(
+                f"unknown device class {sorted(unknown)}; use {sorted(DEVICE_CLASSES)}"
+            )
         unknown = set(self.function_sets) - FUNCTION_SETS
         if unknown:
             raise ValueError(f"unknown function set {sorted(unknown)}; use {sorted(FUNCTION_SETS)}")
@@ -186,7 +188,6 @@ class Preconditions(_Model):
     post_rate: int | None = Field(None, gt=0)
     #: Global pollRates: a procedure that sets them runs alone.
     poll_rates: dict[str, int] = Field(default_factory=dict)
-
 
 
 class Step(_Model):
@@ -301,10 +302,10 @@ class Procedure(_Model):
     summary: str = Field(min_length=10)
     status: Literal["ready", "not-applicable"] = "ready"
     reason: str = ""
-    applies_to: AppliesTo = Field(default_factory=AppliesTo)
+    applies_to: AppliesTo = Field(default_factory=lambda: AppliesTo.model_validate({}))
     #: Runs alone in a campaign (it moves the global clock or global poll rates).
     exclusive: bool = False
-    preconditions: Preconditions = Field(default_factory=Preconditions)
+    preconditions: Preconditions = Field(default_factory=lambda: Preconditions.model_validate({}))
     steps: list[Step] = Field(default_factory=list)
     expect: list[Expectation] = Field(default_factory=list)
     #: Server mode: the server-side checks of this procedure (a client procedure may name

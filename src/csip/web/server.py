@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -68,6 +69,9 @@ class Server:
     vtn: VtnService | None = None
     vtn_port: int = 0
     notifier: Sep2Notifier | None = None
+    #: Called once with the 2030.5 app before it starts (the conformance harness records
+    #: exchanges this way); None, the default, adds nothing to the request path.
+    sep2_hook: Callable[[web.Application], None] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -84,6 +88,8 @@ class Server:
         self.admin = AdminService(self.sep2)
         identity = IdentityResolver(settings.trusted_proxies, settings.forwarded_cert_header)
         sep2 = sep2_app.create_app(self.sep2, identity)
+        if self.sep2_hook is not None:
+            self.sep2_hook(sep2)
         self.sep2_port = await self._listen(sep2, settings.host, settings.sep2_port, context)
         admin = admin_app.create_app(self.admin)
         await self._start_vtn(admin)
