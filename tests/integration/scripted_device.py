@@ -161,8 +161,9 @@ class Device:
         self.last_post = time.time()
         tail = re.sub("[^0-9A-F]", "", self.args.lfdi.upper())[-8:]
         reading = (
-            f"<MirrorMeterReading><mRID>B{tail}{'0' * 19}00009C40</mRID><description>W"
-            f"</description><Reading><value>{1000 + int(time.time()) % 100}</value></Reading>"
+            f"<MirrorMeterReading><mRID>B{tail}{'0' * 15}00009C40</mRID><description>W"
+            f"</description><Reading><timePeriod><duration>1</duration><start>{int(time.time())}"
+            f"</start></timePeriod><value>{1000 + int(time.time()) % 100}</value></Reading>"
             "<ReadingType><accumulationBehaviour>12</accumulationBehaviour><commodity>1</commodity>"
             "<dataQualifier>2</dataQualifier><flowDirection>1</flowDirection><kind>37</kind>"
             "<phase>0</phase><powerOfTenMultiplier>0</powerOfTenMultiplier><uom>38</uom>"
@@ -170,7 +171,7 @@ class Device:
         )
         if self.mup is None:
             body = (
-                f'<MirrorUsagePoint xmlns="{NS}"><mRID>A{tail}{"0" * 19}00009C40</mRID>'
+                f'<MirrorUsagePoint xmlns="{NS}"><mRID>A{tail}{"0" * 15}00009C40</mRID>'
                 "<description>site</description><roleFlags>49</roleFlags>"
                 "<serviceCategoryKind>0</serviceCategoryKind><status>1</status>"
                 f"<deviceLFDI>{self.args.lfdi}</deviceLFDI>{reading}</MirrorUsagePoint>"

@@ -115,9 +115,9 @@ class Session:
     def session(self, cert: Path | None = None, key: Path | None = None) -> aiohttp.ClientSession:
         if cert is None and self._default is not None:
             return self._default
-        connector = aiohttp.TCPConnector(
-            ssl=self.context(cert or self.target.client_cert, key or self.target.client_key)
-        )
+        if cert is None:
+            cert, key = self.target.client_cert, self.target.client_key
+        connector = aiohttp.TCPConnector(ssl=self.context(cert, key))
         made = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=15))
         self._sessions.append(made)
         if cert is None:
@@ -236,7 +236,7 @@ class State:
             {
                 "start": int(now) + 600,
                 "duration": 300,
-                "base": {"opModMaxLimW": {"value": 50, "multiplier": 2}},
+                "base": {"opModMaxLimW": 5000},
                 "response_required": "03",
             },
         )
@@ -469,7 +469,8 @@ async def check_responses(st: State) -> str:
 MUP = """<MirrorUsagePoint xmlns="urn:ieee:std:2030.5:ns"><mRID>{mrid}</mRID>
 <description>harness</description><roleFlags>49</roleFlags><serviceCategoryKind>0</serviceCategoryKind>
 <status>1</status><deviceLFDI>{lfdi}</deviceLFDI><MirrorMeterReading><mRID>{rmrid}</mRID>
-<description>W</description><Reading><value>1500</value></Reading>
+<description>W</description><Reading><timePeriod><duration>60</duration>
+<start>{start}</start></timePeriod><value>1500</value></Reading>
 <ReadingType><accumulationBehaviour>12</accumulationBehaviour><commodity>1</commodity>
 <dataQualifier>2</dataQualifier><flowDirection>1</flowDirection><kind>37</kind><phase>0</phase>
 <powerOfTenMultiplier>0</powerOfTenMultiplier><uom>38</uom></ReadingType></MirrorMeterReading>
@@ -482,9 +483,10 @@ async def check_mirror_usage_points(st: State) -> str:
     mup_list = link(dcap, "MirrorUsagePointListLink")
     suffix = st.s.lfdi[-8:].upper()
     body = MUP.format(
-        mrid=f"ABCD{suffix}" + "0" * 16 + "00009C40",
-        rmrid=f"ABCE{suffix}" + "0" * 16 + "00009C40",
+        mrid=f"AB{suffix}" + "0" * 14 + "00009C40",
+        rmrid=f"AC{suffix}" + "0" * 14 + "00009C40",
         lfdi=st.s.lfdi,
+        start=int(time.time()) // 60 * 60,
     )
     reply = await st.s.request("POST", mup_list, body)
     if reply.status not in (201, 204) or "Location" not in reply.headers:
