@@ -44,17 +44,24 @@ class Device:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.base = args.url.rstrip("/")
-        context = ssl.create_default_context(cafile=args.ca)
-        context.load_cert_chain(args.cert, args.key)
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context), timeout=aiohttp.ClientTimeout(total=10)
-        )
+        self.context = ssl.create_default_context(cafile=args.ca)
+        self.context.load_cert_chain(args.cert, args.key)
+        self._session: aiohttp.ClientSession | None = None
         self.sent: set[tuple[str, int]] = set()
         self.offset = 0.0
         self.mup: str | None = None
         self.last_post = 0.0
         self.post_rate = 300.0
         self.documents_done = False
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.context),
+                timeout=aiohttp.ClientTimeout(total=10),
+            )
+        return self._session
 
     async def get(self, path: str) -> etree._Element | None:
         async with self.session.get(self.base + path) as response:

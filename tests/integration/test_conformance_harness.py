@@ -119,7 +119,10 @@ async def test_device_mode_campaign_judges_each_device(pki: Pki, tmp_path: Path)
         "BASIC-016": {"good": "pass", "mute": "pass"},
         "AGG-002": {"good": "not-applicable", "mute": "not-applicable"},
         "CORE-001": {"good": "not-applicable", "mute": "not-applicable"},
-    }, [(r.procedure, r.device, r.reason, [e.detail for e in r.expectations]) for r in campaign.results]
+    }, [
+        (r.procedure, r.device, r.reason, [e.detail for e in r.expectations])
+        for r in campaign.results
+    ]
     # one device's procedure never showed in the other's record
     good = next(r for r in campaign.results if (r.procedure, r.device) == ("TEST-001", "good"))
     mute = next(r for r in campaign.results if (r.procedure, r.device) == ("TEST-001", "mute"))

@@ -449,6 +449,13 @@ async def run_device(
                 "ran alone, after the concurrent part of the campaign (global clock or rates)"
             )
         result = await run.run(start)
+        process = device.process
+        if process is not None and process.returncode is not None:
+            result.notes.append(
+                f"the device process exited with code {process.returncode} during the "
+                f"procedure (see {device.directory / 'device.log'})"
+            )
+            device.process = None
         if per_procedure:
             await stop_process(device)
         results.append(result)
