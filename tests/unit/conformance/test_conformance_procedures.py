@@ -134,3 +134,13 @@ def test_global_actions_need_exclusive() -> None:
     load_text(
         text.replace('side = "client"', 'side = "client"\nexclusive = true'), Path("TEST-001.toml")
     )
+
+
+def test_coverage_links_every_procedure_file() -> None:
+    coverage = (ROOT / "conformance" / "coverage.md").read_text()
+    links = dict(
+        re.findall(r"^\| (\S+(?: / \d+)*) \| \[[^]]+\]\((procedures/[^)]+)\) \|", coverage, re.M)
+    )
+    assert set(links) == set(load_all())
+    for target in links.values():
+        assert (ROOT / "conformance" / target).exists(), target
