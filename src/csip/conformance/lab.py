@@ -30,7 +30,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from csip.conformance.procedures import DEVICE_CLASSES, FUNCTION_SETS, ProcedureError, _line_of
 
@@ -59,13 +66,23 @@ class DeviceUnderTest(_Model):
     #: seconds to wait for the device's first request after it is started
     startup: float = Field(30, gt=0, le=600)
 
-    @model_validator(mode="after")
-    def _check(self) -> DeviceUnderTest:
-        if self.device_class not in DEVICE_CLASSES:
-            raise ValueError(f"class {self.device_class!r}: use one of {sorted(DEVICE_CLASSES)}")
-        unknown = set(self.function_sets) - FUNCTION_SETS
+    @field_validator("device_class")
+    @classmethod
+    def _known_class(cls, value: str) -> str:
+        if value not in DEVICE_CLASSES:
+            raise ValueError(f"class {value!r}: use one of {sorted(DEVICE_CLASSES)}")
+        return value
+
+    @field_validator("function_sets")
+    @classmethod
+    def _known_sets(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - FUNCTION_SETS
         if unknown:
             raise ValueError(f"unknown function sets {sorted(unknown)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceUnderTest:
         if self.certificate is None and self.lfdi is None:
             raise ValueError("give the device's certificate or its lfdi")
         if self.device_class == "aggregator" and not self.managed:
