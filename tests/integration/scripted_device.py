@@ -8,6 +8,9 @@ postRate it is given. `--fault` breaks one behaviour on purpose:
 
   no-responses   never posts a Response
   early-start    posts Started as soon as it reads a control, before its start
+
+With `--receiver-cert/--receiver-key` it also subscribes to each DERControlList it finds and
+runs its own HTTPS notification endpoint (a walk follows each notification).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import ssl
 import time
 
 import aiohttp
+from aiohttp import web
 from lxml import etree
 
 NS = "urn:ieee:std:2030.5:ns"
@@ -53,6 +57,9 @@ class Device:
         self.last_post = 0.0
         self.post_rate = 300.0
         self.documents_done = False
+        self.subscribed: set[str] = set()
+        self.notify_url = ""
+        self.wake = asyncio.Event()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -134,7 +141,9 @@ class Device:
             for program in [] if programs is None else programs.findall(q("DERProgram")):
                 if href(program, "DefaultDERControlLink"):
                     await self.get(href(program, "DefaultDERControlLink") or "")
-                controls = await self.get((href(program, "DERControlListLink") or "") + "?l=255")
+                derc = href(program, "DERControlListLink") or ""
+                await self.subscribe(edev_href, derc)
+                controls = await self.get(derc + "?l=255")
                 for control in [] if controls is None else controls.findall(q("DERControl")):
                     for mode in control.find(q("DERControlBase")) or []:
                         curve = mode.get("href")
@@ -142,6 +151,36 @@ class Device:
                             await self.get(curve)
                     await self.control(control)
         await self.readings(dcap, edev)
+
+    async def subscribe(self, edev_href: str, resource: str) -> None:
+        if not self.notify_url or resource in self.subscribed:
+            return
+        body = (
+            f'<Subscription xmlns="{NS}"><subscribedResource>{resource}</subscribedResource>'
+            f"<encoding>0</encoding><level>-S1-L1-R1</level><limit>10</limit>"
+            f"<notificationURI>{self.notify_url}</notificationURI></Subscription>"
+        )
+        status, _ = await self.send("POST", edev_href + "/sub", body)
+        if status == 201:
+            self.subscribed.add(resource)
+
+    async def receiver(self) -> web.AppRunner:
+        async def notify(request: web.Request) -> web.Response:
+            await request.read()
+            self.wake.set()
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/notify", notify)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.args.ca)
+        context.load_cert_chain(self.args.receiver_cert, self.args.receiver_key)
+        context.verify_mode = ssl.CERT_REQUIRED
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+        await site.start()
+        self.notify_url = f"https://localhost:{runner.addresses[0][1]}/notify"
+        return runner
 
     async def documents(self, edev: etree._Element) -> None:
         post_rate = text(edev, "postRate")
@@ -192,13 +231,18 @@ class Device:
 
     async def run(self) -> None:
         deadline = time.monotonic() + self.args.lifetime
+        runner = await self.receiver() if self.args.receiver_cert else None
         try:
             while time.monotonic() < deadline:
                 with contextlib.suppress(aiohttp.ClientError, etree.XMLSyntaxError, OSError):
                     await self.walk()
-                await asyncio.sleep(self.args.poll)
+                self.wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.args.poll)
         finally:
             await self.session.close()
+            if runner is not None:
+                await runner.cleanup()
 
 
 def main() -> None:
@@ -211,6 +255,8 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=1.0)
     parser.add_argument("--lifetime", type=float, default=300.0)
     parser.add_argument("--fault", default="")
+    parser.add_argument("--receiver-cert", default="")
+    parser.add_argument("--receiver-key", default="")
     asyncio.run(Device(parser.parse_args()).run())
 
 

@@ -73,19 +73,76 @@ tolerance = 3
 """
 
 
+#: A subscribing device hears of a new control by Notification.
+FAST_NOTIFICATION = """\
+id = "TEST-002"
+title = "fast notification"
+side = "client"
+clause = "IEEE 2030.5-2018 10.8"
+summary = "subscribes, accepts the notification of a new control, answers Received"
+
+[applies_to]
+classes = ["storage"]
+function_sets = ["DER", "Subscription"]
+
+[[preconditions.programs]]
+name = "p1"
+primacy = 10
+
+[[steps]]
+name = "event"
+at = 2
+action = "create-control"
+control = { name = "c1", program = "p1", start = 60, duration = 10, base = { opModConnect = true } }
+
+[[expect]]
+id = "subscribe"
+description = "POSTs a Subscription"
+kind = "request"
+method = "POST"
+resource = "Subscription"
+within = 5
+
+[[expect]]
+id = "accepts"
+description = "accepts the Notification with a 2xx"
+kind = "request"
+method = "POST"
+resource = "Notification"
+http_status = [200, 201, 204]
+anchor = "event"
+within = 3
+
+[[expect]]
+id = "received"
+description = "answers Received"
+kind = "response"
+method = "POST"
+control = "c1"
+status = [1]
+anchor = "event"
+within = 3
+"""
+
+
 def lab_toml(pki: Pki, tmp: Path) -> Path:
-    def device(name: str, cert: object, fault: str = "") -> str:
+    def device(name: str, cert: object, fault: str = "", subscribe: bool = False) -> str:
         issued = cert
         command = [
             sys.executable, str(DEVICE), "--url", "{url}", "--cert", str(issued.cert_path),  # type: ignore[attr-defined]
             "--key", str(issued.key_path), "--ca", "{ca}", "--lfdi", "{lfdi}",  # type: ignore[attr-defined]
             "--poll", "0.5", "--lifetime", "120",
         ]  # fmt: skip
+        sets = ["DER", "Time", "Registration"]
         if fault:
             command += ["--fault", fault]
+        if subscribe:
+            command += ["--receiver-cert", str(pki.directory / "server-chain.pem")]
+            command += ["--receiver-key", str(pki.directory / "server.key")]
+            sets.append("Subscription")
         return (
             f'[[device]]\nname = "{name}"\nclass = "storage"\n'
-            f'function_sets = ["DER", "Time", "Registration"]\n'
+            f"function_sets = {json.dumps(sets)}\n"
             f'certificate = "{issued.cert_path}"\n'  # type: ignore[attr-defined]
             f"command = {json.dumps(command)}\n"
         )
@@ -95,7 +152,7 @@ def lab_toml(pki: Pki, tmp: Path) -> Path:
         "poll_rates = { DERProgramList = 1, DeviceCapability = 1, EndDeviceList = 1, "
         "FunctionSetAssignmentsList = 1, Time = 1, DERList = 1, MirrorUsagePointList = 1 }\n"
         f'[server]\ncerts_dir = "{pki.directory}"\n'
-        + device("good", pki.device_a)
+        + device("good", pki.device_a, subscribe=True)
         + device("mute", pki.device_b, "no-responses")
     )
     path = tmp / "lab.toml"
@@ -107,6 +164,7 @@ async def test_device_mode_campaign_judges_each_device(pki: Pki, tmp_path: Path)
     directory = tmp_path / "procedures"
     directory.mkdir()
     (directory / "TEST-001.toml").write_text(FAST_EVENT)
+    (directory / "TEST-002.toml").write_text(FAST_NOTIFICATION)
     for name in ("BASIC-016", "AGG-002", "CORE-001"):
         shutil.copy(catalogue.default_directory() / f"{name}.toml", directory)
     chosen = catalogue.select(catalogue.load_all(directory), None)
@@ -116,6 +174,7 @@ async def test_device_mode_campaign_judges_each_device(pki: Pki, tmp_path: Path)
     matrix = campaign.matrix()
     assert matrix == {
         "TEST-001": {"good": "pass", "mute": "fail"},
+        "TEST-002": {"good": "pass", "mute": "not-applicable"},
         "BASIC-016": {"good": "pass", "mute": "pass"},
         "AGG-002": {"good": "not-applicable", "mute": "not-applicable"},
         "CORE-001": {"good": "not-applicable", "mute": "not-applicable"},
@@ -130,6 +189,8 @@ async def test_device_mode_campaign_judges_each_device(pki: Pki, tmp_path: Path)
     assert good.context["programs"]["p1"] != mute.context["programs"]["p1"]
     statuses = [e.response_status for e in good.exchanges if e.resource == "Response"]
     assert statuses == [1, 2, 3]
+    notified = next(r for r in campaign.results if (r.procedure, r.device) == ("TEST-002", "good"))
+    assert [e.status for e in notified.exchanges if e.direction == "notification"] == [204]
     failed = {e.id for e in mute.expectations if e.verdict == "fail"}
     assert failed == {"received", "started", "completed"}
     # results a lab can hand over, and re-rendered from the JSON

@@ -178,3 +178,32 @@ def test_results_round_trip_and_render(tmp_path: Path) -> None:
     assert "acme&lt;1&gt;" in page and "acme<1>" not in page  # escaped
     assert "IEEE 2030.5 10.10" in page and "no Response" in page and "&lt;Response" in page
     assert "http://" not in page and "https://" not in page  # no external assets
+
+
+async def test_notifications_are_recorded_and_held_back_per_device() -> None:
+    import time
+    from types import SimpleNamespace
+
+    import pytest
+
+    from csip.conformance.exchanges import Recorder
+
+    recorder = Recorder()
+    delivered: list[object] = []
+
+    async def sender(message: object) -> None:
+        delivered.append(message)
+
+    send = recorder.wrap_sender(sender)
+    intent = json.dumps({"lfdi": LFDI, "subscription": 1}).encode()
+    message = SimpleNamespace(target="https://localhost:1/n", body=intent)
+    await send(message)
+    recorder.held_until[LFDI.lower()] = time.time() + 60
+    with pytest.raises(ConnectionRefusedError):
+        await send(message)
+    assert len(delivered) == 1
+    record = recorder.of(LFDI)
+    assert [(e.direction, e.resource, e.status) for e in record] == [
+        ("notification", "Notification", 204),
+        ("notification", "Notification", 0),
+    ]
