@@ -36,14 +36,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     campaign: Any
     if args.devices:
         from csip.conformance.lab import load_lab
-        from csip.conformance.runner import run_lab
+        from csip.conformance.runner import LabError, run_lab
+        from csip.errors import CsipError
 
         try:
             lab = load_lab(Path(args.devices))
         except catalogue.ProcedureError as exc:
             print(f"csip: error: {exc}", file=sys.stderr)
             return 1
-        campaign = asyncio.run(run_lab(lab, chosen, out))
+        try:
+            campaign = asyncio.run(run_lab(lab, chosen, out))
+        except (LabError, CsipError) as exc:
+            print(f"csip: error: {exc}", file=sys.stderr)
+            return 1
     else:
         from csip.conformance.admin import adapter_from_spec
         from csip.conformance.servermode import ServerTarget, run_server_mode

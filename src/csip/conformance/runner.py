@@ -533,6 +533,27 @@ async def run_campaign(
     return campaign
 
 
+def resolve_devices(lab: Lab, out: Path) -> list[Device]:
+    """Each device's LFDI/SFDI, from its certificate when it has one (before csip starts)."""
+    devices = []
+    for spec in lab.device:
+        if spec.certificate is not None:
+            try:
+                lfdi, sfdi = lfdi_of_certificate(spec.certificate)
+            except (OSError, ValueError) as exc:
+                raise LabError(
+                    f"device {spec.name}: cannot read {spec.certificate}: {exc}"
+                ) from None
+        else:
+            lfdi, sfdi = str(spec.lfdi).upper(), int(spec.sfdi or 0)
+        devices.append(Device(spec, lfdi.upper(), sfdi, out / "devices" / spec.name))
+    return devices
+
+
+class LabError(RuntimeError):
+    """A lab.toml that names something unusable (a certificate that cannot be read)."""
+
+
 def server_settings(lab: Lab, out: Path) -> Any:
     """csip's settings as the test server: loopback, SQLite in the results directory."""
     from csip.config import Settings
@@ -565,6 +586,7 @@ async def run_lab(
     from csip.web.server import Server
 
     recorder = Recorder()
+    devices = resolve_devices(lab, out)
     settings = server_settings(lab, out)
     server = Server(settings, sep2_hook=recorder.attach)
     await server.start()
@@ -587,13 +609,6 @@ async def run_lab(
             out,
             poll_rates,
         )
-        devices = []
-        for spec in lab.device:
-            if spec.certificate is not None:
-                lfdi, sfdi = lfdi_of_certificate(spec.certificate)
-            else:
-                lfdi, sfdi = str(spec.lfdi).upper(), int(spec.sfdi or 0)
-            devices.append(Device(spec, lfdi.upper(), sfdi, out / "devices" / spec.name))
         total = len(procedures) * len(devices)
         progress = Progress(total, stream)
         recorder.listeners.append(progress.exchange)
