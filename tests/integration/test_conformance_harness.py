@@ -16,10 +16,12 @@ from csip.conformance.admin import CsipAdmin
 from csip.conformance.lab import load_lab
 from csip.conformance.runner import run_lab
 from csip.conformance.servermode import ServerTarget, run_server_mode
+from csip.pki.identity import sfdi_from_lfdi
 
 from support import Pki, ServerFactory
 
 DEVICE = Path(__file__).with_name("scripted_device.py")
+NA = "not-applicable"
 
 #: A fast event procedure for the test (the catalogue's own wait tens of seconds).
 FAST_EVENT = """\
@@ -147,6 +149,15 @@ def lab_toml(pki: Pki, tmp: Path) -> Path:
             f"command = {json.dumps(command)}\n"
         )
 
+    managed = [f"{n:040X}" for n in (0xA1, 0xA2)]
+    aggregator = device("fleet", pki.aggregator).replace(
+        'class = "storage"', 'class = "aggregator"'
+    )
+    aggregator += (
+        "managed = ["
+        + ", ".join(f'{{ lfdi = "{lfdi}", sfdi = {sfdi_from_lfdi(lfdi)} }}' for lfdi in managed)
+        + "]\n"
+    )
     text = (
         '[campaign]\nname = "test lab"\n'
         "poll_rates = { DERProgramList = 1, DeviceCapability = 1, EndDeviceList = 1, "
@@ -154,6 +165,7 @@ def lab_toml(pki: Pki, tmp: Path) -> Path:
         f'[server]\ncerts_dir = "{pki.directory}"\n'
         + device("good", pki.device_a, subscribe=True)
         + device("mute", pki.device_b, "no-responses")
+        + aggregator
     )
     path = tmp / "lab.toml"
     path.write_text(text)
@@ -173,11 +185,11 @@ async def test_device_mode_campaign_judges_each_device(pki: Pki, tmp_path: Path)
     campaign = await run_lab(lab, chosen, out)
     matrix = campaign.matrix()
     assert matrix == {
-        "TEST-001": {"good": "pass", "mute": "fail"},
-        "TEST-002": {"good": "pass", "mute": "not-applicable"},
-        "BASIC-016": {"good": "pass", "mute": "pass"},
-        "AGG-002": {"good": "not-applicable", "mute": "not-applicable"},
-        "CORE-001": {"good": "not-applicable", "mute": "not-applicable"},
+        "TEST-001": {"good": "pass", "mute": "fail", "fleet": NA},
+        "TEST-002": {"good": "pass", "mute": NA, "fleet": NA},
+        "BASIC-016": {"good": "pass", "mute": "pass", "fleet": NA},
+        "AGG-002": {"good": NA, "mute": NA, "fleet": "pass"},
+        "CORE-001": {"good": NA, "mute": NA, "fleet": NA},
     }, [
         (r.procedure, r.device, r.reason, [e.detail for e in r.expectations])
         for r in campaign.results

@@ -63,8 +63,6 @@ class DeviceUnderTest(_Model):
     command: list[str] = Field(default_factory=list)
     restart: Literal["per-procedure", "once"] = "per-procedure"
     managed: list[Managed] = Field(default_factory=list)
-    #: seconds to wait for the device's first request after it is started
-    startup: float = Field(30, gt=0, le=600)
 
     @field_validator("device_class")
     @classmethod

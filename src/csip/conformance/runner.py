@@ -302,10 +302,12 @@ class ProcedureRun:
             judgements = await self._observe()
             result.outcome = "pass" if all(j.verdict == "pass" for j in judgements) else "fail"
             self._fill(result, judgements)
-        except (TimeoutError, AdminError, OSError, KeyError) as exc:
+        except Exception as exc:  # one procedure's trouble must not end the campaign
             result.outcome = "error"
             result.reason = f"the harness could not run this procedure: {exc!r}"
             log.exception("%s on %s", procedure.id, self.device.name)
+            if self.context.t0:
+                result.exchanges = self.h.recorder.of(self.device.lfdi, self.context.t0)
         finally:
             await self.teardown()
             result.duration = time.time() - (result.started or time.time())
