@@ -145,7 +145,8 @@ class Device:
                 await self.subscribe(edev_href, derc)
                 controls = await self.get(derc + "?l=255")
                 for control in [] if controls is None else controls.findall(q("DERControl")):
-                    for mode in control.find(q("DERControlBase")) or []:
+                    base = control.find(q("DERControlBase"))
+                    for mode in [] if base is None else list(base):
                         curve = mode.get("href")
                         if curve:
                             await self.get(curve)
