@@ -87,7 +87,14 @@ def window(expectation: Expectation, context: Context) -> tuple[float, float] | 
         + expectation.within_polls * context.poll(resource)
         + expectation.tolerance
     )
-    return anchor + expectation.after, close
+    # the tolerance applies on both sides: a device acting a little early (its clock, the
+    # second-resolution of 2030.5 times) is within it
+    opened = (
+        anchor + max(0.0, expectation.after - expectation.tolerance)
+        if expectation.after
+        else anchor
+    )
+    return opened, close
 
 
 def matches(exchange: Exchange, expectation: Expectation, context: Context, resource: str) -> bool:

@@ -250,7 +250,8 @@ class Expectation(_Model):
     window), `no-request` (none), `sequence` (the `resources` in this order), `response`
     (a Response POST about `control` with a status in `status`), `period` (matching requests
     keep coming no further apart than `period` + tolerance: poll and post rates).
-    The window opens `after` seconds after the anchor (`start` or a step's name) and closes
+    The window opens `after` seconds after the anchor (`start` or a step's name), less the
+    tolerance (a device may act that much early), and closes
     `within` seconds after it, plus `within_polls` times the campaign's pollRate of the
     resource, plus `tolerance`.
     """

@@ -74,6 +74,8 @@ def test_response_expectation_passes_fails_and_catches_early() -> None:
     assert judge(started, [response(1, 2), response(2, 31)], ctx(), T0 + 32).verdict == "pass"
     missing = judge(started, [response(1, 2)], ctx(), T0 + 40)
     assert missing.verdict == "fail" and "Responses seen for it: 1 at +2.0s" in missing.detail
+    slightly_early = judge(started, [response(2, 27)], ctx(), T0 + 40)  # within tolerance
+    assert slightly_early.verdict == "pass" and slightly_early.window[0] == 25.0
     early = judge(started, [response(2, 3), response(2, 31)], ctx(), T0 + 40)
     assert early.verdict == "fail" and "too early" in early.detail
 
