@@ -8,6 +8,7 @@ passing it to `servermode.run` / registering it in `adapter_from_spec`):
     preregister(lfdi, sfdi, pin=None, aggregator=None)   EndDevice known out of band
     remove_device(lfdi)                                  delete it with all under it
     create_aggregator(name) / attach_certificate(name, lfdi)
+    aggregator_devices(name) -> [lfdi]           the EndDevices an aggregator manages
     create_group(description, parent=None) -> {"id", "href"}   a FunctionSetAssignments
     add_member(group_id, lfdi) / remove_member(group_id, lfdi)
     create_program(group_id, description, primacy) -> {"id", "href", "mrid"}
@@ -42,6 +43,7 @@ class AdminAdapter(Protocol):
     async def remove_device(self, lfdi: str) -> None: ...
     async def create_aggregator(self, name: str) -> None: ...
     async def attach_certificate(self, name: str, lfdi: str) -> None: ...
+    async def aggregator_devices(self, name: str) -> list[str]: ...
     async def create_group(self, description: str, parent: int | None = None) -> dict[str, Any]: ...
     async def add_member(self, group_id: int, lfdi: str) -> None: ...
     async def remove_member(self, group_id: int, lfdi: str) -> None: ...
@@ -112,6 +114,10 @@ class CsipAdmin:
 
     async def attach_certificate(self, name: str, lfdi: str) -> None:
         await self.call("PUT", f"/aggregators/{name}/certificates/{lfdi}", {})
+
+    async def aggregator_devices(self, name: str) -> list[str]:
+        data = await self.call("GET", f"/end-devices?aggregator={name}&limit=1000")
+        return [str(item["lfdi"]).upper() for item in data.get("items", [])]
 
     async def create_group(self, description: str, parent: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"description": description[:32]}

@@ -67,6 +67,8 @@ class Device:
     directory: Path
     process: asyncio.subprocess.Process | None = None
     leaf_groups: list[int] = field(default_factory=list)
+    #: an aggregator's EndDevices found after it registered them in band
+    discovered: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -76,7 +78,7 @@ class Device:
     def members(self) -> list[str]:
         """The EndDevices that go into the device's groups."""
         if self.spec.device_class == "aggregator":
-            return [m.lfdi.upper() for m in self.spec.managed]
+            return [m.lfdi.upper() for m in self.spec.managed] or list(self.discovered)
         return [self.lfdi]
 
     def describe(self) -> dict[str, Any]:
@@ -416,6 +418,22 @@ async def stop_process(device: Device) -> None:
 
 
 # ---- a campaign -----------------------------------------------------------------------------
+async def discover_members(
+    admin: AdminAdapter, name: str, within: float = 60.0, interval: float = 1.0
+) -> list[str]:
+    """The EndDevices an aggregator registered in band: wait until some exist and the list
+    stays the same for one interval (or the timeout passes)."""
+    deadline = time.monotonic() + within
+    previous: list[str] = []
+    while time.monotonic() < deadline:
+        found = sorted(await admin.aggregator_devices(name))
+        if found and found == previous:
+            return found
+        previous = found
+        await asyncio.sleep(interval)
+    return previous
+
+
 async def run_device(
     harness: Harness,
     device: Device,
@@ -425,6 +443,11 @@ async def run_device(
 ) -> None:
     """A device's procedures one after another (its own groups, programs, holds)."""
     claimed = set(device.spec.function_sets)
+    if device.spec.device_class == "aggregator" and not device.members:
+        await start_process(device, harness)
+        device.discovered = await discover_members(harness.admin, device.name)
+        if not device.discovered:
+            log.warning("aggregator %s registered no EndDevices within 60 s", device.name)
     for procedure in procedures:
         why_not = procedure.applies(device.spec.device_class, claimed)
         if why_not is not None:

@@ -74,3 +74,17 @@ def test_progress_shows_on_a_terminal_and_is_quiet_otherwise() -> None:
         text = stream.getvalue()
         assert ("[1/2] pass 1" in text) is shown
         assert (text == "") is not shown
+
+
+async def test_an_aggregators_in_band_devices_are_found_once_stable() -> None:
+    from csip.conformance.runner import discover_members
+
+    answers = [[], ["A"], ["B", "A"], ["A", "B"], ["A", "B", "C"]]
+
+    class Admin:
+        async def aggregator_devices(self, name: str) -> list[str]:
+            assert name == "fleet"
+            return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    found = await discover_members(Admin(), "fleet", within=5, interval=0.01)  # type: ignore[arg-type]
+    assert found == ["A", "B"]
