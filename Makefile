@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: run test check lint format setup schemas certs bench clean
 
 $(STAMP): pyproject.toml
-	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
-	  { echo "csip needs Python 3.11+ (set PY=python3.11)"; exit 1; }
+	@version=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || \
+	  { echo "Python interpreter '$(PY)' was not found (or does not run): install it or set PY, e.g. PY=python3.11"; exit 1; }; \
+	$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
+	  { echo "csip needs Python 3.11+, $(PY) is Python $$version (set PY=python3.11)"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -108,7 +108,7 @@ async def make_server(
         assert server.store is not None
         from csip.services.admin import admin_token
 
-        token = await admin_token(server.store)
+        token = await admin_token(server.store, data_dir=settings.data_dir)
         instance = Running(server, pki, validators[settings.profile], admin_token=token)
         running.append(instance)
         return instance

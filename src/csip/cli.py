@@ -90,7 +90,7 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
         store = Store(settings.db_url)
         try:
             await store.migrate()
-            return await admin_token(store, rotate=args.rotate)
+            return await admin_token(store, rotate=args.rotate, data_dir=settings.data_dir)
         finally:
             await store.close()
 
@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     from csip.conformance.cli import add_conformance_parser
 
     add_conformance_parser(commands)
+
+    from csip.conformance.sim.cli import add_sim_parser
+
+    add_sim_parser(commands)
 
     schemas = commands.add_parser("schemas", help="obtain the pinned 2030.5 XSDs")
     schema_commands = schemas.add_subparsers(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -67,6 +68,24 @@ class Settings:
     max_list_limit: int = 255
     #: Rendered resources kept in memory per worker (oldest tenth dropped past it).
     cache_max_entries: int = 1_000_000
+    #: Bytes of rendered resources kept per worker (oldest dropped past it).
+    cache_max_bytes: int = 256 * 1024 * 1024
+    #: Pages of one list that are cached (s = 0, l, 2l, ... with no `a`); others are
+    #: rendered per request, so a client asking for ever new pages cannot grow memory.
+    cache_pages_per_list: int = 64
+    # ---- listener limits (every listener; README "Security") --------------------
+    #: Seconds from a request's first byte to the end of its headers (408, then closed).
+    header_timeout: float = 10.0
+    #: Seconds to receive a whole request body once its headers are in (408, then closed).
+    body_timeout: float = 30.0
+    #: Seconds an idle keep-alive connection (or one that never sends) stays open.
+    keepalive_timeout: float = 75.0
+    #: Seconds a TLS handshake may take.
+    tls_handshake_timeout: float = 10.0
+    #: Open connections per listener; past it a new connection gets 503 and is closed.
+    max_connections: int = 10_000
+    #: Open connections per client address on one listener (trusted proxies exempt); 0 = no cap.
+    max_connections_per_client: int = 256
     log_level: str = "INFO"
     # ---- OpenADR 3 VTN (issue 4) ------------------------------------------
     #: HTTPS port of the OpenADR 3.1.0 VTN (server certificate of the PKI, no client cert).
@@ -94,7 +113,7 @@ class Settings:
     vtn_mqtt_topic_prefix: str = "openadr3"
     # ---- outbox (notifications of every protocol) ------------------------
     #: Seconds between delivery attempts; the last repeats until outbox_max_attempts.
-    outbox_retry_delays: list[str] = field(default_factory=lambda: ["10", "100", "300", "1800"])
+    outbox_retry_delays: list[float] = field(default_factory=lambda: [10.0, 100.0, 300.0, 1800.0])
     outbox_max_attempts: int = 8
     # ---- 2030.5 notifications (issue 3) ------------------------------------
     #: Subscribers' notificationURIs must be https to public addresses unless these allow it.
@@ -143,6 +162,15 @@ class Settings:
             raise ConfigError("default_pin must be a 6-digit number")
         if not 0 <= self.pen <= 0xFFFFFFFF:
             raise ConfigError("pen must fit in 32 bits")
+        for timeout in ("header_timeout", "body_timeout", "keepalive_timeout"):
+            if getattr(self, timeout) <= 0:
+                raise ConfigError(f"{timeout} must be a positive number of seconds")
+        if self.tls_handshake_timeout <= 0:
+            raise ConfigError("tls_handshake_timeout must be a positive number of seconds")
+        if self.max_connections < 1 or self.max_connections_per_client < 0:
+            raise ConfigError("max_connections must be >= 1, max_connections_per_client >= 0")
+        if self.cache_max_bytes < 1 or self.cache_pages_per_list < 0:
+            raise ConfigError("cache_max_bytes must be >= 1, cache_pages_per_list >= 0")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not 0 <= self.vtn_port <= 65535:
@@ -153,23 +181,38 @@ class Settings:
             raise ConfigError("vtn_base_path must start with / and not end with /")
         if self.vtn_oauth_issuer and not self.vtn_oauth_jwks:
             raise ConfigError("vtn_oauth_issuer needs vtn_oauth_jwks (a JWKS file or URL)")
-        try:
-            delays = [float(d) for d in self.outbox_retry_delays]
-        except ValueError as exc:
-            raise ConfigError("outbox_retry_delays must be numbers of seconds") from exc
+        delays = self.outbox_retry_delays
         if not delays or min(delays) <= 0:
             raise ConfigError("outbox_retry_delays must be positive numbers of seconds")
         return self
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:
-    """Turn a config-file or environment value into the field's type."""
+    """Turn a config-file, environment or flag value into the field's declared type.
+
+    Environment values are always strings and TOML has its own types, so every field is
+    converted by its annotation (bool, int, float, str, Path, Literal, ``X | None``, ``list[X]``;
+    a list from the environment is comma-separated) and a value that does not fit is a
+    ConfigError naming the key. A new field of another type fails here until it is taught.
+    """
     origin = get_origin(kind)
-    args = [a for a in get_args(kind) if a is not type(None)]
-    if origin is not None and type(None) in get_args(kind):  # Optional[X]
-        if value in (None, ""):
+    args = get_args(kind)
+    if type(None) in args:  # X | None: empty means None
+        if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        return _coerce(name, args[0], value)
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(name, inner, value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, args))}, not {value!r}")
+        return value
+    if origin is list:
+        (item,) = args
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name} must be a list (or comma-separated), not {value!r}")
+        return [_coerce(name, item, v) for v in value]
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -180,17 +223,37 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             return False
         raise ConfigError(f"{name} must be true or false, not {value!r}")
     if kind is int:
-        try:
-            return int(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{name} must be a whole number, not {value!r}") from exc
-    if kind is Path:
-        return Path(str(value))
-    if origin is list:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
         if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return [str(v) for v in value]
-    return str(value)
+            try:
+                return int(value.strip().replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+    if kind is float:
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        if number is None or not math.isfinite(number):
+            raise ConfigError(f"{name} must be a number, not {value!r}")
+        return number
+    if kind is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{name} must be a string, not {value!r}")
+        return str(value)
+    if kind is Path:
+        if isinstance(value, Path):
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a path, not {value!r}")
+        return Path(value)
+    raise TypeError(f"Settings.{name}: no conversion for {kind!r}")  # a programming error
 
 
 def load_settings(

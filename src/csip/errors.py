@@ -87,3 +87,9 @@ class LimitReached(CsipError):
 
     status = 400
     reason_code = 2
+
+
+class RequestTimeout(BadRequest):
+    """The request (its headers or its body) did not arrive in time."""
+
+    status = 408

@@ -560,3 +560,38 @@ async def test_basic_program_scenarios(srv: Running) -> None:
     # BASIC-026 (after start): the independent control ran alongside, untouched
     assert (await client.get(independent["href"])).find("s:EventStatus/s:currentStatus") == "1"
     assert (await client.get(p1["href"] + "/dderc")).find("s:setGradW") == "200"
+
+
+async def test_a_control_drops_only_the_programs_it_can_change(srv: Running) -> None:
+    """Invalidation per program (issue 8): publishing in one program keeps every unrelated
+    program's cached renderings; a higher-priority program reaching the same devices drops
+    the lower one's (its controls may supersede them)."""
+    world = await topology(srv, srv.pki.device_a)
+    other_device = srv.pki.device_b
+    await register(srv, other_device)
+    other = await ok(srv, "POST", "/api/groups", {"description": "feeder 9-1", "level": "feeder"})
+    await ok(srv, "PUT", f"/api/groups/{other['id']}/members/{other_device.lfdi}")
+    p3 = await ok(
+        srv, "POST", f"/api/groups/{other['id']}/programs", {"description": "other", "primacy": 1}
+    )
+    a, b = srv.client(srv.pki.device_a), srv.client(other_device)
+    p1, p2 = world["p1"], world["p2"]
+    for client, program in ((a, p1), (a, p2), (b, p3)):
+        assert (await client.get(f"{program['href']}/derc")).status == 200
+    cache = srv.server.sep2.cache
+
+    def cached(program: dict[str, Any]) -> bool:
+        return any(k[:2] == ("derc-list", program["id"]) for k in cache.entries if k)
+
+    assert cached(p1) and cached(p2) and cached(p3)
+    now = await server_now(srv)
+    await ok(
+        srv, "POST", f"/api/programs/{p3['id']}/controls", control(now + 100, opModConnect=True)
+    )
+    assert not cached(p3)
+    assert cached(p1) and cached(p2)  # not every program
+    await ok(
+        srv, "POST", f"/api/programs/{p2['id']}/controls", control(now + 100, opModConnect=False)
+    )
+    assert not cached(p2) and not cached(p1)  # P2 (primacy 1) outranks P1 on the same device
+    assert len(statuses(await b.get(f"{p3['href']}/derc"))) == 1

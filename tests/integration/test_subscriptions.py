@@ -86,7 +86,7 @@ def subscription_xml(resource: str, uri: str, limit: int = 5, extra: str = "") -
 
 
 async def lab_server(make_server: ServerFactory) -> Running:
-    return await make_server(notification_allow_private=True, outbox_retry_delays=["0.2"])
+    return await make_server(notification_allow_private=True, outbox_retry_delays=[0.2])
 
 
 async def test_control_change_notifies_the_subscriber(
@@ -225,3 +225,46 @@ async def test_bad_subscriptions_are_refused(srv: Running, receiver: Receiver) -
     assert (await srv.client(srv.pki.device_b).get(good.headers["Location"])).status == 404
     assert (await client.delete(good.headers["Location"])).status == 204
     assert (await client.get(href + "/sub")).xml().get("all") == "0"
+
+
+async def _count(srv: Running, table: str) -> int:
+    from sqlalchemy import text
+
+    assert srv.server.store is not None
+    async with srv.server.store.engine.connect() as connection:
+        query = text(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed table names
+        return int((await connection.execute(query)).scalar_one())
+
+
+async def test_an_invalid_targeted_control_leaves_nothing_behind(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    """Issue 8 defect 2: POST /api/controls finds or makes the device's own group, membership
+    and program, then publishes; an invalid control (400) must leave none of it committed,
+    nor the FunctionSetAssignmentsList notification the membership would have queued."""
+    srv = await lab_server(make_server)
+    device = srv.pki.device_a
+    href = await register(srv, device)
+    reply = await srv.client(device).post(
+        href + "/sub", subscription_xml(href + "/fsa", receiver.uri)
+    )
+    assert reply.status == 201
+    before = {t: await _count(srv, t) for t in ("der_group", "der_program", "outbox")}
+    bad = {
+        "lfdi": device.lfdi,
+        "primacy": 2,
+        "start": 2_000_000_000,
+        "duration": 60,
+        "base": {"opModFixedW": 99_999},  # not an Int16: invalid 2030.5
+    }
+    status, body = await srv.admin("POST", "/api/controls", bad)
+    assert status == 400, body
+    after = {t: await _count(srv, t) for t in ("der_group", "der_program", "outbox")}
+    assert after == before == {"der_group": 0, "der_program": 0, "outbox": 0}
+    assert await ok(srv, "GET", "/api/groups") == []
+    fsa = await srv.client(device).get(href + "/fsa")
+    assert fsa.xml().get("all") == "0"
+    good = {**bad, "base": {"opModFixedW": 5000}}
+    created = await ok(srv, "POST", "/api/controls", good)
+    assert created["program"]
+    assert await receiver.wait(1)  # the good one queued the FSA list notification

@@ -1,1 +1,2 @@
-"""The conformance harness: procedures as data, the device-mode runner, results and server mode."""
+"""The conformance harness: procedures as data, the device-mode runner, results, server mode
+and the OEM simulator."""

@@ -618,7 +618,8 @@ async def run_lab(
     assert server.store is not None and server.outbox is not None and server.notifier
     server.outbox.register("sep2", recorder.wrap_sender(server.notifier))
     admin = CsipAdmin(
-        f"http://{settings.admin_host}:{server.admin_port}", await admin_token(server.store)
+        f"http://{settings.admin_host}:{server.admin_port}",
+        await admin_token(server.store, data_dir=settings.data_dir),
     )
     host = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
     try:

@@ -242,8 +242,22 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse(kind: str, raw: bytes) -> Any:
-    """Validate a request body of one kind; BadRequest (400) names what is wrong."""
+#: The ven / resource request kind a caller of each role sends: the only one it may send, so
+#: a body without ``objectType`` (field clients leave it out, or send null) means that one.
+REQUEST_KIND_OF_ROLE: dict[str, dict[str, str]] = {
+    rules.VEN: {"bl": "BL_VEN_REQUEST", "ven": "VEN_VEN_REQUEST"},
+    rules.RESOURCE: {"bl": "BL_RESOURCE_REQUEST", "ven": "VEN_RESOURCE_REQUEST"},
+}
+
+
+def parse(kind: str, raw: bytes, role: str | None = None) -> Any:
+    """Validate a request body of one kind; BadRequest (400) names what is wrong.
+
+    ``role`` (bl or ven) is the caller's: a ven or resource request without ``objectType``
+    is taken as the kind that role sends. A VEN's body is then read as a VEN request (a
+    clientID or targets in it are ignored, as every property the request kind lacks is);
+    one that says BL_..._REQUEST itself is still refused by the service (403).
+    """
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -255,6 +269,8 @@ def parse(kind: str, raw: bytes) -> Any:
         data.pop(ignored, None)
     if kind not in (rules.VEN, rules.RESOURCE):
         data.pop("objectType", None)
+    elif "objectType" not in data and role in REQUEST_KIND_OF_ROLE[kind]:
+        data["objectType"] = REQUEST_KIND_OF_ROLE[kind][role]
     try:
         return REQUESTS[kind].validate_python(data)
     except ValidationError as exc:

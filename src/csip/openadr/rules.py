@@ -126,9 +126,22 @@ def shown_targets(obj: Obj, view: VenView | None) -> list[str]:
     return [t for t in obj.targets if t in view.targets]
 
 
-def query_targets_match(object_targets: Sequence[str], query: Sequence[str]) -> bool:
-    """The ``targets`` query parameter narrows a list to objects carrying one of them."""
-    return not query or any(t in object_targets for t in query)
+def query_targets_match(
+    object_targets: Sequence[str], query: Sequence[str], granted: frozenset[str] | None = None
+) -> bool:
+    """The ``targets`` query parameter (or a subscription's targets) narrows a list to objects
+    carrying one of them.
+
+    ``granted``: for a VEN looking at programs or events, the targets it was granted (None for
+    a BL). Only those of its names count: it never sees the other targets of what it reads, so
+    matching them would let it probe them (asking for a customer's name would answer whether an
+    event names it). A name it was not granted finds nothing, exactly as an unused name does.
+    """
+    if not query:
+        return True
+    if granted is not None:
+        query = [t for t in query if t in granted]
+    return any(t in object_targets for t in query)
 
 
 # ---- time ----------------------------------------------------------------------------

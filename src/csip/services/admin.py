@@ -2,30 +2,100 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from csip.config import DEFAULT_POLL_RATES
+from csip.domain.changes import (
+    AggregatorRemoved,
+    CertificateChanged,
+    EndDeviceChanged,
+    EverythingChanged,
+    SettingsChanged,
+)
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
-from csip.errors import Conflict, InvalidValues, NotFound
+from csip.errors import ConfigError, Conflict, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi, pin_is_valid, sfdi_from_lfdi
-from csip.services.bus import EVERYTHING
-from csip.services.sep2 import SETTINGS_TAG, Sep2Service, cert_tag, device_tags
+from csip.services.sep2 import Sep2Service, device_ref
 from csip.store import Store
+from csip.store import store as db
 
-TOKEN_KEY = "admin_token"  # noqa: S105 - the settings key, not a secret
+#: Where earlier versions kept the token itself; read once, then replaced by its hash.
+LEGACY_TOKEN_KEY = "admin_token"  # noqa: S105 - the settings key, not a secret
+#: The database keeps only the SHA-256 of the admin token (256 random bits: no salt or slow
+#: hash needed); whoever reads the database or a backup cannot use the API with it.
+TOKEN_HASH_KEY = "admin_token_sha256"  # noqa: S105 - the settings key, not a secret
+#: The token itself lives only in this file of the data dir (mode 0600), written when it is
+#: minted, so that `csip admin token` can print it again on this host.
+TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 
 
-async def admin_token(store: Store, *, rotate: bool = False) -> str:
-    """The admin bearer token, created on first use; rotating invalidates the old one."""
-    current = await store.get_setting(TOKEN_KEY)
-    if current is None or rotate:
-        current = secrets.token_urlsafe(32)
-        await store.set_settings({TOKEN_KEY: current})
-    return str(current)
+def token_hash(token: str) -> str:
+    """SHA-256 (hex) of a presented token; any text, even non-ASCII or undecodable bytes."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def token_file(data_dir: Path) -> Path:
+    return data_dir / TOKEN_FILE
+
+
+def _write_token_file(path: Path, token: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".new")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
+    os.chmod(partial, 0o600)
+    os.replace(partial, path)
+
+
+def _read_token_file(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+async def admin_token(store: Store, *, rotate: bool = False, data_dir: Path | None = None) -> str:
+    """The admin bearer token: minted on first use (or on `rotate`, which invalidates the old
+    one), its hash stored in the database and the token written to `data_dir`/admin-token.
+
+    Afterwards the token can be printed again only from that file (the database cannot give
+    it back): without the file, or with a file that no longer matches (rotated on another
+    host), this raises ConfigError naming `--rotate` as the fix.
+    """
+    expected = await store.get_setting(TOKEN_HASH_KEY)
+    stored_legacy = await store.get_setting(LEGACY_TOKEN_KEY)
+    legacy: str | None = str(stored_legacy) if stored_legacy else None
+    if legacy:  # a database from before hashing: keep its token, forget the plain copy
+        if expected is None:
+            expected = token_hash(legacy)
+        await store.set_settings({TOKEN_HASH_KEY: expected, LEGACY_TOKEN_KEY: ""})
+    if expected is not None and not rotate:
+        path = token_file(data_dir) if data_dir is not None else None
+        saved = _read_token_file(path) if path is not None else None
+        if saved is not None and hmac.compare_digest(token_hash(saved), str(expected)):
+            return saved
+        if legacy and hmac.compare_digest(token_hash(legacy), str(expected)):
+            if path is not None:
+                _write_token_file(path, legacy)
+            return legacy
+        where = f"{path} is missing or out of date" if path is not None else "no data dir given"
+        raise ConfigError(
+            "the admin token is stored hashed and cannot be shown again "
+            f"({where}): run `csip admin token --rotate` to mint a new one"
+        )
+    token = secrets.token_urlsafe(32)
+    if data_dir is not None:
+        _write_token_file(token_file(data_dir), token)
+    await store.set_settings({TOKEN_HASH_KEY: token_hash(token)})
+    return token
 
 
 @dataclass(frozen=True)
@@ -44,10 +114,15 @@ class AdminService:
         self.store: Store = sep2.store
         self.settings = sep2.settings
         self.clock = sep2.clock
+        self.changes = sep2.changes
 
     async def token_matches(self, presented: str) -> bool:
-        expected = await self.store.get_setting(TOKEN_KEY)
-        return expected is not None and hmac.compare_digest(str(expected), presented)
+        """Compare hashes (constant time, ASCII hex): any presented text is just a mismatch."""
+        expected = await self.store.get_setting(TOKEN_HASH_KEY)
+        if expected is None:
+            legacy = await self.store.get_setting(LEGACY_TOKEN_KEY)
+            expected = token_hash(str(legacy)) if legacy else None
+        return expected is not None and hmac.compare_digest(str(expected), token_hash(presented))
 
     # ---- aggregators ----------------------------------------------------------
     async def aggregator(self, name: str) -> Aggregator:
@@ -66,39 +141,42 @@ class AdminService:
         return {a.id: a.name for a in await self.store.list_aggregators()}
 
     async def delete_aggregator(self, name: str) -> None:
-        found = await self.store.get_aggregator(name)
-        if found is None:
-            return
-        certs = await self.store.list_certificates(found.id)
-        await self.store.delete_aggregator(found.id)
-        await self.sep2.publish([cert_tag(c.lfdi) for c in certs] + [f"edevs:agg:{found.id}"])
+        async with self.changes.unit_of_work() as tx:
+            found = await db.select_aggregator(tx.session, name)
+            if found is None:
+                return
+            certs = await db.select_certificates(tx.session, found.id)
+            await db.delete_aggregator(tx.session, found.id)
+            tx.record(*(CertificateChanged(c.lfdi) for c in certs), AggregatorRemoved(found.id))
 
     async def attach_certificate(
         self, name: str, lfdi: str, expires_at: int | None
     ) -> ClientCertificate:
         aggregator = await self.aggregator(name)
         lfdi = normalize_lfdi(lfdi)
-        existing = await self.store.get_certificate(lfdi)
-        if existing and existing.aggregator_id not in (None, aggregator.id):
-            raise Conflict(f"certificate {lfdi} is attached to another aggregator")
-        cert = ClientCertificate(
-            lfdi, aggregator.id, existing.enabled if existing else True, expires_at
-        )
-        await self.store.put_certificate(cert)
-        await self.sep2.publish([cert_tag(lfdi)])
+        async with self.changes.unit_of_work() as tx:
+            existing = await db.select_certificate(tx.session, lfdi)
+            if existing and existing.aggregator_id not in (None, aggregator.id):
+                raise Conflict(f"certificate {lfdi} is attached to another aggregator")
+            cert = ClientCertificate(
+                lfdi, aggregator.id, existing.enabled if existing else True, expires_at
+            )
+            await db.update_certificate(tx.session, cert)
+            tx.record(CertificateChanged(lfdi))
         return cert
 
     async def detach_certificate(self, name: str, lfdi: str) -> None:
         aggregator = await self.aggregator(name)
         lfdi = normalize_lfdi(lfdi)
-        existing = await self.store.get_certificate(lfdi)
-        if existing is None or existing.aggregator_id != aggregator.id:
-            return
-        if existing.enabled:
-            await self.store.delete_certificate(lfdi)
-        else:  # keep the deny-list entry
-            await self.store.put_certificate(replace(existing, aggregator_id=None))
-        await self.sep2.publish([cert_tag(lfdi)])
+        async with self.changes.unit_of_work() as tx:
+            existing = await db.select_certificate(tx.session, lfdi)
+            if existing is None or existing.aggregator_id != aggregator.id:
+                return
+            if existing.enabled:
+                await db.delete_certificate(tx.session, lfdi)
+            else:  # keep the deny-list entry
+                await db.update_certificate(tx.session, replace(existing, aggregator_id=None))
+            tx.record(CertificateChanged(lfdi))
 
     async def certificates(self, name: str | None = None) -> list[ClientCertificate]:
         aggregator_id = (await self.aggregator(name)).id if name else None
@@ -107,17 +185,18 @@ class AdminService:
     async def set_certificate_enabled(self, lfdi: str, enabled: bool) -> ClientCertificate:
         """Deny-list (or restore) a certificate: 403 from its next request, in every worker."""
         lfdi = normalize_lfdi(lfdi)
-        existing = await self.store.get_certificate(lfdi)
-        cert = (
-            replace(existing, enabled=enabled)
-            if existing
-            else ClientCertificate(lfdi, None, enabled)
-        )
-        if cert.enabled and cert.aggregator_id is None and cert.expires_at is None:
-            await self.store.delete_certificate(lfdi)
-        else:
-            await self.store.put_certificate(cert)
-        await self.sep2.publish([cert_tag(lfdi)])
+        async with self.changes.unit_of_work() as tx:
+            existing = await db.select_certificate(tx.session, lfdi)
+            cert = (
+                replace(existing, enabled=enabled)
+                if existing
+                else ClientCertificate(lfdi, None, enabled)
+            )
+            if cert.enabled and cert.aggregator_id is None and cert.expires_at is None:
+                await db.delete_certificate(tx.session, lfdi)
+            else:
+                await db.update_certificate(tx.session, cert)
+            tx.record(CertificateChanged(lfdi))
         return cert
 
     # ---- end devices -----------------------------------------------------------
@@ -158,32 +237,35 @@ class AdminService:
             raise InvalidValues("the same lfdi appears twice in one request")
         results: list[tuple[EndDevice, bool]] = []
         new: list[EndDevice] = []
-        for item, lfdi, sfdi, aggregator_id in checked:
-            existing = await self.store.get_end_device_by_lfdi(lfdi)
-            if existing is None:
-                new.append(
-                    EndDevice(
-                        id=0,
-                        lfdi=lfdi,
-                        sfdi=sfdi,
-                        changed_time=now,
-                        registered_at=now,
-                        pin=item.pin if item.pin is not None else self.settings.default_pin,
-                        enabled=True if item.enabled is None else item.enabled,
-                        post_rate=item.post_rate,
-                        aggregator_id=aggregator_id,
+        async with self.changes.unit_of_work() as tx:
+            found = await db.select_end_devices_by_lfdi(tx.session, [c[1] for c in checked])
+            for item, lfdi, sfdi, aggregator_id in checked:
+                existing = found.get(lfdi)
+                if existing is None:
+                    new.append(
+                        EndDevice(
+                            id=0,
+                            lfdi=lfdi,
+                            sfdi=sfdi,
+                            changed_time=now,
+                            registered_at=now,
+                            pin=item.pin if item.pin is not None else self.settings.default_pin,
+                            enabled=True if item.enabled is None else item.enabled,
+                            post_rate=item.post_rate,
+                            aggregator_id=aggregator_id,
+                        )
                     )
-                )
-                continue
-            changes: dict[str, Any] = {"aggregator_id": aggregator_id}
-            for name in ("pin", "post_rate", "enabled"):
-                if getattr(item, name) is not None:
-                    changes[name] = getattr(item, name)
-            updated = await self.store.update_end_device(existing.id, **changes)
-            await self.sep2.publish(device_tags(existing) + device_tags(updated))
-            results.append((updated, False))
-        created = await self.store.create_end_devices(new) if new else []
-        await self.sep2.publish(tag for device in created for tag in device_tags(device))
+                    continue
+                changes: dict[str, Any] = {"aggregator_id": aggregator_id}
+                for name in ("pin", "post_rate", "enabled"):
+                    if getattr(item, name) is not None:
+                        changes[name] = getattr(item, name)
+                updated = await db.update_end_device(tx.session, existing.id, **changes)
+                tx.record(EndDeviceChanged(device_ref(existing)))
+                tx.record(EndDeviceChanged(device_ref(updated)))
+                results.append((updated, False))
+            created = await db.insert_end_devices(tx.session, new) if new else []
+            tx.record(*(EndDeviceChanged(device_ref(d)) for d in created))
         return results + [(device, True) for device in created]
 
     async def delete_end_device(self, lfdi: str) -> bool:
@@ -219,13 +301,15 @@ class AdminService:
         elif clear_post_rate:
             values["post_rate"] = None
         if values:
-            await self.store.set_settings(values)
-            await self.sep2.publish([SETTINGS_TAG])
+            async with self.changes.unit_of_work() as tx:
+                await db.update_settings(tx.session, values)
+                tx.record(SettingsChanged())
         return await self.rates()
 
     # ---- lab support -------------------------------------------------------------
     async def reset(self) -> int:
         """Remove every EndDevice (and, as later issues add them, programs and controls)."""
-        removed = await self.store.delete_all_end_devices()
-        await self.sep2.publish([EVERYTHING])
+        async with self.changes.unit_of_work() as tx:
+            removed = await db.delete_all_end_devices(tx.session)
+            tx.record(EverythingChanged())
         return removed

@@ -2,8 +2,9 @@
 
 A poll of an unchanged resource is a dict lookup. Writes (here or, through the bus, in
 another worker) drop every entry carrying one of the changed tags. A fill that raced with
-an invalidation is not stored, so a stale render can never outlive the write that
-superseded it.
+an invalidation of one of *its own* tags is not stored, so a stale render can never outlive
+the write that superseded it, while writes elsewhere (another program, another device) do
+not throw away fills they cannot have made stale.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from csip.domain.paging import UNCACHED
+
+#: What one entry costs beyond its bytes (the Entry, its key tuple, the dict slot, tag sets).
+ENTRY_OVERHEAD = 320
 
 
 @dataclass(slots=True)
@@ -40,11 +46,23 @@ class RenderCache:
     #: Past this many entries the oldest tenth is dropped, so no client can grow the cache
     #: without bound by asking for ever new pages (they are re-rendered on the next poll).
     max_entries: int = 1_000_000
+    #: Past this many bytes (bodies plus ENTRY_OVERHEAD each) the oldest entries are dropped.
+    max_bytes: int = 256 * 1024 * 1024
     #: The server's clock (seconds); entries with expires_at are dropped once it passes.
     now: Callable[[], float] = _no_clock
     entries: dict[Hashable, Entry] = field(default_factory=dict)
     by_tag: dict[str, set[Hashable]] = field(default_factory=dict)
+    #: Counts invalidations; a fill remembers it when it begins (see `generation`).
     generation: int = 0
+    #: Bytes held now (bodies plus ENTRY_OVERHEAD per entry).
+    size: int = 0
+    #: tag -> the generation at which it was last invalidated.
+    changed_at: dict[str, int] = field(default_factory=dict)
+    #: Fills begun before this are refused whatever their tags (after clear(), or when
+    #: changed_at was trimmed).
+    floor: int = 0
+    #: changed_at is trimmed past this many tags (a bulk change names thousands).
+    max_tags: int = 100_000
     stats: CacheStats = field(default_factory=CacheStats)
 
     def get(self, key: Hashable) -> Entry | None:
@@ -59,13 +77,26 @@ class RenderCache:
         return entry
 
     def put(self, key: Hashable, entry: Entry, generation: int) -> None:
-        """Store unless something was invalidated since `generation` was read."""
+        """Store unless one of the entry's tags was invalidated since `generation` was read
+        (the fill began)."""
         self.stats.renders += 1
-        if generation != self.generation:
+        if generation < self.floor:
             return
+        changed_at = self.changed_at
+        if any(changed_at.get(tag, -1) >= generation for tag in entry.tags):
+            return
+        if type(key) is tuple and key and key[-1] is UNCACHED:
+            return  # a page past the cached ones: rendered per request
+        cost = len(entry.body) + ENTRY_OVERHEAD
+        if cost > self.max_bytes:
+            return
+        self._drop(key)
         if len(self.entries) >= self.max_entries:
             self._evict(max(1, self.max_entries // 10))
+        if self.size + cost > self.max_bytes:
+            self._evict_bytes(self.size + cost - self.max_bytes)
         self.entries[key] = entry
+        self.size += cost
         for tag in entry.tags:
             self.by_tag.setdefault(tag, set()).add(key)
 
@@ -83,10 +114,23 @@ class RenderCache:
         for key in list(self.entries)[:count]:
             self._drop(key)
 
+    def _evict_bytes(self, needed: int) -> None:
+        """Drop the oldest entries until `needed` bytes are freed."""
+        freed = 0
+        victims = []
+        for key, entry in self.entries.items():
+            if freed >= needed:
+                break
+            victims.append(key)
+            freed += len(entry.body) + ENTRY_OVERHEAD
+        for key in victims:
+            self._drop(key)
+
     def _drop(self, key: Hashable) -> None:
         entry = self.entries.pop(key, None)
         if entry is None:
             return
+        self.size -= len(entry.body) + ENTRY_OVERHEAD
         for tag in entry.tags:
             keys = self.by_tag.get(tag)
             if keys is not None:
@@ -95,12 +139,20 @@ class RenderCache:
                     del self.by_tag[tag]
 
     def invalidate(self, tags: Iterable[str]) -> None:
+        stamp = self.generation
         self.generation += 1
         for tag in tags:
+            self.changed_at[tag] = stamp
             for key in list(self.by_tag.get(tag, ())):
                 self._drop(key)
+        if len(self.changed_at) > self.max_tags:
+            self.changed_at.clear()
+            self.floor = self.generation
 
     def clear(self) -> None:
         self.generation += 1
+        self.floor = self.generation
+        self.changed_at.clear()
         self.entries.clear()
         self.by_tag.clear()
+        self.size = 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 
+from csip.domain.changes import DerDocumentChanged, LogEventAdded
 from csip.domain.der_device import (
     DER_DOCUMENTS,
     DER_ID,
@@ -30,9 +31,11 @@ from csip.domain.paging import Page
 from csip.errors import BadRequest, InvalidValues, NotFound
 from csip.sep2.schema import CSIPAUS_NS, SEP_NS
 from csip.sep2.xml import PARSER, E, link, read_document, schema_error, serialize, text
+from csip.services import changes as tag
 from csip.services.cache import Entry
 from csip.services.sep2 import SETTINGS_TAG, Sep2Service
-from csip.store.der_device import DerDeviceStore, StoredDocument
+from csip.store import store as db
+from csip.store.der_device import DerDeviceStore, StoredDocument, insert_log_event
 
 #: device_document kind of the CSIP-AUS ConnectionPoint.
 CONNECTION_POINT = "cp"
@@ -45,12 +48,8 @@ ADMIN_NAMES = {
 }
 
 
-def der_tag(device_id: int) -> str:
-    return f"der:{device_id}"
-
-
-def log_tag(device_id: int) -> str:
-    return f"lel:{device_id}"
+der_tag = tag.der
+log_tag = tag.log
 
 
 def _local(element: etree._Element) -> str:
@@ -180,7 +179,7 @@ class DerDeviceService:
             rates = await self.sep2.poll_rates()
             return render_der_list(device, page, rates["DERList"])
 
-        tags = (f"edev:{device_id}", SETTINGS_TAG)
+        tags = (tag.edev(device_id), SETTINGS_TAG)
         return await self._cached(("der", device_id, "list", page.key()), device, tags, load)
 
     async def der(self, principal: Principal, device_id: int, der_id: int) -> bytes:
@@ -190,7 +189,7 @@ class DerDeviceService:
         async def load() -> bytes:
             return serialize(render_der(device))
 
-        tags = (f"edev:{device_id}",)
+        tags = (tag.edev(device_id),)
         return await self._cached(("der", device_id, "der"), device, tags, load)
 
     def check_der(self, der_id: int) -> None:
@@ -203,7 +202,7 @@ class DerDeviceService:
         async def load() -> bytes:
             return await self.sep2.store.get_document(device_id, kind) or b""
 
-        tags = (f"edev:{device_id}", der_tag(device_id))
+        tags = (tag.edev(device_id), der_tag(device_id))
         return await self._cached(("der", device_id, "doc", kind), device, tags, load)
 
     async def der_document(
@@ -240,10 +239,13 @@ class DerDeviceService:
             if problems:
                 raise InvalidValues("DERSettings: " + "; ".join(problems))
         root.set("href", f"{device.href}/der/{DER_ID}/{part}")
-        await self.sep2.store.put_document(
-            device_id, part, serialize(root), self.sep2.clock.now_int()
-        )
-        await self.sep2.publish([der_tag(device_id)])
+        await self._put(device_id, part, serialize(root))
+
+    async def _put(self, device_id: int, kind: str, xml: bytes) -> None:
+        async with self.sep2.changes.unit_of_work() as tx:
+            now = self.sep2.clock.now_int()
+            await db.update_document(tx.session, device_id, kind, xml, now)
+            tx.record(DerDocumentChanged(device_id))
 
     async def put_connection_point(self, principal: Principal, device_id: int, body: bytes) -> None:
         """PUT csipaus:ConnectionPoint; its connectionPointId must be a valid NMI."""
@@ -258,10 +260,7 @@ class DerDeviceService:
         if problem:
             raise InvalidValues(problem)
         root.set("href", f"{device.href}/cp")
-        await self.sep2.store.put_document(
-            device_id, CONNECTION_POINT, serialize(root), self.sep2.clock.now_int()
-        )
-        await self.sep2.publish([der_tag(device_id)])
+        await self._put(device_id, CONNECTION_POINT, serialize(root))
 
     async def post_log_event(self, principal: Principal, device_id: int, body: bytes) -> LogEvent:
         """POST a LogEvent (an alarm or event) to the device's LogEventList."""
@@ -287,8 +286,9 @@ class DerDeviceService:
             root.set("href", href)
             return serialize(root)
 
-        stored = await self.store.add_log_event(event, render, LOG_EVENTS_KEPT)
-        await self.sep2.publish([log_tag(device_id)])
+        async with self.sep2.changes.unit_of_work() as tx:
+            stored = await insert_log_event(tx.session, event, render, LOG_EVENTS_KEPT)
+            tx.record(LogEventAdded(device_id))
         return stored
 
     # ---- LogEventList reads -----------------------------------------------------------
@@ -301,7 +301,7 @@ class DerDeviceService:
             )
             return render_log_events(device, total, events)
 
-        tags = (f"edev:{device_id}", log_tag(device_id))
+        tags = (tag.edev(device_id), log_tag(device_id))
         return await self._cached(("lel", device_id, page.key()), device, tags, load)
 
     async def log_event(self, principal: Principal, device_id: int, event_id: int) -> bytes:
@@ -315,7 +315,7 @@ class DerDeviceService:
         event = await self.store.get_log_event(device_id, event_id)
         if event is None:
             raise NotFound(f"no LogEvent {event_id} under {device.href}/lel")
-        entry = Entry(event.xml, device, (f"edev:{device_id}", log_tag(device_id)))
+        entry = Entry(event.xml, device, (tag.edev(device_id), log_tag(device_id)))
         self.sep2.cache.put(key, entry, generation)
         return event.xml
 

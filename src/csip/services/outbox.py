@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from csip.domain.clock import Clock
+from csip.logsafe import safe
 from csip.store import Store
 from csip.store import outbox as store_outbox
 from csip.store.outbox import OutboxMessage
@@ -174,7 +175,12 @@ class OutboxWorker:
             error = f"{type(exc).__name__}: {exc}"
             now = self.clock.now()
             if message.attempts >= self.max_attempts:
-                log.warning("giving up on outbox %s to %s: %s", message.id, message.target, error)
+                log.warning(
+                    "giving up on outbox %s to %s: %s",
+                    message.id,
+                    safe(message.target),
+                    safe(error),
+                )
                 await store_outbox.give_up(self.store, message.id, now, error)
             else:
                 at = now + self.delay_after(message.attempts)

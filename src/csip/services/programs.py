@@ -17,6 +17,17 @@ from typing import Any
 
 from lxml import etree
 
+from csip.domain.changes import (
+    ControlsPublished,
+    CurveAdded,
+    DefaultControlChanged,
+    DeviceRef,
+    EverythingChanged,
+    GroupCreated,
+    MembershipChanged,
+    ProgramChanged,
+    ResponseAdded,
+)
 from csip.domain.der import (
     DEFAULT_SETTINGS,
     RESPONSE_STATUSES,
@@ -33,18 +44,20 @@ from csip.domain.der import (
     next_boundary,
 )
 from csip.domain.devices import EndDevice, Principal, PrincipalKind, may_access
+from csip.domain.groups import closure
 from csip.domain.paging import Page
 from csip.errors import BadRequest, Forbidden, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi
 from csip.sep2 import der_render as render
+from csip.sep2 import hrefs
 from csip.sep2.xml import parse_document, schema_error, text
+from csip.services import changes as tag
 from csip.services.cache import Entry
-from csip.services.sep2 import SETTINGS_TAG, Sep2Service, device_tags
+from csip.services.sep2 import Sep2Service
+from csip.store import der as der_store
+from csip.store import store as end_devices
 from csip.store.der import DerStore
-
-GROUPS_TAG = "groups"
-MEMBERSHIP_TAG = "membership"
-PROGRAMS_TAG = "programs"
+from csip.store.uow import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,9 @@ class ProgramState:
     curves: tuple[Curve, ...]
     default: DefaultControl | None
     boundary: int | None
+    #: What its renderings depend on: itself, its group, and every program it is ranked
+    #: against (their controls can supersede its own).
+    tags: tuple[str, ...] = ()
 
     @property
     def curve_href(self) -> dict[int, str]:
@@ -72,7 +88,7 @@ class ProgramState:
 
     @property
     def reply_to(self) -> str:
-        return f"/rsps/{self.program.id}/rsp"
+        return hrefs.response_list(self.program.id)
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,8 @@ class ProgramService:
         self.sep2 = sep2
         self.cache = sep2.cache
         self.clock = sep2.clock
+        self.changes = sep2.changes
+        self.pen = sep2.settings.pen
         self.der = DerStore(sep2.store, sep2.settings.pen)
 
     # ---- cached derived data ---------------------------------------------------------
@@ -108,18 +126,12 @@ class ProgramService:
         async def load() -> dict[int, Group]:
             return {g.id: g for g in await self.der.groups()}
 
-        result: dict[int, Group] = await self._cached(("groups",), (GROUPS_TAG,), load)
+        result: dict[int, Group] = await self._cached(("groups",), (tag.GROUPS,), load)
         return result
 
     def _closure(self, groups: Mapping[int, Group], direct: set[int]) -> set[int]:
         """The groups and all their ancestors."""
-        found: set[int] = set()
-        for group_id in direct:
-            current: int | None = group_id
-            while current is not None and current not in found and current in groups:
-                found.add(current)
-                current = groups[current].parent_id
-        return found
+        return closure(groups, direct)
 
     async def device_groups(self, device_id: int) -> list[Group]:
         """The FSAs a device sees, in creation order."""
@@ -129,7 +141,7 @@ class ProgramService:
             direct = (await self.der.memberships([device_id])).get(device_id, set())
             return [groups[g] for g in sorted(self._closure(groups, direct))]
 
-        tags = (GROUPS_TAG, MEMBERSHIP_TAG, f"edev:{device_id}")
+        tags = (tag.GROUPS, tag.member(device_id))
         result: list[Group] = await self._cached(("device-groups", device_id), tags, load)
         return result
 
@@ -148,8 +160,9 @@ class ProgramService:
             direct = set().union(*memberships.values()) if memberships else set()
             return frozenset(self._closure(await self.groups(), direct))
 
-        tags = (GROUPS_TAG, MEMBERSHIP_TAG, f"edevs:{principal.scope}")
-        result: frozenset[int] = await self._cached(("visible", principal.scope), tags, load)
+        scope = principal.scope
+        tags = (tag.GROUPS, tag.visible(scope), tag.edev_list(scope))
+        result: frozenset[int] = await self._cached(("visible", scope), tags, load)
         return result
 
     async def _related_pairs(self) -> frozenset[tuple[int, int]]:
@@ -161,12 +174,12 @@ class ProgramService:
             closures = {frozenset(self._closure(groups, {g})) for g in groups}
             memberships = await self.der.memberships()
             closures |= {frozenset(self._closure(groups, d)) for d in memberships.values()}
-            for closure in closures:
-                pairs.update((a, b) for a in closure for b in closure)
+            for reach in closures:
+                pairs.update((a, b) for a in reach for b in reach)
             return frozenset(pairs)
 
         result: frozenset[tuple[int, int]] = await self._cached(
-            ("related",), (GROUPS_TAG, MEMBERSHIP_TAG), load
+            ("related",), (tag.GROUPS, tag.RELATED), load
         )
         return result
 
@@ -184,13 +197,12 @@ class ProgramService:
         now = self.clock.now_int()
         controls = await self.der.controls([program_id])
         related = await self._related_pairs()
-        higher = [
-            p.id
+        ranked = [
+            p
             for p in await self.der.programs()
-            if p.id != program_id
-            and p.primacy < program.primacy
-            and (p.group_id, program.group_id) in related
+            if p.id != program_id and (p.group_id, program.group_id) in related
         ]
+        higher = [p.id for p in ranked if p.primacy < program.primacy]
         higher_controls = await self.der.controls(higher)
         statuses = event_statuses(controls, now, higher_controls)
         state = ProgramState(
@@ -200,9 +212,14 @@ class ProgramService:
             tuple(await self.der.curves(program_id)),
             await self.der.default_control(program_id),
             next_boundary([*controls, *higher_controls], now),
+            (
+                tag.program(program_id),
+                tag.group(program.group_id),
+                tag.PROGRAM_SET,
+                *(tag.program(p.id) for p in ranked),
+            ),
         )
-        tags = (PROGRAMS_TAG, GROUPS_TAG, MEMBERSHIP_TAG)
-        self.cache.put(key, Entry(b"", state, tags, state.boundary), generation)
+        self.cache.put(key, Entry(b"", state, state.tags, state.boundary), generation)
         return state
 
     # ---- reads -------------------------------------------------------------------------
@@ -224,9 +241,9 @@ class ProgramService:
 
     async def fsa_list(self, principal: Principal, device_id: int, page: Page) -> bytes:
         device = await self.sep2.accessible_device(principal, device_id)
+        groups = await self.device_groups(device.id)
 
         async def build() -> bytes:
-            groups = await self.device_groups(device.id)
             chosen = groups[page.start : page.start + page.limit]
             counts = [(g, len(await self._programs_of(g.id))) for g in chosen]
             rates = await self.sep2.poll_rates()
@@ -235,22 +252,35 @@ class ProgramService:
                 href, len(groups), counts, rates["FunctionSetAssignmentsList"]
             )
 
-        tags = (GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, SETTINGS_TAG, f"edev:{device_id}")
+        tags = (
+            tag.GROUPS,
+            tag.member(device_id),
+            tag.SETTINGS,
+            tag.edev(device_id),
+            *(tag.group(g.id) for g in groups),
+        )
         return await self._render(("fsa-list", device_id, page.key()), tags, None, build)
 
     async def associated_programs(self, principal: Principal, device_id: int, page: Page) -> bytes:
         """AssociatedDERProgramList of the device's DER: programs of all its groups, by
         primacy (the order a device resolves them in)."""
         device = await self.sep2.accessible_device(principal, device_id)
+        groups = await self.device_groups(device.id)
 
         async def programs() -> list[Program]:
             found = []
-            for group in await self.device_groups(device.id):
+            for group in groups:
                 found += await self._programs_of(group.id)
             return sorted(found, key=lambda p: (p.primacy, p.id))
 
         key = ("assoc-derp", device_id, page.key())
-        tags = (GROUPS_TAG, MEMBERSHIP_TAG, PROGRAMS_TAG, SETTINGS_TAG, f"edev:{device_id}")
+        tags = (
+            tag.GROUPS,
+            tag.member(device_id),
+            tag.SETTINGS,
+            tag.edev(device_id),
+            *(tag.group(g.id) for g in groups),
+        )
         href = f"{device.href}/der/1/derp"
         return await self._program_list(key, tags, href, programs, page)
 
@@ -269,6 +299,7 @@ class ProgramService:
         now = self.clock.now_int()
         states = [await self.state(p.id) for p in await programs()]
         expires = min((s.boundary for s in states if s.boundary), default=None)
+        tags = (*tags, *(tag.program(s.program.id) for s in states))
 
         async def build() -> bytes:
             chosen = states[page.start : page.start + page.limit]
@@ -290,7 +321,7 @@ class ProgramService:
         async def build() -> bytes:
             return render.function_set_assignments(group, len(await self._programs_of(group_id)))
 
-        return await self._render(("fsa", group_id), (GROUPS_TAG, PROGRAMS_TAG), None, build)
+        return await self._render(("fsa", group_id), (tag.GROUPS, tag.group(group_id)), None, build)
 
     async def program_list(self, principal: Principal, group_id: int, page: Page) -> bytes:
         await self._visible_group(principal, group_id)
@@ -299,15 +330,15 @@ class ProgramService:
             return await self._programs_of(group_id)
 
         key = ("derp-list", group_id, page.key())
-        tags = (GROUPS_TAG, PROGRAMS_TAG, SETTINGS_TAG)
-        return await self._program_list(key, tags, f"/fsa/{group_id}/derp", programs, page)
+        tags = (tag.GROUPS, tag.group(group_id), tag.SETTINGS)
+        return await self._program_list(key, tags, hrefs.program_list(group_id), programs, page)
 
     async def _programs_of(self, group_id: int) -> list[Program]:
         async def load() -> list[Program]:
             return await self.der.programs(group_id)
 
         result: list[Program] = await self._cached(
-            ("programs-of", group_id), (PROGRAMS_TAG, GROUPS_TAG), load
+            ("programs-of", group_id), (tag.group(group_id),), load
         )
         return result
 
@@ -319,7 +350,7 @@ class ProgramService:
             return render.der_program(state.program, counts, state.default is not None)
 
         key = ("derp", program_id)
-        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG), state.boundary, build)
+        return await self._render(key, state.tags, state.boundary, build)
 
     async def control_list(
         self, principal: Principal, program_id: int, page: Page, active_only: bool = False
@@ -338,7 +369,7 @@ class ProgramService:
             )
 
         key = ("derc-list", program_id, active_only, page.key())
-        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG), state.boundary, build)
+        return await self._render(key, state.tags, state.boundary, build)
 
     async def control(self, principal: Principal, program_id: int, control_id: int) -> bytes:
         state = await self._visible_program(principal, program_id)
@@ -352,7 +383,7 @@ class ProgramService:
             return render.der_control(control, status, state.reply_to, state.curve_href)
 
         key = ("derc", program_id, control_id)
-        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG), state.boundary, build)
+        return await self._render(key, state.tags, state.boundary, build)
 
     async def default_control(self, principal: Principal, program_id: int) -> bytes:
         state = await self._visible_program(principal, program_id)
@@ -364,7 +395,7 @@ class ProgramService:
             href = f"{state.program.href}/dderc"
             return render.default_der_control(default, href, state.curve_href)
 
-        return await self._render(("dderc", program_id), (PROGRAMS_TAG,), None, build)
+        return await self._render(("dderc", program_id), state.tags, None, build)
 
     async def curve_list(self, principal: Principal, program_id: int, page: Page) -> bytes:
         state = await self._visible_program(principal, program_id)
@@ -374,7 +405,7 @@ class ProgramService:
             return render.der_curve_list(f"{state.program.href}/dc", len(state.curves), chosen)
 
         key = ("dc-list", program_id, page.key())
-        return await self._render(key, (PROGRAMS_TAG,), None, build)
+        return await self._render(key, state.tags, None, build)
 
     async def curve(self, principal: Principal, program_id: int, curve_id: int) -> bytes:
         state = await self._visible_program(principal, program_id)
@@ -386,7 +417,7 @@ class ProgramService:
         async def build() -> bytes:
             return render.der_curve(found)
 
-        return await self._render(("dc", program_id, curve_id), (PROGRAMS_TAG,), None, build)
+        return await self._render(("dc", program_id, curve_id), state.tags, None, build)
 
     # ---- responses ------------------------------------------------------------------------
     async def _device_for_response(self, principal: Principal, lfdi: str) -> EndDevice:
@@ -417,11 +448,12 @@ class ProgramService:
             raise InvalidValues(f"status {raw_status} is not a DER response status ({known})")
         now = self.clock.now_int()
         created = int(text(root, "createdDateTime") or now)
-        response_id = await self.der.add_response(
-            control.id, device.id, device.lfdi, int(raw_status), created, now
-        )
-        await self.sep2.publish([f"responses:{program_id}"])
-        return f"/rsps/{program_id}/rsp/{response_id}"
+        async with self.changes.unit_of_work() as tx:
+            response_id = await der_store.insert_response(
+                tx.session, control.id, device.id, device.lfdi, int(raw_status), created, now
+            )
+            tx.record(ResponseAdded(program_id))
+        return f"{hrefs.response_list(program_id)}/{response_id}"
 
     async def response_list(self, principal: Principal, program_id: int, page: Page) -> bytes:
         """The responses this client's own devices posted (never other clients')."""
@@ -435,10 +467,10 @@ class ProgramService:
                 if device is not None and may_access(principal, device):
                     mine.append(response)
             chosen = mine[page.start : page.start + page.limit]
-            return render.response_list(f"/rsps/{program_id}/rsp", len(mine), chosen)
+            return render.response_list(hrefs.response_list(program_id), len(mine), chosen)
 
         key = ("rsp-list", program_id, principal.scope, page.key())
-        tags = (f"responses:{program_id}", PROGRAMS_TAG)
+        tags = (tag.responses(program_id), tag.program(program_id))
         return await self._render(key, tags, None, build)
 
     async def response_set_list(self, principal: Principal, page: Page) -> bytes:
@@ -450,39 +482,75 @@ class ProgramService:
             return render.response_set_list("/rsps", len(programs), chosen)
 
         key = ("rsps", principal.scope, page.key())
-        return await self._render(key, (PROGRAMS_TAG, GROUPS_TAG, MEMBERSHIP_TAG), None, build)
+        scope = principal.scope
+        tags = (
+            tag.GROUPS,
+            tag.visible(scope),
+            tag.edev_list(scope),
+            *(tag.group(g) for g in sorted(visible)),
+        )
+        return await self._render(key, tags, None, build)
 
     # ---- the utility's side (admin API) ----------------------------------------------------
     async def create_group(self, description: str, level: str | None, parent: int | None) -> Group:
-        group = await self.der.create_group(description, level, parent, self.clock.now_int())
-        await self.sep2.publish([GROUPS_TAG])
+        async with self.changes.unit_of_work() as tx:
+            return await self._create_group(tx, description, level, parent)
+
+    async def _create_group(
+        self, tx: UnitOfWork, description: str, level: str | None, parent: int | None
+    ) -> Group:
+        now = self.clock.now_int()
+        group = await der_store.insert_group(tx.session, description, level, parent, now, self.pen)
+        tx.record(GroupCreated(group.id))
         return group
 
-    async def set_member(self, group_id: int, lfdi: str, member: bool) -> None:
-        device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
+    async def _device(self, tx: UnitOfWork, lfdi: str) -> EndDevice:
+        device = await end_devices.select_end_device_by_lfdi(tx.session, normalize_lfdi(lfdi))
         if device is None:
             raise NotFound(f"no EndDevice with lFDI {lfdi}")
-        await self.der.set_member(group_id, device.id, member, self.clock.now_int())
-        await self.sep2.published([MEMBERSHIP_TAG, *device_tags(device)])
+        return device
+
+    async def set_member(self, group_id: int, lfdi: str, member: bool) -> None:
+        async with self.changes.unit_of_work() as tx:
+            await self._set_member(tx, group_id, await self._device(tx, lfdi), member)
+
+    async def _set_member(
+        self, tx: UnitOfWork, group_id: int, device: EndDevice, member: bool
+    ) -> None:
+        if member:
+            changed = bool(await der_store.insert_members(tx.session, group_id, [device.id]))
+        else:
+            changed = await der_store.delete_member(tx.session, group_id, device.id)
+        if changed:
+            tx.record(MembershipChanged(group_id, (_ref(device),)))
 
     async def add_members(self, group_id: int, lfdis: Sequence[str]) -> int:
-        """Put many EndDevices in a group at once (all must exist; one transaction)."""
+        """Put many EndDevices in a group at once (all must exist; one unit of work)."""
         wanted = [normalize_lfdi(x) for x in lfdis]
-        found = await self.sep2.store.end_devices_by_lfdi(wanted)
-        missing = [x for x in wanted if x not in found]
-        if missing:
-            raise NotFound(f"no EndDevice with lFDI {', '.join(missing[:5])}")
-        devices = [found[x] for x in wanted]
-        added = await self.der.add_members(group_id, [d.id for d in devices], self.clock.now_int())
-        tags = [MEMBERSHIP_TAG, *(tag for d in devices for tag in device_tags(d))]
-        await self.sep2.published(tags)
-        return added
+        async with self.changes.unit_of_work() as tx:
+            found = await end_devices.select_end_devices_by_lfdi(tx.session, wanted)
+            missing = [x for x in wanted if x not in found]
+            if missing:
+                raise NotFound(f"no EndDevice with lFDI {', '.join(missing[:5])}")
+            by_id = {found[x].id: found[x] for x in wanted}
+            added = await der_store.insert_members(tx.session, group_id, list(by_id))
+            if added:
+                tx.record(MembershipChanged(group_id, tuple(_ref(by_id[d]) for d in added)))
+            return len(added)
 
     async def create_program(self, group_id: int, description: str, primacy: int) -> Program:
         _check_primacy(primacy)
+        async with self.changes.unit_of_work() as tx:
+            return await self._create_program(tx, group_id, description, primacy)
+
+    async def _create_program(
+        self, tx: UnitOfWork, group_id: int, description: str, primacy: int
+    ) -> Program:
         now = self.clock.now_int()
-        program = await self.der.create_program(group_id, description, primacy, now)
-        await self.sep2.published([PROGRAMS_TAG])
+        program = await der_store.insert_program(
+            tx.session, group_id, description, primacy, now, self.pen
+        )
+        tx.record(ProgramChanged(program.id, group_id, created=True))
         return program
 
     async def update_program(
@@ -490,36 +558,42 @@ class ProgramService:
     ) -> Program:
         if primacy is not None:
             _check_primacy(primacy)
-        now = self.clock.now_int()
-        program = await self.der.update_program(program_id, description, primacy, now)
-        await self.sep2.published([PROGRAMS_TAG])
-        return program
+        async with self.changes.unit_of_work() as tx:
+            program = await der_store.update_program(tx.session, program_id, description, primacy)
+            tx.record(ProgramChanged(program.id, program.group_id))
+            return program
 
     async def program_for(self, *, lfdi: str | None, group_id: int | None, primacy: int) -> Program:
         """The program of this primacy in a group, or in a device's own group (both made as
         needed): how a lab targets one device or one group in a single call."""
+        async with self.changes.unit_of_work() as tx:
+            return await self._program_for(tx, lfdi=lfdi, group_id=group_id, primacy=primacy)
+
+    async def _program_for(
+        self, tx: UnitOfWork, *, lfdi: str | None, group_id: int | None, primacy: int
+    ) -> Program:
         if (lfdi is None) == (group_id is None):
             raise BadRequest("give exactly one of lfdi and group")
+        _check_primacy(primacy)
+        s = tx.session
         if lfdi is not None:
-            device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
-            if device is None:
-                raise NotFound(f"no EndDevice with lFDI {lfdi}")
+            device = await self._device(tx, lfdi)
             label = f"EndDevice {device.sfdi}"
-            groups = await self.groups()
-            direct = (await self.der.memberships([device.id])).get(device.id, set())
+            groups = await der_store.select_groups(s)
+            direct = (await der_store.select_memberships(s, [device.id])).get(device.id, set())
             own = [
                 g for g in direct if groups[g].level == "device" and groups[g].description == label
             ]
             if own:
                 group_id = own[0]
             else:
-                group_id = (await self.create_group(label, "device", None)).id
-                await self.set_member(group_id, device.lfdi, True)
+                group_id = (await self._create_group(tx, label, "device", None)).id
+                await self._set_member(tx, group_id, device, True)
         assert group_id is not None
-        for program in await self.der.programs(group_id):
+        for program in await der_store.select_programs(s, group_id):
             if program.primacy == primacy:
                 return program
-        return await self.create_program(group_id, f"primacy {primacy}", primacy)
+        return await self._create_program(tx, group_id, f"primacy {primacy}", primacy)
 
     def _validate(self, document: bytes, what: str) -> None:
         """Every control we publish is valid 2030.5 before it is stored (Int16 ranges ...)."""
@@ -529,8 +603,25 @@ class ProgramService:
 
     async def create_controls(self, program_id: int, specs: Sequence[ControlSpec]) -> list[Control]:
         """Publish one or more DERControls in a program, all or none."""
-        state = await self.state(program_id)
-        curves = {c.id: c for c in state.curves}
+        async with self.changes.unit_of_work() as tx:
+            return await self._create_controls(tx, program_id, specs)
+
+    async def create_targeted_control(
+        self, spec: ControlSpec, *, lfdi: str | None, group_id: int | None, primacy: int
+    ) -> tuple[Program, Control]:
+        """POST /api/controls: find or make the program, then publish, in one unit of work:
+        an invalid control leaves no group, membership or program behind."""
+        async with self.changes.unit_of_work() as tx:
+            program = await self._program_for(tx, lfdi=lfdi, group_id=group_id, primacy=primacy)
+            (control,) = await self._create_controls(tx, program.id, [spec])
+            return program, control
+
+    async def _create_controls(
+        self, tx: UnitOfWork, program_id: int, specs: Sequence[ControlSpec]
+    ) -> list[Control]:
+        if await der_store.select_program(tx.session, program_id) is None:
+            raise NotFound(f"no DERProgram {program_id}")
+        curves = {c.id: c for c in await der_store.select_curves(tx.session, program_id)}
         now = self.clock.now_int()
         controls = []
         for index, spec in enumerate(specs):
@@ -553,11 +644,13 @@ class ProgramService:
                 response_required=spec.response_required,
             )
             status = EventStatus(Status.SCHEDULED, now)
-            hrefs = {c.id: c.href for c in curves.values()}
-            self._validate(render.der_control(control, status, "/rsps/0/rsp", hrefs), "DERControl")
+            curve_hrefs = {c.id: c.href for c in curves.values()}
+            self._validate(
+                render.der_control(control, status, "/rsps/0/rsp", curve_hrefs), "DERControl"
+            )
             controls.append(control)
-        created = await self.der.create_controls(controls)
-        await self.sep2.published([PROGRAMS_TAG])
+        created = await der_store.insert_controls(tx.session, controls, self.pen)
+        tx.record(ControlsPublished(program_id, tuple(c.id for c in created)))
         return created
 
     async def cancel(
@@ -569,52 +662,73 @@ class ProgramService:
         randomized: bool = False,
     ) -> list[Control]:
         """Cancel one control, or every scheduled/active one of a program or a device."""
-        if device_lfdi is not None:
-            device = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(device_lfdi))
-            if device is None:
-                raise NotFound(f"no EndDevice with lFDI {device_lfdi}")
-            group_ids = {g.id for g in await self.device_groups(device.id)}
-            program_ids = [p.id for p in await self.der.programs() if p.group_id in group_ids]
-        elif program_id is not None:
-            program_ids = [program_id]
-        else:
-            program_ids = []
-        if control_id is not None:
-            control = await self.der.control(control_id)
-            if control is None:
-                raise NotFound(f"no DERControl {control_id}")
-            candidates = [control]
-        else:
-            candidates = await self.der.controls(program_ids)
-        now = self.clock.now_int()
-        cancelled = await self.der.cancel([c.id for c in candidates], now, randomized)
-        await self.sep2.published([PROGRAMS_TAG])
-        return cancelled
+        async with self.changes.unit_of_work() as tx:
+            s = tx.session
+            if device_lfdi is not None:
+                device = await self._device(tx, device_lfdi)
+                groups = await der_store.select_groups(s)
+                direct = (await der_store.select_memberships(s, [device.id])).get(device.id, set())
+                group_ids = closure(groups, direct)
+                program_ids = [
+                    p.id for p in await der_store.select_programs(s) if p.group_id in group_ids
+                ]
+            elif program_id is not None:
+                program_ids = [program_id]
+            else:
+                program_ids = []
+            if control_id is not None:
+                control = await der_store.select_control(s, control_id)
+                if control is None:
+                    raise NotFound(f"no DERControl {control_id}")
+                candidates = [control]
+            else:
+                candidates = await der_store.select_controls(s, program_ids)
+            now = self.clock.now_int()
+            cancelled = await der_store.update_controls_cancelled(
+                s, [c.id for c in candidates], now, randomized
+            )
+            for pid in sorted({c.program_id for c in cancelled}):
+                ids = tuple(c.id for c in cancelled if c.program_id == pid)
+                tx.record(ControlsPublished(pid, ids))
+            return cancelled
 
     async def put_default_control(
         self, program_id: int, base: Mapping[str, Any], settings: Mapping[str, int]
     ) -> DefaultControl:
-        state = await self.state(program_id)
-        curves = {c.id: c for c in state.curves}
-        check_base(base, self.sep2.settings.profile, curves)
         unknown = set(settings) - set(DEFAULT_SETTINGS)
         if unknown:
             raise InvalidValues(f"unknown DefaultDERControl settings: {', '.join(sorted(unknown))}")
-        now = self.clock.now_int()
-        draft = DefaultControl(program_id, "0" * 32, base, settings, 0, now)
-        hrefs = {c.id: c.href for c in curves.values()}
-        self._validate(render.default_der_control(draft, "/x", hrefs), "DefaultDERControl")
-        default = await self.der.put_default_control(program_id, base, settings, now)
-        await self.sep2.published([PROGRAMS_TAG])
-        return default
+        async with self.changes.unit_of_work() as tx:
+            if await der_store.select_program(tx.session, program_id) is None:
+                raise NotFound(f"no DERProgram {program_id}")
+            curves = {c.id: c for c in await der_store.select_curves(tx.session, program_id)}
+            check_base(base, self.sep2.settings.profile, curves)
+            now = self.clock.now_int()
+            draft = DefaultControl(program_id, "0" * 32, base, settings, 0, now)
+            curve_hrefs = {c.id: c.href for c in curves.values()}
+            self._validate(
+                render.default_der_control(draft, "/x", curve_hrefs), "DefaultDERControl"
+            )
+            default = await der_store.update_default_control(
+                tx.session, program_id, base, settings, now, self.pen
+            )
+            tx.record(DefaultControlChanged(program_id))
+            return default
 
     async def create_curve(self, curve: Curve) -> Curve:
         if not 1 <= len(curve.points) <= 10:
             raise InvalidValues("a DERCurve has 1 to 10 points")
         self._validate(render.der_curve(replace(curve, id=0, mrid="0" * 32)), "DERCurve")
-        created = await self.der.create_curve(curve)
-        await self.sep2.publish([PROGRAMS_TAG])
-        return created
+        async with self.changes.unit_of_work() as tx:
+            created = await der_store.insert_curve(tx.session, curve, self.pen)
+            tx.record(CurveAdded(curve.program_id))
+            return created
+
+    async def reset(self) -> None:
+        """Lab reset: every group, program, control, default, curve and response."""
+        async with self.changes.unit_of_work() as tx:
+            await der_store.delete_all(tx.session)
+            tx.record(EverythingChanged())
 
     async def group_devices(self, group_id: int) -> list[EndDevice]:
         """Every EndDevice in a group or any group below it, in id order."""
@@ -637,6 +751,10 @@ class ProgramService:
                 raise NotFound(f"no EndDevice with lFDI {lfdi}")
             device_id = device.id
         return await self.der.responses(program_id=program_id, device_id=device_id)
+
+
+def _ref(device: EndDevice) -> DeviceRef:
+    return DeviceRef(device.id, device.lfdi, device.aggregator_id)
 
 
 def _check_primacy(primacy: int) -> None:

@@ -1,8 +1,9 @@
 """The 2030.5 use cases: who is calling, what they may read, registration and device writes.
 
 Reads go through the render cache: the first poll after a change renders and stores bytes,
-every later poll is a dict lookup with no XML work and no query. Writes commit, then publish
-the tags they changed on the bus, which drops the affected bytes in every worker.
+every later poll is a dict lookup with no XML work and no query. Each write is one unit of
+work that records what changed (domain/changes.py); services/changes.py turns that into the
+tags that drop the affected bytes in every worker.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from typing import Any
 from lxml import etree
 
 from csip.config import DEFAULT_POLL_RATES, Settings
+from csip.domain.changes import (
+    DeviceDocumentChanged,
+    DeviceRef,
+    EndDeviceChanged,
+    MembershipChanged,
+    SubscriptionsChanged,
+)
 from csip.domain.clock import Clock
 from csip.domain.devices import (
     ClientCertificate,
@@ -30,29 +38,26 @@ from csip.pki.identity import normalize_lfdi, sfdi_from_lfdi
 from csip.sep2 import resources as render
 from csip.sep2.schema import SchemaSet
 from csip.sep2.xml import parse, serialize, text
+from csip.services import changes as tag
 from csip.services.bus import EVERYTHING, LocalBus
 from csip.services.cache import Entry, RenderCache
+from csip.services.changes import Changes
 from csip.store import Store
+from csip.store import der as der_store
+from csip.store import store as end_devices
+from csip.store.outbox import enqueue
 
 #: Documents a device PUTs under its EndDevice: path segment -> root element.
 DOCUMENTS = {"di": "DeviceInformation", "dstat": "DeviceStatus", "ps": "PowerStatus"}
-SETTINGS_TAG = "settings"
+SETTINGS_TAG = tag.SETTINGS
 
 
 def _nothing() -> None:
     return None
 
 
-def device_tags(device: EndDevice) -> list[str]:
-    """Cache tags a change to this device must drop: itself and every list it appears in."""
-    tags = [f"edev:{device.id}", f"edevs:dev:{device.lfdi}"]
-    if device.aggregator_id is not None:
-        tags.append(f"edevs:agg:{device.aggregator_id}")
-    return tags
-
-
-def cert_tag(lfdi: str) -> str:
-    return f"cert:{lfdi}"
+def device_ref(device: EndDevice) -> DeviceRef:
+    return DeviceRef(device.id, device.lfdi, device.aggregator_id)
 
 
 class Sep2Service:
@@ -64,7 +69,11 @@ class Sep2Service:
         self.clock = clock
         self.schemas = schemas
         self.bus = bus
-        self.cache = RenderCache(max_entries=settings.cache_max_entries, now=clock.now)
+        self.cache = RenderCache(
+            max_entries=settings.cache_max_entries,
+            max_bytes=settings.cache_max_bytes,
+            now=clock.now,
+        )
         self._certs: dict[str, ClientCertificate | None] = {}
         #: Principals that passed every check and cannot expire: the per-poll fast path.
         self._ready: dict[str, Principal] = {}
@@ -76,6 +85,8 @@ class Sep2Service:
         self.wake_outbox: Callable[[], None] = _nothing
         #: Set by the subscriptions setup: the farewell notifications of a device's subscriptions.
         self.farewells: Callable[[int], Awaitable[list[Any]]] | None = None
+        #: Every write of every service built on this one goes through these units of work.
+        self.changes = Changes(store, bus, clock, wake=lambda: self.wake_outbox())
         bus.subscribe(self._on_invalidate)
 
     # ---- invalidation ----------------------------------------------------------
@@ -86,21 +97,18 @@ class Sep2Service:
             self._ready.clear()
             self._poll_rates = None
             return
-        for tag in tags:
-            if tag.startswith("cert:"):
-                self._certs.pop(tag[5:], None)
-                self._ready.pop(tag[5:], None)
-            elif tag == SETTINGS_TAG:
+        for name in tags:
+            if name.startswith("cert:"):
+                self._certs.pop(name[5:], None)
+                self._ready.pop(name[5:], None)
+            elif name == SETTINGS_TAG:
                 self._poll_rates = None
         self.cache.invalidate(tags)
 
     async def publish(self, tags: Iterable[str]) -> None:
-        await self.bus.publish(tags)
-
-    async def published(self, tags: Iterable[str]) -> None:
-        """After a write that may have queued notifications: drop caches, wake the outbox."""
-        await self.bus.publish(tags)
-        self.wake_outbox()
+        """Drop these tags in this worker only (what is process-local, such as a moved
+        clock); a change to data records a typed change in its unit of work instead."""
+        self.bus.deliver(list(tags))
 
     # ---- identity --------------------------------------------------------------
     def ready_principal(self, lfdi: str) -> Principal | None:
@@ -153,7 +161,7 @@ class Sep2Service:
             rates = await self.poll_rates()
             mups = await self.mup_count(principal) if self.mup_count else None
             body = render.device_capability(rates["DeviceCapability"], total, mups)
-            tags = (SETTINGS_TAG, f"edevs:{principal.scope}", f"mups:{principal.scope}")
+            tags = (SETTINGS_TAG, tag.edev_list(principal.scope), tag.mup_list(principal.scope))
             return Entry(body, tags=tags)
 
         entry = await self.cache.fetch(("dcap", principal.scope), load)
@@ -183,7 +191,7 @@ class Sep2Service:
             body = render.end_device_list(
                 total, devices, rates["EndDeviceList"], self.settings.profile
             )
-            return Entry(body, tags=(SETTINGS_TAG, f"edevs:{principal.scope}"))
+            return Entry(body, tags=(SETTINGS_TAG, tag.edev_list(principal.scope)))
 
         return (await self.cache.fetch(key, load)).body
 
@@ -195,7 +203,7 @@ class Sep2Service:
             key = ("edev", device.id, "")
             if key not in self.cache.entries:
                 body = render.end_device(device, self.settings.profile)
-                entry = Entry(body, device, (f"edev:{device.id}", SETTINGS_TAG))
+                entry = Entry(body, device, (tag.edev(device.id), SETTINGS_TAG))
                 self.cache.put(key, entry, generation)
 
     async def _with_post_rate(self, device: EndDevice) -> EndDevice:
@@ -217,7 +225,7 @@ class Sep2Service:
         if entry is not None:
             return entry
         generation = self.cache.generation
-        tags = (f"edev:{device_id}", SETTINGS_TAG)
+        tags = (tag.edev(device_id), SETTINGS_TAG)
         known = self.cache.get(("edev", device_id, "")) if part else None
         device = known.owner if known is not None else await self.store.get_end_device(device_id)
         if device is None:
@@ -273,30 +281,34 @@ class Sep2Service:
             if lfdi != principal.lfdi or sfdi != principal.sfdi:
                 raise Forbidden("a device may register only its own certificate's lFDI and sFDI")
             owner = None
-        existing = await self.store.get_end_device_by_lfdi(lfdi)
-        if existing is not None:
-            href = existing.href if may_access(principal, existing) else None
-            raise Conflict(f"lFDI {lfdi} is already registered", location=href)
-        if not self.settings.registration_in_band:
-            raise Forbidden("in-band registration is disabled: the utility pre-registers devices")
         now = self.clock.now_int()
-        (device,) = await self.store.create_end_devices(
-            [
-                EndDevice(
-                    id=0,
-                    lfdi=lfdi,
-                    sfdi=sfdi,
-                    changed_time=int(text(root, "changedTime") or now),
-                    registered_at=now,
-                    pin=self.settings.default_pin,
-                    enabled=(text(root, "enabled") or "true") in ("true", "1"),
-                    device_category=text(root, "deviceCategory"),
-                    aggregator_id=owner,
-                    in_band=True,
+        async with self.changes.unit_of_work() as tx:
+            existing = await end_devices.select_end_device_by_lfdi(tx.session, lfdi)
+            if existing is not None:
+                href = existing.href if may_access(principal, existing) else None
+                raise Conflict(f"lFDI {lfdi} is already registered", location=href)
+            if not self.settings.registration_in_band:
+                raise Forbidden(
+                    "in-band registration is disabled: the utility pre-registers devices"
                 )
-            ]
-        )
-        await self.publish(device_tags(device))
+            (device,) = await end_devices.insert_end_devices(
+                tx.session,
+                [
+                    EndDevice(
+                        id=0,
+                        lfdi=lfdi,
+                        sfdi=sfdi,
+                        changed_time=int(text(root, "changedTime") or now),
+                        registered_at=now,
+                        pin=self.settings.default_pin,
+                        enabled=(text(root, "enabled") or "true") in ("true", "1"),
+                        device_category=text(root, "deviceCategory"),
+                        aggregator_id=owner,
+                        in_band=True,
+                    )
+                ],
+            )
+            tx.record(EndDeviceChanged(device_ref(device)))
         return device
 
     async def update_end_device(self, principal: Principal, device_id: int, body: bytes) -> None:
@@ -308,13 +320,15 @@ class Sep2Service:
             raw_lfdi is not None and normalize_lfdi(raw_lfdi) != device.lfdi
         ):
             raise InvalidValues("lFDI and sFDI of an EndDevice cannot change")
-        updated = await self.store.update_end_device(
-            device_id,
-            changed_time=int(text(root, "changedTime") or device.changed_time),
-            enabled=(text(root, "enabled") or "true") in ("true", "1"),
-            device_category=text(root, "deviceCategory"),
-        )
-        await self.publish(device_tags(updated))
+        async with self.changes.unit_of_work() as tx:
+            updated = await end_devices.update_end_device(
+                tx.session,
+                device_id,
+                changed_time=int(text(root, "changedTime") or device.changed_time),
+                enabled=(text(root, "enabled") or "true") in ("true", "1"),
+                device_category=text(root, "deviceCategory"),
+            )
+            tx.record(EndDeviceChanged(device_ref(updated)))
 
     async def delete_end_device(self, principal: Principal, device_id: int) -> None:
         device = await self.accessible_device(principal, device_id)
@@ -323,8 +337,14 @@ class Sep2Service:
     async def remove_device(self, device: EndDevice) -> None:
         """Delete a device with everything under it; its subscribers hear it is gone."""
         farewells = await self.farewells(device.id) if self.farewells is not None else []
-        await self.store.delete_end_device(device.id, farewells, self.clock.now())
-        await self.published([*device_tags(device), f"subs:{device.id}"])
+        async with self.changes.unit_of_work() as tx:
+            await enqueue(tx.session, farewells, self.clock.now())
+            memberships = await der_store.select_memberships(tx.session, [device.id])
+            await end_devices.delete_end_device(tx.session, device.id)  # memberships cascade
+            ref = device_ref(device)
+            tx.record(EndDeviceChanged(ref), SubscriptionsChanged(device.id))
+            # the groups it left may no longer share devices (potentiallySuperseded)
+            tx.record(*(MembershipChanged(g, (ref,)) for g in memberships.get(device.id, ())))
 
     async def put_document(
         self, principal: Principal, device_id: int, part: str, body: bytes
@@ -336,5 +356,7 @@ class Sep2Service:
         if doc_lfdi is not None and normalize_lfdi(doc_lfdi) != device.lfdi:
             raise InvalidValues(f"lFDI {doc_lfdi} is not this EndDevice's lFDI")
         root.set("href", f"{device.href}/{part}")
-        await self.store.put_document(device_id, part, serialize(root), self.clock.now_int())
-        await self.publish([f"edev:{device_id}"])
+        async with self.changes.unit_of_work() as tx:
+            now = self.clock.now_int()
+            await end_devices.update_document(tx.session, device_id, part, serialize(root), now)
+            tx.record(DeviceDocumentChanged(device_id))

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from csip.domain.changes import SubscriptionsChanged
 from csip.domain.devices import Principal, PrincipalKind
 from csip.domain.paging import Page
 from csip.domain.subscriptions import Subscription, check_notification_uri
@@ -26,7 +27,13 @@ from csip.sep2.xml import CONTENT_TYPE, tag, text
 from csip.services.programs import ProgramService
 from csip.services.vtn_notify import SafeResolver
 from csip.store.outbox import OutboxMessage
-from csip.store.subscriptions import INTENT_TYPE, KIND, SubscriptionStore
+from csip.store.subscriptions import (
+    INTENT_TYPE,
+    KIND,
+    SubscriptionStore,
+    delete_subscription,
+    insert_subscription,
+)
 
 
 class ConditionNotSupported(CsipError):
@@ -113,8 +120,9 @@ class SubscriptionService:
         subscription = Subscription(
             0, device.id, path, uri, limit, 0, text(root, "level") or "", self.sep2.clock.now_int()
         )
-        created = await self.store.create(subscription)
-        await self.sep2.publish([f"subs:{device.id}"])
+        async with self.sep2.changes.unit_of_work() as tx:
+            created = await insert_subscription(tx.session, subscription)
+            tx.record(SubscriptionsChanged(device.id))
         return created
 
     async def get(self, principal: Principal, device_id: int, subscription_id: int) -> bytes:
@@ -136,8 +144,9 @@ class SubscriptionService:
         found = await self.store.get(subscription_id)
         if found is None or found.end_device_id != device_id:
             raise NotFound(f"no subscription {subscription_id}")
-        await self.store.delete(subscription_id)
-        await self.sep2.publish([f"subs:{device_id}"])
+        async with self.sep2.changes.unit_of_work() as tx:
+            await delete_subscription(tx.session, subscription_id)
+            tx.record(SubscriptionsChanged(device_id))
 
     async def cancellations(self, device_id: int) -> list[OutboxMessage]:
         """The final "resource deleted" notifications for every subscription of a device."""
@@ -171,8 +180,10 @@ class SubscriptionService:
         try:
             resource = await self.render_for(principal, path, intent["limit"])
         except NotFound:  # the resource went away: the last word on this subscription
-            await self.store.delete(subscription_id)
-            await self.sep2.publish([f"subs:{subscription_id}"])
+            async with self.sep2.changes.unit_of_work() as tx:
+                gone = await delete_subscription(tx.session, subscription_id)
+                if gone is not None:
+                    tx.record(SubscriptionsChanged(gone.end_device_id))
             status = notify_render.STATUS_CANCELLED_DELETED
             return notify_render.notification(path, uri, None, status)
         return notify_render.fast_notification(path, uri, resource)

@@ -17,6 +17,7 @@ from typing import Any
 
 from lxml import etree
 
+from csip.domain.changes import EndDeviceChanged, MirrorUsagePointChanged
 from csip.domain.devices import EndDevice, Principal, PrincipalKind, may_access
 from csip.domain.paging import Page
 from csip.domain.telemetry import (
@@ -41,24 +42,17 @@ from csip.domain.telemetry import (
 from csip.errors import BadRequest, Forbidden, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi
 from csip.sep2.xml import E, serialize, tag, text
+from csip.services import changes as tags_of
 from csip.services.cache import Entry
-from csip.services.sep2 import SETTINGS_TAG, Sep2Service, device_tags
+from csip.services.sep2 import SETTINGS_TAG, Sep2Service, device_ref
+from csip.store import store as db
 from csip.store.telemetry import TelemetryStore, WriteResult
 
 MUP_LIST = "/mup"
 _ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(MirrorMeterReading(?:List)?)[\s/>]")
 
 
-def mup_tag(mup_id: int) -> str:
-    return f"mup:{mup_id}"
-
-
-def mup_list_tags(device: EndDevice) -> list[str]:
-    """Tags of every MirrorUsagePointList (and /dcap) that shows this device's MUPs."""
-    tags = [f"mups:dev:{device.lfdi}"]
-    if device.aggregator_id is not None:
-        tags.append(f"mups:agg:{device.aggregator_id}")
-    return tags
+mup_tag = tags_of.mup
 
 
 def _hex16(value: int) -> str:
@@ -335,7 +329,7 @@ class TelemetryService:
             return Entry(b"", None)
         mup, device = found
         body = serialize(_mup_element(mup, await self._post_rate(device, mup)))
-        entry = Entry(body, found, (mup_tag(mup_id), f"edev:{device.id}", SETTINGS_TAG))
+        entry = Entry(body, found, (mup_tag(mup_id), tags_of.edev(device.id), SETTINGS_TAG))
         cache.put(key, entry, generation)
         return entry
 
@@ -344,12 +338,6 @@ class TelemetryService:
         if entry.owner is None or not may_access(principal, entry.owner[1]):
             raise NotFound(f"no such MirrorUsagePoint /mup/{mup_id}")
         return entry
-
-    async def _publish(self, device: EndDevice, mup_id: int, listing: bool) -> None:
-        tags = [mup_tag(mup_id)]
-        if listing:
-            tags += mup_list_tags(device)
-        await self.sep2.publish(tags)
 
     # ---- 2030.5 reads -------------------------------------------------------------
     async def mup_list(self, principal: Principal, page: Page) -> bytes:
@@ -374,7 +362,8 @@ class TelemetryService:
                     pollRate=str(rates["MirrorUsagePointList"]),
                 )
             )
-            tags = (SETTINGS_TAG, f"mups:{principal.scope}", f"edevs:{principal.scope}")
+            scope = principal.scope
+            tags = (SETTINGS_TAG, tags_of.mup_list(scope), tags_of.edev_list(scope))
             return Entry(body, tags=tags)
 
         return (await cache.fetch(key, load)).body
@@ -408,8 +397,11 @@ class TelemetryService:
             if mmr.reading_type is not None:
                 check_reading_type(mmr.mrid, mmr.reading_type)
         device = await self._target(principal, draft.device_lfdi)
-        result = await self.store.upsert(device, draft, self.sep2.clock.now_int())
-        await self._publish(device, result.mup.id, listing=True)
+        async with self.sep2.changes.unit_of_work() as tx:
+            result = await self.store.update_mup(
+                tx.session, device, draft, self.sep2.clock.now_int()
+            )
+            tx.record(MirrorUsagePointChanged(result.mup.id, device_ref(device)))
         return result
 
     async def post_readings(
@@ -434,9 +426,11 @@ class TelemetryService:
         for draft in drafts:
             if draft.reading_type is not None:
                 check_reading_type(draft.mrid, draft.reading_type)
-        result = await self.store.post_readings(mup_id, drafts, self.sep2.clock.now_int())
-        if any(d.reading_type is not None or d.description is not None for d in drafts):
-            await self._publish(device, mup_id, listing=True)
+        async with self.sep2.changes.unit_of_work() as tx:
+            now = self.sep2.clock.now_int()
+            result = await self.store.insert_readings(tx.session, mup_id, drafts, now)
+            if any(d.reading_type is not None or d.description is not None for d in drafts):
+                tx.record(MirrorUsagePointChanged(mup_id, device_ref(device)))
         href = result.mup.href
         if len(drafts) == 1:
             for mmr in result.mup.meter_readings:
@@ -446,8 +440,9 @@ class TelemetryService:
 
     async def delete_mup(self, principal: Principal, mup_id: int) -> None:
         entry = await self._accessible(principal, mup_id)
-        await self.store.delete(mup_id)
-        await self._publish(entry.owner[1], mup_id, listing=True)
+        async with self.sep2.changes.unit_of_work() as tx:
+            await self.store.delete_mup(tx.session, mup_id)
+            tx.record(MirrorUsagePointChanged(mup_id, device_ref(entry.owner[1])))
 
     # ---- admin ----------------------------------------------------------------------
     async def device_mups(self, device: EndDevice) -> list[dict[str, Any]]:
@@ -469,16 +464,15 @@ class TelemetryService:
 
     async def delete_for_devices(self, devices: Sequence[EndDevice]) -> int:
         """Delete all MirrorUsagePoints (and readings) of these devices."""
-        removed = await self.store.delete_for_devices([d.id for d in devices])
-        tags: list[str] = [f"edev:{d.id}" for d in devices]
-        for device in devices:
-            tags += mup_list_tags(device)
-        # every /mup/{id} of these devices is tagged edev:{id}, so all are dropped
-        await self.sep2.publish(sorted(set(tags)))
+        async with self.sep2.changes.unit_of_work() as tx:
+            removed = await self.store.delete_mups_of_devices(tx.session, [d.id for d in devices])
+            # every /mup/{id} of these devices is tagged with its EndDevice, so all are dropped
+            tx.record(*(EndDeviceChanged(device_ref(d)) for d in devices))
         return removed
 
     async def set_post_rate(self, device: EndDevice, post_rate: int | None) -> EndDevice:
         """The device's own postRate (None: the global default applies)."""
-        updated = await self.sep2.store.update_end_device(device.id, post_rate=post_rate)
-        await self.sep2.publish(device_tags(device) + device_tags(updated))
+        async with self.sep2.changes.unit_of_work() as tx:
+            updated = await db.update_end_device(tx.session, device.id, post_rate=post_rate)
+            tx.record(EndDeviceChanged(device_ref(device)), EndDeviceChanged(device_ref(updated)))
         return updated

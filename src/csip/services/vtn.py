@@ -1,11 +1,11 @@
 """The OpenADR 3.1.0 VTN use cases: CRUD of the six object kinds with 3.1.0 privacy,
 notifications to webhooks and MQTT through the outbox, and MQTT topic names.
 
-Every write is one transaction: the object, the objects it cascades to and the outbox rows of
-the notifications it causes commit together, then the outbox worker is woken. Reads are
-served from a per-worker cache of rendered bodies, keyed by caller and query and dropped on
-every OpenADR write (in every worker, through the bus), because VENs poll far more often
-than anything changes.
+Every write is one unit of work (store.uow): the object, the objects it cascades to and the
+outbox rows of the notifications it causes commit together, then the outbox worker is woken.
+Reads are served from a per-worker cache of rendered bodies, keyed by caller and query and
+dropped on every OpenADR write (in every worker, through the bus), because VENs poll far
+more often than anything changes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from csip.config import Settings
+from csip.domain.changes import OadrObjectChanged
 from csip.domain.clock import Clock
 from csip.errors import BadRequest, Conflict, Forbidden, NotFound
 from csip.openadr import models, rules
@@ -31,7 +32,9 @@ from csip.openadr.rules import (
     Principal,
     VenView,
 )
+from csip.services import changes as tag
 from csip.services.bus import EVERYTHING, LocalBus
+from csip.services.changes import Changes
 from csip.services.outbox import OutboxWorker
 from csip.services.vtn_auth import VtnAuth
 from csip.services.vtn_notify import CallbackChecker
@@ -41,7 +44,7 @@ from csip.store import outbox as store_outbox
 from csip.store.openadr import StoredObject
 from csip.store.outbox import OutboxMessage, Session
 
-TAG = "oadr"
+TAG = tag.OADR
 READ_SCOPE = {
     PROGRAM: "read_targets",
     EVENT: "read_targets",
@@ -131,27 +134,39 @@ class VtnService:
         self.mqtt_enabled = bool(settings.vtn_mqtt_url)
         self.prefix = settings.vtn_mqtt_topic_prefix
         self._cache: dict[tuple[Any, ...], bytes] = {}
+        #: Bytes of the bodies in _cache; past settings.cache_max_bytes it is emptied.
+        self.cache_bytes = 0
         self._generation = 0
+        self.changes = Changes(store, bus, clock, wake=self._wake)
         bus.subscribe(self._on_tags)
+
+    def _wake(self) -> None:
+        if self.outbox is not None:
+            self.outbox.wake()
 
     # ---- cache ------------------------------------------------------------------------
     def _on_tags(self, tags: list[str]) -> None:
         if TAG in tags or EVERYTHING in tags:
             self._generation += 1
-            self._cache.clear()
+            self._clear_cache()
 
-    async def _changed(self) -> None:
-        self._generation += 1
+    def _clear_cache(self) -> None:
         self._cache.clear()
-        await self.bus.publish([TAG])
-        if self.outbox is not None:
-            self.outbox.wake()
+        self.cache_bytes = 0
 
     def _remember(self, key: tuple[Any, ...], generation: int, body: bytes) -> None:
         if generation == self._generation:
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
+            size = len(body) + 200
+            if (
+                len(self._cache) >= _CACHE_MAX
+                or self.cache_bytes + size > self.settings.cache_max_bytes
+            ):
+                self._clear_cache()  # distinct queries cannot grow memory past the caps
+            previous = self._cache.get(key)
+            if previous is not None:
+                self.cache_bytes -= len(previous) + 200
             self._cache[key] = body
+            self.cache_bytes += size
 
     # ---- access -----------------------------------------------------------------------
     @staticmethod
@@ -259,6 +274,7 @@ class VtnService:
         """The objects a list shows, and whether the database already applied skip/limit
         (it does whenever no rule below needs to look at each object)."""
         own = None if view is None else [view.client_id]
+        granted = None if view is None else view.targets
         if kind == PROGRAM:
             if view is None and not q.targets:
                 return await oadr.query(s, PROGRAM, offset=q.skip, limit=q.limit), True
@@ -267,7 +283,7 @@ class VtnService:
                 o
                 for o in objs
                 if rules.visible(rule_obj(o), view)
-                and rules.query_targets_match(o.targets, q.targets)
+                and rules.query_targets_match(o.targets, q.targets, granted)
             ], False
         if kind == EVENT:
             if view is None and not q.targets and not q.active:
@@ -288,7 +304,7 @@ class VtnService:
                 o
                 for o in objs
                 if rules.visible(rule_obj(o), view, programs.get(o.program_id or ""))
-                and rules.query_targets_match(o.targets, q.targets)
+                and rules.query_targets_match(o.targets, q.targets, granted)
                 and (not q.active or rules.is_active(o.body, now))
             ], False
         if kind == REPORT:  # clientName is the indexed name column
@@ -364,32 +380,34 @@ class VtnService:
     # ---- writes -----------------------------------------------------------------------
     async def create(self, principal: Principal, kind: str, raw: bytes) -> bytes:
         self.require(principal, WRITE_SCOPE[kind])
-        request = models.parse(kind, raw)
+        request = models.parse(kind, raw, principal.role)
         await self._check_callbacks(kind, request)
         now = self.clock.now()
-        async with self.store.transaction() as s:
+        async with self.changes.unit_of_work() as tx:
+            s = tx.session
             view = await self.view(s, principal)
             obj = await self._build(s, principal, view, kind, request, None, now)
             stored = await oadr.insert(s, obj)
             await self._notify(s, [stored], "CREATE", now)
-        await self._changed()
+            tx.record(OadrObjectChanged(kind, stored.id))
         return dumps(self.render(stored, view))
 
     async def update(self, principal: Principal, kind: str, object_id: str, raw: bytes) -> bytes:
         self.require(principal, WRITE_SCOPE[kind])
-        request = models.parse(kind, raw)
+        request = models.parse(kind, raw, principal.role)
         if kind == SUBSCRIPTION:  # no echo probe on behalf of someone who may not write it
             async with self.store.transaction() as s:
                 await self._visible_object(s, kind, object_id, await self.view(s, principal))
             await self._check_callbacks(kind, request)
         now = self.clock.now()
-        async with self.store.transaction() as s:
+        async with self.changes.unit_of_work() as tx:
+            s = tx.session
             view = await self.view(s, principal)
             existing = await self._visible_object(s, kind, object_id, view, lock=True)
             obj = await self._build(s, principal, view, kind, request, existing, now)
             stored = await oadr.replace(s, obj)
             await self._notify(s, [stored], "UPDATE", now)
-        await self._changed()
+            tx.record(OadrObjectChanged(kind, stored.id))
         return dumps(self.render(stored, view))
 
     async def delete(self, principal: Principal, kind: str, object_id: str) -> bytes:
@@ -397,7 +415,8 @@ class VtnService:
         along, vens their resources."""
         self.require(principal, WRITE_SCOPE[kind])
         now = self.clock.now()
-        async with self.store.transaction() as s:
+        async with self.changes.unit_of_work() as tx:
+            s = tx.session
             view = await self.view(s, principal)
             existing = await self._visible_object(s, kind, object_id, view, lock=True)
             doomed = [existing]
@@ -407,7 +426,7 @@ class VtnService:
                 doomed += await oadr.query(s, RESOURCE, ven_ids=[existing.id])
             await self._notify(s, doomed, "DELETE", now)
             await oadr.mark_deleted(s, [o.id for o in doomed], now)
-        await self._changed()
+            tx.record(*(OadrObjectChanged(o.kind, o.id) for o in doomed))
         return dumps(self.render(existing, view))
 
     async def _check_callbacks(self, kind: str, request: Any) -> None:
@@ -564,7 +583,10 @@ class VtnService:
                     continue
                 if sub.program_id and obj.program_id != sub.program_id:
                     continue
-                if sub.targets and not any(t in obj.targets for t in sub.targets):
+                granted = (
+                    view.targets if view is not None and obj.kind in (PROGRAM, EVENT) else None
+                )
+                if not rules.query_targets_match(obj.targets, sub.targets, granted):
                     continue
                 payload: bytes | None = None
                 for op in sub.body.get("objectOperations", []):

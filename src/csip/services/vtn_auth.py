@@ -7,6 +7,16 @@ are accepted too (issuer, audience and its JWKS from a file or URL).
 
 Checking a token is on every request's path, so a verified token is remembered for up to a
 minute (never past its expiry): a removed client stops working within that minute.
+
+Time: the VTN's own tokens are minted and checked on the server's one clock (the lab clock
+that ``PUT /api/clock`` moves), never on the wall clock: a token minted while the clock is
+moved is valid on that clock at once, and stays valid until its ``exp`` on the server clock,
+whatever the clock does meanwhile. So ``iat`` is not checked (after the clock is moved back, a
+token minted while it was ahead has an ``iat`` "in the future": that is the lab's doing, not
+a forgery, and the signature proves we minted it); ``exp`` (and ``nbf``, if present) are.
+Moving the clock forward past a token's ``exp`` expires it: its client gets 401 "expired" and
+fetches a new token, as OAuth2 clients do. Tokens of an external issuer were stamped by that
+issuer's real clock, so they are checked against the wall clock.
 """
 
 from __future__ import annotations
@@ -88,7 +98,8 @@ class VtnAuth:
         self._signing_key: Any = None
         self._verify_key: Any = None
         self._external: jwt.PyJWKClient | jwt.PyJWKSet | None = None
-        self._cache: dict[str, tuple[Principal, float]] = {}
+        #: token -> (principal, exp, exp is on the server clock, monotonic time to recheck)
+        self._cache: dict[str, tuple[Principal, float, bool, float]] = {}
         self._secrets_ok: dict[str, str] = {}
         #: Every client, reloaded (one query) when older than _RECHECK / 2: re-checking a
         #: thousand tokens must not be a thousand queries in the middle of a poll burst.
@@ -223,16 +234,19 @@ class VtnAuth:
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("send Authorization: Bearer <token> (POST /auth/token)")
         cached = self._cache.get(token)
-        now = time.time()
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        principal, expires = await self._verify(token)
+        if cached is not None:
+            principal, expires, on_server_clock, recheck_at = cached
+            now = self.clock.now() if on_server_clock else time.time()
+            if expires > now and recheck_at > time.monotonic():
+                return principal
+        principal, expires, on_server_clock = await self._verify(token)
         if len(self._cache) > _CACHE_MAX:
             self._cache.clear()
-        self._cache[token] = (principal, min(expires, now + _RECHECK))
+        self._cache[token] = (principal, expires, on_server_clock, time.monotonic() + _RECHECK)
         return principal
 
-    async def _verify(self, token: str) -> tuple[Principal, float]:
+    async def _verify(self, token: str) -> tuple[Principal, float, bool]:
+        """(principal, exp, whether exp is on the server clock) of a valid token."""
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -255,23 +269,36 @@ class VtnAuth:
                     },
                     leeway=30,
                 )
-                return self._external_principal(claims), float(claims["exp"])
+                return self._external_principal(claims), float(claims["exp"]), False
+            # our own token: signature and issuer here, its times on the server clock below
             claims = jwt.decode(
                 token,
                 self._verify_key,
                 algorithms=[self.alg],
                 issuer=self.settings.vtn_token_issuer,
-                options={"require": ["exp", "sub"]},
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
+            expires = _numeric_date(claims["exp"])
+            not_before = _numeric_date(claims.get("nbf", 0))
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the bearer token has expired") from exc
         except (jwt.PyJWTError, KeyError, ValueError) as exc:
             raise Unauthorized("the bearer token is not valid here") from exc
+        now = self.clock.now()
+        if expires <= now:
+            raise Unauthorized("the bearer token has expired")
+        if not_before > now:
+            raise Unauthorized("the bearer token is not valid yet")
         client = await self._known_client(str(claims["sub"]))
         if client is None:
             raise Unauthorized("the client of this token was removed")
         scopes = frozenset(str(claims.get("scope", "")).split()) & frozenset(client.scopes)
-        return Principal(client.client_id, client.role, scopes), float(claims["exp"])
+        return Principal(client.client_id, client.role, scopes), expires, True
 
     async def _known_client(self, client_id: str) -> VtnClient | None:
         """The client from the in-memory list, reloaded when stale or when it is not there
@@ -311,6 +338,13 @@ class VtnAuth:
         if role not in ROLE_SCOPES:
             role = "bl" if scopes & BL_ONLY_SCOPES else "ven"
         return Principal(str(client_id), str(role), scopes)
+
+
+def _numeric_date(value: Any) -> float:
+    """A JWT NumericDate claim (RFC 7519 section 2), or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a NumericDate: {value!r}")
+    return float(value)
 
 
 def client_json(client: VtnClient) -> dict[str, Any]:

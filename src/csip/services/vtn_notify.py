@@ -22,6 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from csip.errors import BadRequest
+from csip.logsafe import Summary
 from csip.store.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -146,9 +147,16 @@ def _echoed(text: str, echo: str) -> bool:
 
 
 class MqttSender:
-    """Publishes outbox rows of kind "mqtt" to one broker over a kept-open connection."""
+    """Publishes outbox rows of kind "mqtt" to one broker over a kept-open connection.
 
-    def __init__(self, url: str) -> None:
+    The outbox hands over a whole batch at once (one publish per VEN per event); at most
+    `max_inflight` QoS 1 publishes wait for their PUBACK at a time, the rest queue here.
+    aiomqtt warns on every publish past its own threshold of 10 pending calls; that
+    threshold is raised to our bound, and a backlog is reported as one summary line at most
+    once a minute, with a count.
+    """
+
+    def __init__(self, url: str, max_inflight: int = 100) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
             raise ValueError(f"vtn_mqtt_url must look like mqtt://host:1883, not {url!r}")
@@ -156,8 +164,13 @@ class MqttSender:
         self.port = parts.port or 1883
         self.username = parts.username
         self.password = parts.password
+        self.max_inflight = max_inflight
         self._client: object | None = None
         self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(max_inflight)
+        self.backlog = Summary(
+            log, logging.INFO, f"MQTT publishes waited for one of {max_inflight} in flight", 60
+        )
 
     async def _connected(self) -> object:
         import aiomqtt
@@ -170,7 +183,11 @@ class MqttSender:
                     username=self.username,
                     password=self.password,
                     identifier=f"csip-vtn-{secrets.token_hex(4)}",
+                    max_inflight_messages=self.max_inflight,
                 )
+                # our semaphore bounds what is pending; aiomqtt's warning would fire per
+                # publish past 10 (its default), so it only speaks if that bound breaks
+                client.pending_calls_threshold = self.max_inflight
                 await client.__aenter__()
                 self._client = client
             return self._client
@@ -178,13 +195,16 @@ class MqttSender:
     async def __call__(self, message: OutboxMessage) -> None:
         import aiomqtt
 
-        client = await self._connected()
-        assert isinstance(client, aiomqtt.Client)
-        try:
-            await client.publish(message.target, message.body, qos=1)
-        except aiomqtt.MqttError:
-            await self.close()
-            raise
+        if self._slots.locked():
+            self.backlog.note()
+        async with self._slots:
+            client = await self._connected()
+            assert isinstance(client, aiomqtt.Client)
+            try:
+                await client.publish(message.target, message.body, qos=1)
+            except aiomqtt.MqttError:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         async with self._lock:

@@ -1,5 +1,10 @@
-"""Persistence of the DER function set. Every method is one transaction; controls are never
-deleted (only cancelled), programs and groups only by a lab reset."""
+"""Persistence of the DER function set: functions that take the session of the caller's unit
+of work (store.uow) and record nothing about what a change means (services/changes.py does).
+Controls are never deleted (only cancelled), programs and groups only by a lab reset.
+
+`DerStore` keeps one-transaction read methods for the read paths that are not part of a
+unit of work.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, delete, select
 
 from csip.domain.der import Control, Curve, DefaultControl, Group, Program
 from csip.domain.devices import mint_mrid
 from csip.errors import NotFound
 from csip.store.store import Store
-from csip.store.subscriptions import notify_in
 from csip.store.tables_der import (
     DerControlRow,
     DerCurveRow,
@@ -82,69 +87,338 @@ def _curve(row: DerCurveRow) -> Curve:
     )
 
 
+# ---- groups ----------------------------------------------------------------------------
+async def insert_group(
+    s: AsyncSession, description: str, level: str | None, parent_id: int | None, now: int, pen: int
+) -> Group:
+    if parent_id is not None and await s.get(DerGroupRow, parent_id) is None:
+        raise NotFound(f"no group {parent_id}")
+    row = DerGroupRow(
+        mrid="", description=description, level=level, parent_id=parent_id, created_at=now
+    )
+    s.add(row)
+    await s.flush()
+    assert row.id is not None
+    row.mrid = _mrid(KIND_GROUP, row.id, pen)
+    return _group(row)
+
+
+async def select_groups(s: AsyncSession) -> dict[int, Group]:
+    rows = await s.scalars(select(DerGroupRow).order_by(col(DerGroupRow.id)))
+    return {g.id: g for g in map(_group, rows)}
+
+
+async def _require_group(s: AsyncSession, group_id: int) -> None:
+    if await s.get(DerGroupRow, group_id) is None:
+        raise NotFound(f"no group {group_id}")
+
+
+async def insert_members(s: AsyncSession, group_id: int, device_ids: Sequence[int]) -> list[int]:
+    """Add devices to a group; members already there are kept. Answers the ones added."""
+    await _require_group(s, group_id)
+    rows = await s.scalars(
+        select(DerGroupMemberRow).where(col(DerGroupMemberRow.group_id) == group_id)
+    )
+    present = {r.end_device_id for r in rows}
+    new = [d for d in dict.fromkeys(device_ids) if d not in present]
+    s.add_all(DerGroupMemberRow(group_id=group_id, end_device_id=d) for d in new)
+    await s.flush()
+    return new
+
+
+async def delete_member(s: AsyncSession, group_id: int, device_id: int) -> bool:
+    await _require_group(s, group_id)
+    existing = await s.get(DerGroupMemberRow, (group_id, device_id))
+    if existing is None:
+        return False
+    await s.delete(existing)
+    await s.flush()
+    return True
+
+
+async def select_memberships(
+    s: AsyncSession, device_ids: Sequence[int] | None = None
+) -> dict[int, set[int]]:
+    """device id -> the groups it is directly a member of."""
+    found: dict[int, set[int]] = {}
+    if device_ids is None:
+        chunks: list[list[int] | None] = [None]
+    else:
+        ids = list(device_ids)
+        chunks = [ids[i : i + 500] for i in range(0, len(ids), 500)]
+    for chunk in chunks:
+        query = select(DerGroupMemberRow)
+        if chunk is not None:
+            query = query.where(col(DerGroupMemberRow.end_device_id).in_(chunk))
+        for row in await s.scalars(query):
+            found.setdefault(row.end_device_id, set()).add(row.group_id)
+    return found
+
+
+# ---- programs --------------------------------------------------------------------------
+async def insert_program(
+    s: AsyncSession, group_id: int, description: str, primacy: int, now: int, pen: int
+) -> Program:
+    await _require_group(s, group_id)
+    row = DerProgramRow(
+        mrid="", group_id=group_id, description=description, primacy=primacy, created_at=now
+    )
+    s.add(row)
+    await s.flush()
+    assert row.id is not None
+    row.mrid = _mrid(KIND_PROGRAM, row.id, pen)
+    return _program(row)
+
+
+async def update_program(
+    s: AsyncSession, program_id: int, description: str | None, primacy: int | None
+) -> Program:
+    row = await s.get(DerProgramRow, program_id)
+    if row is None:
+        raise NotFound(f"no program {program_id}")
+    if description is not None:
+        row.description = description
+    if primacy is not None:
+        row.primacy = primacy
+    row.version += 1
+    await s.flush()
+    return _program(row)
+
+
+async def select_programs(s: AsyncSession, group_id: int | None = None) -> list[Program]:
+    """Programs ordered by primacy then id (the DERProgramList order)."""
+    query = select(DerProgramRow).order_by(col(DerProgramRow.primacy), col(DerProgramRow.id))
+    if group_id is not None:
+        query = query.where(col(DerProgramRow.group_id) == group_id)
+    return [_program(r) for r in await s.scalars(query)]
+
+
+async def select_program(s: AsyncSession, program_id: int) -> Program | None:
+    row = await s.get(DerProgramRow, program_id)
+    return None if row is None else _program(row)
+
+
+# ---- controls ---------------------------------------------------------------------------
+async def insert_controls(s: AsyncSession, controls: Sequence[Control], pen: int) -> list[Control]:
+    """Insert controls (ids ignored): with the unit of work, a schedule lands whole or not."""
+    rows = []
+    for c in controls:
+        if await s.get(DerProgramRow, c.program_id) is None:
+            raise NotFound(f"no program {c.program_id}")
+        rows.append(
+            DerControlRow(
+                mrid="",
+                program_id=c.program_id,
+                description=c.description,
+                creation_time=c.creation_time,
+                start=c.start,
+                duration=c.duration,
+                base=json.dumps(dict(c.base)),
+                randomize_start=c.randomize_start,
+                randomize_duration=c.randomize_duration,
+                response_required=c.response_required,
+            )
+        )
+    s.add_all(rows)
+    await s.flush()
+    for row in rows:
+        assert row.id is not None
+        row.mrid = _mrid(KIND_CONTROL, row.id, pen)
+    await s.flush()
+    return [_control(r) for r in rows]
+
+
+async def select_controls(s: AsyncSession, program_ids: Sequence[int]) -> list[Control]:
+    """All controls of these programs, in DERControlList order (start, newest first)."""
+    if not program_ids:
+        return []
+    query = (
+        select(DerControlRow)
+        .where(col(DerControlRow.program_id).in_(program_ids))
+        .order_by(
+            col(DerControlRow.start),
+            col(DerControlRow.creation_time).desc(),
+            col(DerControlRow.id).desc(),
+        )
+    )
+    return [_control(r) for r in await s.scalars(query)]
+
+
+async def select_control(s: AsyncSession, control_id: int) -> Control | None:
+    row = await s.get(DerControlRow, control_id)
+    return None if row is None else _control(row)
+
+
+async def update_controls_cancelled(
+    s: AsyncSession, control_ids: Sequence[int], now: int, randomized: bool
+) -> list[Control]:
+    """Cancel the given controls that have not ended or been cancelled yet."""
+    changed = []
+    for control_id in control_ids:
+        row = await s.get(DerControlRow, control_id)
+        if row is None or row.cancelled_at is not None or row.start + row.duration <= now:
+            continue
+        row.cancelled_at = now
+        row.cancel_randomized = randomized
+        row.version += 1
+        changed.append(_control(row))
+    await s.flush()
+    return changed
+
+
+# ---- default controls and curves ----------------------------------------------------------
+async def select_default_control(s: AsyncSession, program_id: int) -> DefaultControl | None:
+    row = await s.get(DerDefaultControlRow, program_id)
+    if row is None:
+        return None
+    return DefaultControl(
+        row.program_id,
+        row.mrid,
+        json.loads(row.base),
+        json.loads(row.settings),
+        row.version,
+        row.updated_at,
+    )
+
+
+async def update_default_control(
+    s: AsyncSession,
+    program_id: int,
+    base: Mapping[str, Any],
+    settings: Mapping[str, int],
+    now: int,
+    pen: int,
+) -> DefaultControl:
+    """Create or replace: fields not given are removed, never merged; a new version."""
+    if await s.get(DerProgramRow, program_id) is None:
+        raise NotFound(f"no program {program_id}")
+    row = await s.get(DerDefaultControlRow, program_id)
+    version = 0 if row is None else row.version + 1
+    mrid = _mrid(KIND_DEFAULT, program_id, pen, version)
+    if row is None:
+        row = DerDefaultControlRow(
+            program_id=program_id, mrid=mrid, base="", settings="", updated_at=now
+        )
+        s.add(row)
+    row.mrid, row.version, row.updated_at = mrid, version, now
+    row.base = json.dumps(dict(base))
+    row.settings = json.dumps(dict(settings))
+    await s.flush()
+    return DefaultControl(program_id, mrid, dict(base), dict(settings), version, now)
+
+
+async def insert_curve(s: AsyncSession, curve: Curve, pen: int) -> Curve:
+    if await s.get(DerProgramRow, curve.program_id) is None:
+        raise NotFound(f"no program {curve.program_id}")
+    row = DerCurveRow(
+        mrid="",
+        program_id=curve.program_id,
+        curve_type=curve.curve_type,
+        points=json.dumps([list(p) for p in curve.points]),
+        x_multiplier=curve.x_multiplier,
+        y_multiplier=curve.y_multiplier,
+        y_ref_type=curve.y_ref_type,
+        creation_time=curve.creation_time,
+        description=curve.description,
+        extras=json.dumps(dict(curve.extras)),
+    )
+    s.add(row)
+    await s.flush()
+    assert row.id is not None
+    row.mrid = _mrid(KIND_CURVE, row.id, pen)
+    await s.flush()
+    return _curve(row)
+
+
+async def select_curves(s: AsyncSession, program_id: int) -> list[Curve]:
+    query = (
+        select(DerCurveRow)
+        .where(col(DerCurveRow.program_id) == program_id)
+        .order_by(col(DerCurveRow.id))
+    )
+    return [_curve(r) for r in await s.scalars(query)]
+
+
+# ---- responses ----------------------------------------------------------------------------
+async def insert_response(
+    s: AsyncSession, control_id: int, device_id: int, lfdi: str, status: int, created: int, now: int
+) -> int:
+    row = DerResponseRow(
+        control_id=control_id,
+        end_device_id=device_id,
+        lfdi=lfdi,
+        status=status,
+        created_date_time=created,
+        received_at=now,
+    )
+    s.add(row)
+    await s.flush()
+    assert row.id is not None
+    return row.id
+
+
+async def select_responses(
+    s: AsyncSession,
+    *,
+    program_id: int | None = None,
+    device_id: int | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Newest first, with the control's mRID: for the admin API and ResponseLists."""
+    query = (
+        select(DerResponseRow, DerControlRow)
+        .join(DerControlRow, col(DerControlRow.id) == col(DerResponseRow.control_id))
+        .order_by(col(DerResponseRow.created_date_time).desc(), col(DerResponseRow.id).desc())
+        .limit(limit)
+    )
+    if program_id is not None:
+        query = query.where(col(DerControlRow.program_id) == program_id)
+    if device_id is not None:
+        query = query.where(col(DerResponseRow.end_device_id) == device_id)
+    return [
+        {
+            "id": response.id,
+            "subject": control.mrid,
+            "control": control.id,
+            "program": control.program_id,
+            "lfdi": response.lfdi,
+            "status": response.status,
+            "created_date_time": response.created_date_time,
+            "received_at": response.received_at,
+        }
+        for response, control in (await s.execute(query)).all()
+    ]
+
+
+async def delete_all(s: AsyncSession) -> None:
+    """Lab reset: every group, program, control, default, curve and response."""
+    for table in (
+        DerResponseRow,
+        DerCurveRow,
+        DerDefaultControlRow,
+        DerControlRow,
+        DerProgramRow,
+        DerGroupMemberRow,
+    ):
+        await s.execute(delete(table))
+    await s.execute(delete(DerGroupRow).where(col(DerGroupRow.parent_id).is_not(None)))
+    await s.execute(delete(DerGroupRow))
+
+
 class DerStore:
+    """One-transaction reads for read paths outside a unit of work."""
+
     def __init__(self, store: Store, pen: int) -> None:
         self.store = store
         self.pen = pen
 
-    # ---- groups ----------------------------------------------------------------
-    async def create_group(
-        self, description: str, level: str | None, parent_id: int | None, now: int
-    ) -> Group:
-        async with self.store.transaction() as s:
-            if parent_id is not None and await s.get(DerGroupRow, parent_id) is None:
-                raise NotFound(f"no group {parent_id}")
-            row = DerGroupRow(
-                mrid="", description=description, level=level, parent_id=parent_id, created_at=now
-            )
-            s.add(row)
-            await s.flush()
-            assert row.id is not None
-            row.mrid = _mrid(KIND_GROUP, row.id, self.pen)
-            return _group(row)
-
     async def groups(self) -> list[Group]:
         async with self.store.transaction() as s:
-            rows = await s.scalars(select(DerGroupRow).order_by(col(DerGroupRow.id)))
-            return [_group(r) for r in rows]
-
-    async def set_member(self, group_id: int, device_id: int, member: bool, now: int) -> None:
-        async with self.store.transaction() as s:
-            if await s.get(DerGroupRow, group_id) is None:
-                raise NotFound(f"no group {group_id}")
-            existing = await s.get(DerGroupMemberRow, (group_id, device_id))
-            if member and existing is None:
-                s.add(DerGroupMemberRow(group_id=group_id, end_device_id=device_id))
-            elif not member and existing is not None:
-                await s.delete(existing)
-            else:
-                return
-            await notify_in(s, [f"/edev/{device_id}/fsa"], now)
-
-    async def add_members(self, group_id: int, device_ids: Sequence[int], now: int) -> int:
-        """Add many devices to a group in one transaction; members already there are kept."""
-        async with self.store.transaction() as s:
-            if await s.get(DerGroupRow, group_id) is None:
-                raise NotFound(f"no group {group_id}")
-            rows = await s.scalars(
-                select(DerGroupMemberRow).where(col(DerGroupMemberRow.group_id) == group_id)
-            )
-            present = {r.end_device_id for r in rows}
-            new = [d for d in dict.fromkeys(device_ids) if d not in present]
-            s.add_all(DerGroupMemberRow(group_id=group_id, end_device_id=d) for d in new)
-            await notify_in(s, [f"/edev/{d}/fsa" for d in new], now)
-            return len(new)
+            return list((await select_groups(s)).values())
 
     async def memberships(self, device_ids: Sequence[int] | None = None) -> dict[int, set[int]]:
-        """device id -> the groups it is directly a member of."""
         async with self.store.transaction() as s:
-            query = select(DerGroupMemberRow)
-            if device_ids is not None:
-                query = query.where(col(DerGroupMemberRow.end_device_id).in_(device_ids))
-            found: dict[int, set[int]] = {}
-            for row in await s.scalars(query):
-                found.setdefault(row.end_device_id, set()).add(row.group_id)
-            return found
+            return await select_memberships(s, device_ids)
 
     async def members(self, group_id: int) -> list[int]:
         async with self.store.transaction() as s:
@@ -153,104 +427,23 @@ class DerStore:
             )
             return sorted(r.end_device_id for r in rows)
 
-    # ---- programs --------------------------------------------------------------------
-    async def create_program(
-        self, group_id: int, description: str, primacy: int, now: int
-    ) -> Program:
-        async with self.store.transaction() as s:
-            if await s.get(DerGroupRow, group_id) is None:
-                raise NotFound(f"no group {group_id}")
-            row = DerProgramRow(
-                mrid="", group_id=group_id, description=description, primacy=primacy, created_at=now
-            )
-            s.add(row)
-            await s.flush()
-            assert row.id is not None
-            row.mrid = _mrid(KIND_PROGRAM, row.id, self.pen)
-            await notify_in(s, [f"/fsa/{group_id}/derp"], now)
-            return _program(row)
-
-    async def update_program(
-        self, program_id: int, description: str | None, primacy: int | None, now: int
-    ) -> Program:
-        async with self.store.transaction() as s:
-            row = await s.get(DerProgramRow, program_id)
-            if row is None:
-                raise NotFound(f"no program {program_id}")
-            if description is not None:
-                row.description = description
-            if primacy is not None:
-                row.primacy = primacy
-            row.version += 1
-            await notify_in(s, [f"/fsa/{row.group_id}/derp"], now)
-            return _program(row)
-
     async def programs(self, group_id: int | None = None) -> list[Program]:
-        """Programs ordered by primacy then id (the DERProgramList order)."""
         async with self.store.transaction() as s:
-            query = select(DerProgramRow).order_by(
-                col(DerProgramRow.primacy), col(DerProgramRow.id)
-            )
-            if group_id is not None:
-                query = query.where(col(DerProgramRow.group_id) == group_id)
-            return [_program(r) for r in await s.scalars(query)]
+            return await select_programs(s, group_id)
 
     async def program(self, program_id: int) -> Program | None:
         async with self.store.transaction() as s:
-            row = await s.get(DerProgramRow, program_id)
-            return None if row is None else _program(row)
-
-    # ---- controls ---------------------------------------------------------------------
-    async def create_controls(self, controls: Sequence[Control]) -> list[Control]:
-        """Insert controls (ids ignored) in one transaction: a schedule lands whole or not."""
-        async with self.store.transaction() as s:
-            rows = []
-            for c in controls:
-                if await s.get(DerProgramRow, c.program_id) is None:
-                    raise NotFound(f"no program {c.program_id}")
-                rows.append(
-                    DerControlRow(
-                        mrid="",
-                        program_id=c.program_id,
-                        description=c.description,
-                        creation_time=c.creation_time,
-                        start=c.start,
-                        duration=c.duration,
-                        base=json.dumps(dict(c.base)),
-                        randomize_start=c.randomize_start,
-                        randomize_duration=c.randomize_duration,
-                        response_required=c.response_required,
-                    )
-                )
-            s.add_all(rows)
-            await s.flush()
-            for row in rows:
-                assert row.id is not None
-                row.mrid = _mrid(KIND_CONTROL, row.id, self.pen)
-            hrefs = sorted({f"/derp/{c.program_id}/derc" for c in controls})
-            await notify_in(s, hrefs, max((c.creation_time for c in controls), default=0))
-            return [_control(r) for r in rows]
+            return await select_program(s, program_id)
 
     async def controls(self, program_ids: Sequence[int]) -> list[Control]:
-        """All controls of these programs, in DERControlList order (start, newest first)."""
         if not program_ids:
             return []
         async with self.store.transaction() as s:
-            query = (
-                select(DerControlRow)
-                .where(col(DerControlRow.program_id).in_(program_ids))
-                .order_by(
-                    col(DerControlRow.start),
-                    col(DerControlRow.creation_time).desc(),
-                    col(DerControlRow.id).desc(),
-                )
-            )
-            return [_control(r) for r in await s.scalars(query)]
+            return await select_controls(s, program_ids)
 
     async def control(self, control_id: int) -> Control | None:
         async with self.store.transaction() as s:
-            row = await s.get(DerControlRow, control_id)
-            return None if row is None else _control(row)
+            return await select_control(s, control_id)
 
     async def control_by_mrid(self, mrid: str) -> Control | None:
         async with self.store.transaction() as s:
@@ -258,148 +451,18 @@ class DerStore:
             row = (await s.scalars(query)).first()
             return None if row is None else _control(row)
 
-    async def cancel(self, control_ids: Sequence[int], now: int, randomized: bool) -> list[Control]:
-        """Cancel the given controls that have not ended or been cancelled yet."""
-        async with self.store.transaction() as s:
-            changed = []
-            for control_id in control_ids:
-                row = await s.get(DerControlRow, control_id)
-                if row is None or row.cancelled_at is not None or row.start + row.duration <= now:
-                    continue
-                row.cancelled_at = now
-                row.cancel_randomized = randomized
-                row.version += 1
-                changed.append(_control(row))
-            await notify_in(s, sorted({f"/derp/{c.program_id}/derc" for c in changed}), now)
-            return changed
-
-    # ---- default controls and curves -----------------------------------------------------
     async def default_control(self, program_id: int) -> DefaultControl | None:
         async with self.store.transaction() as s:
-            row = await s.get(DerDefaultControlRow, program_id)
-            if row is None:
-                return None
-            return DefaultControl(
-                row.program_id,
-                row.mrid,
-                json.loads(row.base),
-                json.loads(row.settings),
-                row.version,
-                row.updated_at,
-            )
-
-    async def put_default_control(
-        self, program_id: int, base: Mapping[str, Any], settings: Mapping[str, int], now: int
-    ) -> DefaultControl:
-        """Create or replace: fields not given are removed, never merged; a new version."""
-        async with self.store.transaction() as s:
-            if await s.get(DerProgramRow, program_id) is None:
-                raise NotFound(f"no program {program_id}")
-            row = await s.get(DerDefaultControlRow, program_id)
-            version = 0 if row is None else row.version + 1
-            mrid = _mrid(KIND_DEFAULT, program_id, self.pen, version)
-            if row is None:
-                row = DerDefaultControlRow(
-                    program_id=program_id, mrid=mrid, base="", settings="", updated_at=now
-                )
-                s.add(row)
-            row.mrid, row.version, row.updated_at = mrid, version, now
-            row.base = json.dumps(dict(base))
-            row.settings = json.dumps(dict(settings))
-            await notify_in(s, [f"/derp/{program_id}/dderc"], now)
-            return DefaultControl(program_id, mrid, dict(base), dict(settings), version, now)
-
-    async def create_curve(self, curve: Curve) -> Curve:
-        async with self.store.transaction() as s:
-            if await s.get(DerProgramRow, curve.program_id) is None:
-                raise NotFound(f"no program {curve.program_id}")
-            row = DerCurveRow(
-                mrid="",
-                program_id=curve.program_id,
-                curve_type=curve.curve_type,
-                points=json.dumps([list(p) for p in curve.points]),
-                x_multiplier=curve.x_multiplier,
-                y_multiplier=curve.y_multiplier,
-                y_ref_type=curve.y_ref_type,
-                creation_time=curve.creation_time,
-                description=curve.description,
-                extras=json.dumps(dict(curve.extras)),
-            )
-            s.add(row)
-            await s.flush()
-            assert row.id is not None
-            row.mrid = _mrid(KIND_CURVE, row.id, self.pen)
-            return _curve(row)
+            return await select_default_control(s, program_id)
 
     async def curves(self, program_id: int) -> list[Curve]:
         async with self.store.transaction() as s:
-            query = (
-                select(DerCurveRow)
-                .where(col(DerCurveRow.program_id) == program_id)
-                .order_by(col(DerCurveRow.id))
-            )
-            return [_curve(r) for r in await s.scalars(query)]
-
-    # ---- responses ------------------------------------------------------------------------
-    async def add_response(
-        self, control_id: int, device_id: int, lfdi: str, status: int, created: int, now: int
-    ) -> int:
-        async with self.store.transaction() as s:
-            row = DerResponseRow(
-                control_id=control_id,
-                end_device_id=device_id,
-                lfdi=lfdi,
-                status=status,
-                created_date_time=created,
-                received_at=now,
-            )
-            s.add(row)
-            await s.flush()
-            assert row.id is not None
-            return row.id
+            return await select_curves(s, program_id)
 
     async def responses(
         self, *, program_id: int | None = None, device_id: int | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        """Newest first, with the control's mRID: for the admin API and ResponseLists."""
         async with self.store.transaction() as s:
-            query = (
-                select(DerResponseRow, DerControlRow)
-                .join(DerControlRow, col(DerControlRow.id) == col(DerResponseRow.control_id))
-                .order_by(
-                    col(DerResponseRow.created_date_time).desc(), col(DerResponseRow.id).desc()
-                )
-                .limit(limit)
+            return await select_responses(
+                s, program_id=program_id, device_id=device_id, limit=limit
             )
-            if program_id is not None:
-                query = query.where(col(DerControlRow.program_id) == program_id)
-            if device_id is not None:
-                query = query.where(col(DerResponseRow.end_device_id) == device_id)
-            return [
-                {
-                    "id": response.id,
-                    "subject": control.mrid,
-                    "control": control.id,
-                    "program": control.program_id,
-                    "lfdi": response.lfdi,
-                    "status": response.status,
-                    "created_date_time": response.created_date_time,
-                    "received_at": response.received_at,
-                }
-                for response, control in (await s.execute(query)).all()
-            ]
-
-    async def reset(self) -> None:
-        """Lab reset: every group, program, control, default, curve and response."""
-        async with self.store.transaction() as s:
-            for table in (
-                DerResponseRow,
-                DerCurveRow,
-                DerDefaultControlRow,
-                DerControlRow,
-                DerProgramRow,
-                DerGroupMemberRow,
-            ):
-                await s.execute(delete(table))
-            await s.execute(delete(DerGroupRow).where(col(DerGroupRow.parent_id).is_not(None)))
-            await s.execute(delete(DerGroupRow))

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, delete, select
 
 from csip.domain.der_device import LogEvent
@@ -41,6 +42,51 @@ def _log_event(row: LogEventRow) -> LogEvent:
     )
 
 
+async def insert_log_event(
+    s: AsyncSession, event: LogEvent, render: Callable[[str], bytes], keep: int
+) -> LogEvent:
+    """Insert one LogEvent; `render(href)` gives its XML once its id (href) is known.
+
+    The device keeps its newest `keep` events: older ones (list order) go in the same
+    transaction.
+    """
+    if await s.get(EndDeviceRow, event.end_device_id) is None:
+        raise NotFound(f"EndDevice {event.end_device_id} does not exist")
+    row = LogEventRow(
+        end_device_id=event.end_device_id,
+        created_date_time=event.created_date_time,
+        log_event_id=event.log_event_id,
+        log_event_code=event.log_event_code,
+        function_set=event.function_set,
+        profile_id=event.profile_id,
+        log_event_pen=event.log_event_pen,
+        received_at=event.received_at,
+        xml=b"",
+    )
+    s.add(row)
+    await s.flush()
+    assert row.id is not None
+    row.xml = render(f"/edev/{event.end_device_id}/lel/{row.id}")
+    await s.flush()
+    mine = col(LogEventRow.end_device_id) == event.end_device_id
+    count = select(func.count()).select_from(LogEventRow).where(mine)
+    excess = int((await s.execute(count)).scalar_one()) - keep
+    if excess > 0:
+        oldest = (
+            select(LogEventRow.id)
+            .where(mine, col(LogEventRow.id) != row.id)  # never the one just posted
+            .order_by(
+                col(LogEventRow.created_date_time),
+                col(LogEventRow.log_event_id),
+                col(LogEventRow.id),
+            )
+            .limit(excess)
+        )
+        ids = list((await s.execute(oldest)).scalars())
+        await s.execute(delete(LogEventRow).where(col(LogEventRow.id).in_(ids)))
+    return _log_event(row)
+
+
 class DerDeviceStore:
     """DER documents and LogEvents of EndDevices, on the engine of the foundation's Store."""
 
@@ -61,47 +107,8 @@ class DerDeviceStore:
     async def add_log_event(
         self, event: LogEvent, render: Callable[[str], bytes], keep: int
     ) -> LogEvent:
-        """Insert one LogEvent; `render(href)` gives its XML once its id (href) is known.
-
-        The device keeps its newest `keep` events: older ones (list order) go in the same
-        transaction.
-        """
         async with self.store.transaction() as s:
-            if await s.get(EndDeviceRow, event.end_device_id) is None:
-                raise NotFound(f"EndDevice {event.end_device_id} does not exist")
-            row = LogEventRow(
-                end_device_id=event.end_device_id,
-                created_date_time=event.created_date_time,
-                log_event_id=event.log_event_id,
-                log_event_code=event.log_event_code,
-                function_set=event.function_set,
-                profile_id=event.profile_id,
-                log_event_pen=event.log_event_pen,
-                received_at=event.received_at,
-                xml=b"",
-            )
-            s.add(row)
-            await s.flush()
-            assert row.id is not None
-            row.xml = render(f"/edev/{event.end_device_id}/lel/{row.id}")
-            await s.flush()
-            mine = col(LogEventRow.end_device_id) == event.end_device_id
-            count = select(func.count()).select_from(LogEventRow).where(mine)
-            excess = int((await s.execute(count)).scalar_one()) - keep
-            if excess > 0:
-                oldest = (
-                    select(LogEventRow.id)
-                    .where(mine, col(LogEventRow.id) != row.id)  # never the one just posted
-                    .order_by(
-                        col(LogEventRow.created_date_time),
-                        col(LogEventRow.log_event_id),
-                        col(LogEventRow.id),
-                    )
-                    .limit(excess)
-                )
-                ids = list((await s.execute(oldest)).scalars())
-                await s.execute(delete(LogEventRow).where(col(LogEventRow.id).in_(ids)))
-            return _log_event(row)
+            return await insert_log_event(s, event, render, keep)
 
     async def get_log_event(self, device_id: int, event_id: int) -> LogEvent | None:
         async with self.store.transaction() as s:

@@ -66,6 +66,8 @@ async def enqueue(session: Session, messages: Sequence[OutboxMessage], now: floa
     """
     if not messages:
         return 0
+    # the unit of work wakes the outbox after commit when this is set (store.uow)
+    session.info["csip_outbox_rows"] = session.info.get("csip_outbox_rows", 0) + len(messages)
     rows = [
         {
             "kind": m.kind,

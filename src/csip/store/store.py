@@ -1,6 +1,8 @@
 """The store: async SQLModel sessions over SQLite (WAL) or PostgreSQL, returning domain objects.
 
-Each public method is one transaction: it commits whole or changes nothing.
+Writes are functions that take the session of the caller's unit of work (store.uow), so a use
+case commits whole or changes nothing. Each `Store` method is one transaction of its own: the
+read paths outside a unit of work, the CLI, and tests use them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from csip.store.tables import (
 )
 
 if TYPE_CHECKING:
-    from csip.store.outbox import OutboxMessage
+    from contextlib import AbstractAsyncContextManager
+
+    from csip.store.uow import Effects, UnitOfWork
 
 _ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
@@ -74,6 +78,154 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# ---- session functions (store.uow): the caller's unit of work owns the transaction ----------
+async def select_settings(s: AsyncSession, prefix: str) -> dict[str, Any]:
+    rows = await s.scalars(select(SettingRow).where(col(SettingRow.key).startswith(prefix)))
+    return {r.key[len(prefix) :]: json.loads(r.value) for r in rows}
+
+
+async def update_settings(s: AsyncSession, values: dict[str, Any]) -> None:
+    """Create or replace each key."""
+    for key, value in values.items():
+        row = await s.get(SettingRow, key)
+        if row is None:
+            s.add(SettingRow(key=key, value=json.dumps(value)))
+        else:
+            row.value = json.dumps(value)
+    await s.flush()
+
+
+async def select_aggregator(s: AsyncSession, name: str) -> Aggregator | None:
+    row = (await s.scalars(select(AggregatorRow).where(AggregatorRow.name == name))).first()
+    return None if row is None else _aggregator(row)
+
+
+async def delete_aggregator(s: AsyncSession, aggregator_id: int) -> None:
+    await s.execute(
+        delete(ClientCertificateRow).where(col(ClientCertificateRow.aggregator_id) == aggregator_id)
+    )
+    await s.execute(delete(AggregatorRow).where(col(AggregatorRow.id) == aggregator_id))
+
+
+async def select_certificate(s: AsyncSession, lfdi: str) -> ClientCertificate | None:
+    row = await s.get(ClientCertificateRow, lfdi)
+    return None if row is None else _certificate(row)
+
+
+async def select_certificates(
+    s: AsyncSession, aggregator_id: int | None = None
+) -> list[ClientCertificate]:
+    query = select(ClientCertificateRow).order_by(col(ClientCertificateRow.lfdi))
+    if aggregator_id is not None:
+        query = query.where(col(ClientCertificateRow.aggregator_id) == aggregator_id)
+    return [_certificate(r) for r in await s.scalars(query)]
+
+
+async def update_certificate(s: AsyncSession, cert: ClientCertificate) -> None:
+    """Create or replace the record of one certificate."""
+    row = await s.get(ClientCertificateRow, cert.lfdi)
+    if row is None:
+        s.add(
+            ClientCertificateRow(
+                lfdi=cert.lfdi,
+                aggregator_id=cert.aggregator_id,
+                enabled=cert.enabled,
+                expires_at=cert.expires_at,
+            )
+        )
+    else:
+        row.aggregator_id = cert.aggregator_id
+        row.enabled = cert.enabled
+        row.expires_at = cert.expires_at
+    await s.flush()
+
+
+async def delete_certificate(s: AsyncSession, lfdi: str) -> None:
+    await s.execute(delete(ClientCertificateRow).where(col(ClientCertificateRow.lfdi) == lfdi))
+
+
+async def insert_end_devices(s: AsyncSession, devices: Sequence[EndDevice]) -> list[EndDevice]:
+    """Insert devices (id ignored); an LFDI clash raises Conflict (the unit rolls back)."""
+    rows = [
+        EndDeviceRow(
+            lfdi=d.lfdi,
+            sfdi=d.sfdi,
+            changed_time=d.changed_time,
+            registered_at=d.registered_at,
+            pin=d.pin,
+            enabled=d.enabled,
+            device_category=d.device_category,
+            post_rate=d.post_rate,
+            aggregator_id=d.aggregator_id,
+            in_band=d.in_band,
+        )
+        for d in devices
+    ]
+    s.add_all(rows)
+    try:
+        await s.flush()
+    except IntegrityError as exc:
+        raise Conflict("an EndDevice with that lFDI is already registered") from exc
+    return [_end_device(r) for r in rows]
+
+
+async def select_end_device(s: AsyncSession, device_id: int) -> EndDevice | None:
+    row = await s.get(EndDeviceRow, device_id)
+    return None if row is None else _end_device(row)
+
+
+async def select_end_device_by_lfdi(s: AsyncSession, lfdi: str) -> EndDevice | None:
+    row = (await s.scalars(select(EndDeviceRow).where(EndDeviceRow.lfdi == lfdi))).first()
+    return None if row is None else _end_device(row)
+
+
+async def select_end_devices_by_lfdi(s: AsyncSession, lfdis: Sequence[str]) -> dict[str, EndDevice]:
+    found: dict[str, EndDevice] = {}
+    for start in range(0, len(lfdis), 500):
+        chunk = list(lfdis[start : start + 500])
+        rows = await s.scalars(select(EndDeviceRow).where(col(EndDeviceRow.lfdi).in_(chunk)))
+        found.update((r.lfdi, _end_device(r)) for r in rows)
+    return found
+
+
+async def update_end_device(s: AsyncSession, device_id: int, **values: Any) -> EndDevice:
+    row = await s.get(EndDeviceRow, device_id)
+    if row is None:
+        raise NotFound(f"EndDevice {device_id} does not exist")
+    for name, value in values.items():
+        setattr(row, name, value)
+    await s.flush()
+    return _end_device(row)
+
+
+async def delete_end_device(s: AsyncSession, device_id: int) -> bool:
+    """Delete a device and all under it."""
+    await s.execute(
+        delete(DeviceDocumentRow).where(col(DeviceDocumentRow.end_device_id) == device_id)
+    )
+    result = await s.execute(delete(EndDeviceRow).where(col(EndDeviceRow.id) == device_id))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def delete_all_end_devices(s: AsyncSession) -> int:
+    await s.execute(delete(DeviceDocumentRow))
+    result = await s.execute(delete(EndDeviceRow))
+    return int(getattr(result, "rowcount", 0))
+
+
+async def update_document(s: AsyncSession, device_id: int, kind: str, xml: bytes, now: int) -> None:
+    """Create or replace a document a device PUT under its EndDevice."""
+    if await s.get(EndDeviceRow, device_id) is None:
+        raise NotFound(f"EndDevice {device_id} does not exist")
+    row = await s.get(DeviceDocumentRow, (device_id, kind))
+    if row is None:
+        s.add(DeviceDocumentRow(end_device_id=device_id, kind=kind, xml=xml, updated_at=now))
+    else:
+        row.xml = xml
+        row.updated_at = now
+    await s.flush()
+
+
 class Store:
     """Persistence for csip; the only class outside store/ that knows a database exists."""
 
@@ -83,6 +235,8 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Sessions for store functions that take one (store.uow opens them).
+        self.sessions = self._sessions
 
     @property
     def dialect(self) -> str:
@@ -110,13 +264,20 @@ class Store:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One transaction: commits when the block ends, rolls back if it raises.
 
-        Other store modules (OpenADR, DER, outbox) share this engine through it, so a change
-        and the notifications it causes commit together.
+        For reads and for the outbox's own bookkeeping; a use case that changes what clients
+        see writes through `unit_of_work` instead, so its change, its notifications and its
+        change-log row commit together.
         """
         async with self._sessions() as session, session.begin():
             yield session
 
     _tx = transaction
+
+    def unit_of_work(self, effects: Effects) -> AbstractAsyncContextManager[UnitOfWork]:
+        """One use case's transaction with the changes it records (store.uow)."""
+        from csip.store.uow import unit_of_work
+
+        return unit_of_work(self, effects)
 
     # ---- settings --------------------------------------------------------
     async def get_setting(self, key: str) -> Any:
@@ -126,17 +287,11 @@ class Store:
 
     async def get_settings(self, prefix: str) -> dict[str, Any]:
         async with self._tx() as s:
-            rows = await s.scalars(select(SettingRow).where(col(SettingRow.key).startswith(prefix)))
-            return {r.key[len(prefix) :]: json.loads(r.value) for r in rows}
+            return await select_settings(s, prefix)
 
     async def set_settings(self, values: dict[str, Any]) -> None:
         async with self._tx() as s:
-            for key, value in values.items():
-                row = await s.get(SettingRow, key)
-                if row is None:
-                    s.add(SettingRow(key=key, value=json.dumps(value)))
-                else:
-                    row.value = json.dumps(value)
+            await update_settings(s, values)
 
     # ---- aggregators and certificates -------------------------------------
     async def create_aggregator(self, name: str, now: int) -> Aggregator:
@@ -151,8 +306,7 @@ class Store:
 
     async def get_aggregator(self, name: str) -> Aggregator | None:
         async with self._tx() as s:
-            row = (await s.scalars(select(AggregatorRow).where(AggregatorRow.name == name))).first()
-            return None if row is None else _aggregator(row)
+            return await select_aggregator(s, name)
 
     async def list_aggregators(self) -> list[Aggregator]:
         async with self._tx() as s:
@@ -161,94 +315,44 @@ class Store:
 
     async def delete_aggregator(self, aggregator_id: int) -> None:
         async with self._tx() as s:
-            await s.execute(
-                delete(ClientCertificateRow).where(
-                    col(ClientCertificateRow.aggregator_id) == aggregator_id
-                )
-            )
-            await s.execute(delete(AggregatorRow).where(col(AggregatorRow.id) == aggregator_id))
+            await delete_aggregator(s, aggregator_id)
 
     async def get_certificate(self, lfdi: str) -> ClientCertificate | None:
         async with self._tx() as s:
-            row = await s.get(ClientCertificateRow, lfdi)
-            return None if row is None else _certificate(row)
+            return await select_certificate(s, lfdi)
 
     async def list_certificates(self, aggregator_id: int | None = None) -> list[ClientCertificate]:
         async with self._tx() as s:
-            query = select(ClientCertificateRow).order_by(col(ClientCertificateRow.lfdi))
-            if aggregator_id is not None:
-                query = query.where(col(ClientCertificateRow.aggregator_id) == aggregator_id)
-            return [_certificate(r) for r in await s.scalars(query)]
+            return await select_certificates(s, aggregator_id)
 
     async def put_certificate(self, cert: ClientCertificate) -> None:
         async with self._tx() as s:
-            row = await s.get(ClientCertificateRow, cert.lfdi)
-            if row is None:
-                s.add(
-                    ClientCertificateRow(
-                        lfdi=cert.lfdi,
-                        aggregator_id=cert.aggregator_id,
-                        enabled=cert.enabled,
-                        expires_at=cert.expires_at,
-                    )
-                )
-            else:
-                row.aggregator_id = cert.aggregator_id
-                row.enabled = cert.enabled
-                row.expires_at = cert.expires_at
+            await update_certificate(s, cert)
 
     async def delete_certificate(self, lfdi: str) -> None:
         async with self._tx() as s:
-            await s.execute(
-                delete(ClientCertificateRow).where(col(ClientCertificateRow.lfdi) == lfdi)
-            )
+            await delete_certificate(s, lfdi)
 
     # ---- end devices --------------------------------------------------------
     async def create_end_devices(self, devices: Sequence[EndDevice]) -> list[EndDevice]:
         """Insert devices (id ignored) in one transaction; any LFDI clash rolls back all."""
         try:
             async with self._tx() as s:
-                rows = [
-                    EndDeviceRow(
-                        lfdi=d.lfdi,
-                        sfdi=d.sfdi,
-                        changed_time=d.changed_time,
-                        registered_at=d.registered_at,
-                        pin=d.pin,
-                        enabled=d.enabled,
-                        device_category=d.device_category,
-                        post_rate=d.post_rate,
-                        aggregator_id=d.aggregator_id,
-                        in_band=d.in_band,
-                    )
-                    for d in devices
-                ]
-                s.add_all(rows)
-                await s.flush()
-                return [_end_device(r) for r in rows]
+                return await insert_end_devices(s, devices)
         except IntegrityError as exc:
             raise Conflict("an EndDevice with that lFDI is already registered") from exc
 
     async def get_end_device(self, device_id: int) -> EndDevice | None:
         async with self._tx() as s:
-            row = await s.get(EndDeviceRow, device_id)
-            return None if row is None else _end_device(row)
+            return await select_end_device(s, device_id)
 
     async def end_devices_by_lfdi(self, lfdis: Sequence[str]) -> dict[str, EndDevice]:
         async with self._tx() as s:
-            found: dict[str, EndDevice] = {}
-            for start in range(0, len(lfdis), 500):
-                chunk = list(lfdis[start : start + 500])
-                rows = await s.scalars(
-                    select(EndDeviceRow).where(col(EndDeviceRow.lfdi).in_(chunk))
-                )
-                found.update((r.lfdi, _end_device(r)) for r in rows)
-            return found
+            return await select_end_devices_by_lfdi(s, lfdis)
 
     async def get_end_device_by_lfdi(self, lfdi: str) -> EndDevice | None:
         async with self._tx() as s:
-            row = (await s.scalars(select(EndDeviceRow).where(EndDeviceRow.lfdi == lfdi))).first()
-            return None if row is None else _end_device(row)
+            return await select_end_device_by_lfdi(s, lfdi)
 
     async def page_end_devices(
         self,
@@ -283,35 +387,15 @@ class Store:
 
     async def update_end_device(self, device_id: int, **values: Any) -> EndDevice:
         async with self._tx() as s:
-            row = await s.get(EndDeviceRow, device_id)
-            if row is None:
-                raise NotFound(f"EndDevice {device_id} does not exist")
-            for name, value in values.items():
-                setattr(row, name, value)
-            await s.flush()
-            return _end_device(row)
+            return await update_end_device(s, device_id, **values)
 
-    async def delete_end_device(
-        self, device_id: int, farewells: Sequence[OutboxMessage] = (), now: float = 0.0
-    ) -> bool:
-        """Delete a device and all under it; `farewells` (subscription-cancelled notifications)
-        are queued in the same transaction."""
+    async def delete_end_device(self, device_id: int) -> bool:
         async with self._tx() as s:
-            if farewells:
-                from csip.store.outbox import enqueue
-
-                await enqueue(s, farewells, now)
-            await s.execute(
-                delete(DeviceDocumentRow).where(col(DeviceDocumentRow.end_device_id) == device_id)
-            )
-            result = await s.execute(delete(EndDeviceRow).where(col(EndDeviceRow.id) == device_id))
-            return bool(getattr(result, "rowcount", 0))
+            return await delete_end_device(s, device_id)
 
     async def delete_all_end_devices(self) -> int:
         async with self._tx() as s:
-            await s.execute(delete(DeviceDocumentRow))
-            result = await s.execute(delete(EndDeviceRow))
-            return int(getattr(result, "rowcount", 0))
+            return await delete_all_end_devices(s)
 
     # ---- documents a device PUTs ---------------------------------------------
     async def get_document(self, device_id: int, kind: str) -> bytes | None:
@@ -321,13 +405,4 @@ class Store:
 
     async def put_document(self, device_id: int, kind: str, xml: bytes, now: int) -> None:
         async with self._tx() as s:
-            if await s.get(EndDeviceRow, device_id) is None:
-                raise NotFound(f"EndDevice {device_id} does not exist")
-            row = await s.get(DeviceDocumentRow, (device_id, kind))
-            if row is None:
-                s.add(
-                    DeviceDocumentRow(end_device_id=device_id, kind=kind, xml=xml, updated_at=now)
-                )
-            else:
-                row.xml = xml
-                row.updated_at = now
+            await update_document(s, device_id, kind, xml, now)

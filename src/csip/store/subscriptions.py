@@ -1,9 +1,10 @@
 """Persistence of 2030.5 subscriptions, and the notification intents a change writes.
 
-A change and the notifications it causes commit together: writers call `notify_in(session,
-hrefs, now)` inside their own transaction. Each intent names the subscription and the
-resource; the body is rendered when it is delivered (the resource as it is then, as
-2030.5 wants), so the transaction stays small even with thousands of subscribers.
+A change and the notifications it causes commit together: services/changes.py calls
+`notify_in(session, hrefs, now)` inside the writer's unit of work (store.uow). Each intent
+names the subscription and the resource; the body is rendered when it is delivered (the
+resource as it is then, as 2030.5 wants), so the transaction stays small even with thousands
+of subscribers.
 """
 
 from __future__ import annotations
@@ -39,34 +40,68 @@ def _subscription(row: Sep2SubscriptionRow) -> Subscription:
 
 
 async def notify_in(session: AsyncSession, hrefs: Sequence[str], now: float) -> int:
-    """Enqueue one notification intent per subscription to any of these resources."""
-    if not hrefs:
-        return 0
-    query = (
-        select(Sep2SubscriptionRow, EndDeviceRow)
-        .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
-        .where(col(Sep2SubscriptionRow.subscribed_resource).in_(hrefs))
-    )
-    messages = [
-        OutboxMessage(
-            kind=KIND,
-            target=sub.notification_uri,
-            body=json.dumps(
-                {
-                    "subscription": sub.id,
-                    "resource": sub.subscribed_resource,
-                    "limit": sub.limit,
-                    "href": f"/edev/{sub.end_device_id}/sub/{sub.id}",
-                    "lfdi": device.lfdi,
-                    "sfdi": device.sfdi,
-                    "aggregator": device.aggregator_id,
-                }
-            ).encode(),
-            content_type=INTENT_TYPE,
+    """Enqueue one notification intent per subscription to any of these resources.
+
+    Looked up 500 hrefs at a time: a membership change of 10,000 devices names 10,000
+    FunctionSetAssignmentsLists, past what one statement may bind.
+    """
+    unique = sorted(set(hrefs))
+    queued = 0
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        query = (
+            select(Sep2SubscriptionRow, EndDeviceRow)
+            .join(EndDeviceRow, col(EndDeviceRow.id) == col(Sep2SubscriptionRow.end_device_id))
+            .where(col(Sep2SubscriptionRow.subscribed_resource).in_(chunk))
+            .order_by(col(Sep2SubscriptionRow.id))
         )
-        for sub, device in (await session.execute(query)).all()
-    ]
-    return await enqueue(session, messages, now)
+        messages = [
+            OutboxMessage(
+                kind=KIND,
+                target=sub.notification_uri,
+                body=json.dumps(
+                    {
+                        "subscription": sub.id,
+                        "resource": sub.subscribed_resource,
+                        "limit": sub.limit,
+                        "href": f"/edev/{sub.end_device_id}/sub/{sub.id}",
+                        "lfdi": device.lfdi,
+                        "sfdi": device.sfdi,
+                        "aggregator": device.aggregator_id,
+                    }
+                ).encode(),
+                content_type=INTENT_TYPE,
+            )
+            for sub, device in (await session.execute(query)).all()
+        ]
+        queued += await enqueue(session, messages, now)
+    return queued
+
+
+async def insert_subscription(s: AsyncSession, subscription: Subscription) -> Subscription:
+    row = Sep2SubscriptionRow(
+        end_device_id=subscription.end_device_id,
+        subscribed_resource=subscription.subscribed_resource,
+        notification_uri=subscription.notification_uri,
+        limit=subscription.limit,
+        encoding=subscription.encoding,
+        level=subscription.level,
+        created_at=subscription.created_at,
+    )
+    s.add(row)
+    await s.flush()
+    return _subscription(row)
+
+
+async def delete_subscription(s: AsyncSession, subscription_id: int) -> Subscription | None:
+    """Delete one subscription; answers it (None if it was already gone)."""
+    row = await s.get(Sep2SubscriptionRow, subscription_id)
+    if row is None:
+        return None
+    found = _subscription(row)
+    await s.delete(row)
+    await s.flush()
+    return found
 
 
 class SubscriptionStore:
@@ -75,18 +110,7 @@ class SubscriptionStore:
 
     async def create(self, subscription: Subscription) -> Subscription:
         async with self.store.transaction() as s:
-            row = Sep2SubscriptionRow(
-                end_device_id=subscription.end_device_id,
-                subscribed_resource=subscription.subscribed_resource,
-                notification_uri=subscription.notification_uri,
-                limit=subscription.limit,
-                encoding=subscription.encoding,
-                level=subscription.level,
-                created_at=subscription.created_at,
-            )
-            s.add(row)
-            await s.flush()
-            return _subscription(row)
+            return await insert_subscription(s, subscription)
 
     async def get(self, subscription_id: int) -> Subscription | None:
         async with self.store.transaction() as s:
@@ -118,6 +142,4 @@ class SubscriptionStore:
 
     async def delete(self, subscription_id: int) -> None:
         async with self.store.transaction() as s:
-            row = await s.get(Sep2SubscriptionRow, subscription_id)
-            if row is not None:
-                await s.delete(row)
+            await delete_subscription(s, subscription_id)

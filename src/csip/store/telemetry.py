@@ -342,76 +342,93 @@ class TelemetryStore:
         return len(readings)
 
     async def upsert(self, device: EndDevice, draft: UsagePointDraft, now: int) -> WriteResult:
+        async with self.store.transaction() as s:
+            return await self.update_mup(s, device, draft, now)
+
+    async def update_mup(
+        self, s: AsyncSession, device: EndDevice, draft: UsagePointDraft, now: int
+    ) -> WriteResult:
         """POST /mup: create the device's MirrorUsagePoint of this mRID or update it."""
         try:
-            async with self.store.transaction() as s:
-                if await s.get(EndDeviceRow, device.id) is None:
-                    raise NotFound(f"EndDevice {device.lfdi} does not exist")
-                row = (
-                    await s.scalars(
-                        select(MirrorUsagePointRow).where(
-                            col(MirrorUsagePointRow.end_device_id) == device.id,
-                            col(MirrorUsagePointRow.mrid) == draft.mrid,
-                        )
+            if await s.get(EndDeviceRow, device.id) is None:
+                raise NotFound(f"EndDevice {device.lfdi} does not exist")
+            row = (
+                await s.scalars(
+                    select(MirrorUsagePointRow).where(
+                        col(MirrorUsagePointRow.end_device_id) == device.id,
+                        col(MirrorUsagePointRow.mrid) == draft.mrid,
                     )
-                ).first()
-                created = row is None
-                if row is None:
-                    row = MirrorUsagePointRow(
-                        end_device_id=device.id,
-                        mrid=draft.mrid,
-                        role_flags=draft.role_flags,
-                        service_category_kind=draft.service_category_kind,
-                        status=draft.status,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    s.add(row)
-                row.description = draft.description
-                row.role_flags = draft.role_flags
-                row.service_category_kind = draft.service_category_kind
-                row.status = draft.status
-                row.requested_post_rate = draft.post_rate
-                row.updated_at = now
-                await s.flush()
-                stored = await self._merge(s, row, draft.readings, now)
-                (mup,) = await self._load(s, [row], {device.id: device.lfdi})
-                return WriteResult(mup, created, stored)
+                )
+            ).first()
+            created = row is None
+            if row is None:
+                row = MirrorUsagePointRow(
+                    end_device_id=device.id,
+                    mrid=draft.mrid,
+                    role_flags=draft.role_flags,
+                    service_category_kind=draft.service_category_kind,
+                    status=draft.status,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(row)
+            row.description = draft.description
+            row.role_flags = draft.role_flags
+            row.service_category_kind = draft.service_category_kind
+            row.status = draft.status
+            row.requested_post_rate = draft.post_rate
+            row.updated_at = now
+            await s.flush()
+            stored = await self._merge(s, row, draft.readings, now)
+            (mup,) = await self._load(s, [row], {device.id: device.lfdi})
+            return WriteResult(mup, created, stored)
         except IntegrityError as exc:  # a concurrent POST of the same mRID won the race
             raise Conflict(f"MirrorUsagePoint {draft.mrid} was created concurrently") from exc
 
     async def post_readings(
         self, mup_id: int, drafts: Sequence[MeterReadingDraft], now: int
     ) -> WriteResult:
+        async with self.store.transaction() as s:
+            return await self.insert_readings(s, mup_id, drafts, now)
+
+    async def insert_readings(
+        self, s: AsyncSession, mup_id: int, drafts: Sequence[MeterReadingDraft], now: int
+    ) -> WriteResult:
         """POST /mup/{id}: MirrorMeterReading(s) with ReadingTypes and/or readings."""
         try:
-            async with self.store.transaction() as s:
-                row = await s.get(MirrorUsagePointRow, mup_id)
-                device = None if row is None else await s.get(EndDeviceRow, row.end_device_id)
-                if row is None or device is None:
-                    raise NotFound(f"no MirrorUsagePoint /mup/{mup_id}")
-                stored = await self._merge(s, row, drafts, now)
-                row.updated_at = now
-                (mup,) = await self._load(s, [row], {device.id or 0: device.lfdi})
-                return WriteResult(mup, False, stored)
+            row = await s.get(MirrorUsagePointRow, mup_id)
+            device = None if row is None else await s.get(EndDeviceRow, row.end_device_id)
+            if row is None or device is None:
+                raise NotFound(f"no MirrorUsagePoint /mup/{mup_id}")
+            stored = await self._merge(s, row, drafts, now)
+            row.updated_at = now
+            await s.flush()
+            (mup,) = await self._load(s, [row], {device.id or 0: device.lfdi})
+            return WriteResult(mup, False, stored)
         except IntegrityError as exc:
             raise Conflict("the same readings were posted concurrently; retry") from exc
 
     async def delete(self, mup_id: int) -> bool:
         async with self.store.transaction() as s:
-            result = await s.execute(
-                delete(MirrorUsagePointRow).where(col(MirrorUsagePointRow.id) == mup_id)
-            )
-            return bool(getattr(result, "rowcount", 0))
+            return await self.delete_mup(s, mup_id)
+
+    async def delete_mup(self, s: AsyncSession, mup_id: int) -> bool:
+        result = await s.execute(
+            delete(MirrorUsagePointRow).where(col(MirrorUsagePointRow.id) == mup_id)
+        )
+        return bool(getattr(result, "rowcount", 0))
 
     async def delete_for_devices(self, device_ids: Sequence[int]) -> int:
+        async with self.store.transaction() as s:
+            return await self.delete_mups_of_devices(s, device_ids)
+
+    async def delete_mups_of_devices(self, s: AsyncSession, device_ids: Sequence[int]) -> int:
         """Delete every MirrorUsagePoint (readings included) of these devices."""
         if not device_ids:
             return 0
-        async with self.store.transaction() as s:
-            result = await s.execute(
-                delete(MirrorUsagePointRow).where(
-                    col(MirrorUsagePointRow.end_device_id).in_(list(device_ids))
-                )
+        result = await s.execute(
+            delete(MirrorUsagePointRow).where(
+                col(MirrorUsagePointRow.end_device_id).in_(list(device_ids))
             )
-            return int(getattr(result, "rowcount", 0))
+        )
+        return int(getattr(result, "rowcount", 0))

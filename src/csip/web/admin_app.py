@@ -18,11 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from csip import __version__
 from csip.domain.devices import Aggregator, ClientCertificate, EndDevice
 from csip.errors import BadRequest, CsipError, Unauthorized
+from csip.logsafe import safe
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
 from csip.services.programs import ProgramService
 from csip.services.telemetry import TelemetryService
+from csip.web import limits
+from csip.web.paths import path_id
 from csip.web.vtn_app import (  # OpenADR 3 VTN clients (issue 4)
     VtnClientIn,
     admin_create_vtn_client,
@@ -33,6 +36,8 @@ from csip.web.vtn_app import (  # OpenADR 3 VTN clients (issue 4)
 log = logging.getLogger(__name__)
 
 ADMIN = web.AppKey("admin_service", AdminService)
+#: Path parameters that are integer ids (groups, programs, controls).
+ID_PARAMS = frozenset({"gid", "pid", "cid"})
 _M = TypeVar("_M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -115,7 +120,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 async def parse_json(request: web.Request, model: type[_M]) -> _M:
     """The JSON body checked against `model`; 400 naming every problem otherwise."""
     try:
-        raw = await request.read()
+        raw = await limits.read_body(request, limits.ADMIN_MAX_BODY)
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         problems = "; ".join(
@@ -174,7 +179,7 @@ async def list_end_devices(request: web.Request) -> web.Response:
 async def bulk_preregister(request: web.Request) -> web.Response:
     """POST a JSON array of EndDeviceIn: one transaction for all new devices."""
     try:
-        raw = json.loads(await request.read() or b"null")
+        raw = json.loads(await limits.read_body(request, limits.ADMIN_MAX_BODY) or b"null")
     except json.JSONDecodeError as exc:
         raise BadRequest(f"body is not JSON: {exc.msg}") from exc
     if not isinstance(raw, list) or not raw:
@@ -308,7 +313,7 @@ async def post_reset(request: web.Request) -> web.Response:
     """Programs, groups and controls first, then the lab's devices."""
     from csip.web.admin_programs import PROGRAM_ADMIN
 
-    await request.app[PROGRAM_ADMIN].der.reset()
+    await request.app[PROGRAM_ADMIN].reset()
     return _json({"removed_end_devices": await _svc(request).reset()})
 
 
@@ -596,12 +601,16 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not await _svc(request).token_matches(token.strip()):
                 raise Unauthorized("send Authorization: Bearer <token> (see `csip admin token`)")
+        for name in ID_PARAMS.intersection(request.match_info):
+            path_id(request, name)  # 404 for an id no table can hold, before the body is read
         return await handler(request)
     except CsipError as exc:
         body = {"status": exc.status, "title": type(exc).__name__, "detail": exc.detail}
         response = _json(body, exc.status)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if exc.status in limits.CLOSING:
+            response.force_close()
         return response
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -611,14 +620,20 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
-        log.exception("admin %s %s failed", request.method, request.path)
+    except Exception as exc:
+        if limits.client_gone(exc):
+            log.info("admin %s %s: client gone: %s", request.method, safe(request.path), safe(exc))
+            response = _json({"status": 400, "title": "BadRequest", "detail": "cut short"}, 400)
+            response.force_close()
+            return response
+        log.exception("admin %s %s failed", request.method, safe(request.path))
         return _json({"status": 500, "title": "Internal", "detail": "see the server log"}, 500)
 
 
 def create_app(service: AdminService) -> web.Application:
-    app = web.Application(middlewares=[admin_middleware], client_max_size=16 * 1024 * 1024)
+    app = web.Application(middlewares=[admin_middleware], client_max_size=limits.ADMIN_MAX_BODY)
     app[ADMIN] = service
+    app[limits.FACE] = "admin"
     document = openapi_document()
 
     async def get_openapi(_request: web.Request) -> web.Response:

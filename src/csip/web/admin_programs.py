@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from csip.domain.der import Control, Curve, DefaultControl, Group, Program
-from csip.errors import NotFound
 from csip.services.programs import ControlSpec, ProgramService
+from csip.web.paths import path_id
 
 PROGRAM_ADMIN = web.AppKey("program_admin", ProgramService)
 _M = TypeVar("_M", bound=BaseModel)
@@ -156,10 +156,7 @@ def _svc(request: web.Request) -> ProgramService:
 
 
 def _id(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit():
-        raise NotFound(f"no {name} {raw}")
-    return int(raw)
+    return path_id(request, name)
 
 
 def _spec(body: ControlIn) -> ControlSpec:
@@ -256,9 +253,9 @@ async def post_controls(request: web.Request, body: ControlsIn) -> web.Response:
 
 
 async def post_targeted_control(request: web.Request, body: TargetedControlIn) -> web.Response:
-    svc = _svc(request)
-    program = await svc.program_for(lfdi=body.lfdi, group_id=body.group, primacy=body.primacy)
-    (control,) = await svc.create_controls(program.id, [_spec(body)])
+    _, control = await _svc(request).create_targeted_control(
+        _spec(body), lfdi=body.lfdi, group_id=body.group, primacy=body.primacy
+    )
     return web.json_response(control_json(control), status=201)
 
 

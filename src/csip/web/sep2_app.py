@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from csip.services.sep2 import DOCUMENTS, Sep2Service
-from csip.web import sep2_der, sep2_programs, sep2_telemetry
+from csip.web import limits, sep2_der, sep2_programs, sep2_telemetry
 from csip.web.identity import IdentityResolver
 from csip.web.sep2_common import (
     IDENTITY,
@@ -77,6 +77,7 @@ async def put_document(request: web.Request) -> web.Response:
 def create_app(service: Sep2Service, identity: IdentityResolver) -> web.Application:
     app = web.Application(client_max_size=service.settings.max_body_bytes)
     app[SERVICE] = service
+    app[limits.FACE] = "sep2"
     app[IDENTITY] = identity
     documents = "|".join(DOCUMENTS)
     routes = app.router
@@ -107,5 +108,6 @@ def create_redirect_app(https_port: int) -> web.Application:
         raise web.HTTPMovedPermanently(location=str(target))
 
     app = web.Application()
+    app[limits.FACE] = "redirect"
     app.router.add_route("*", "/{tail:.*}", redirect)
     return app

@@ -11,9 +11,12 @@ from aiohttp import web
 from csip.domain.devices import Principal, PrincipalKind
 from csip.domain.paging import Page, parse_page
 from csip.errors import CsipError, Forbidden, UnsupportedMediaType
+from csip.logsafe import safe
 from csip.sep2.xml import CONTENT_TYPE, error_body
 from csip.services.sep2 import Sep2Service
+from csip.web import limits
 from csip.web.identity import IdentityResolver
+from csip.web.paths import path_id
 
 log = logging.getLogger("csip.web.sep2_app")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,7 +53,7 @@ def error_response(status: int, reason_code: int, *, close: bool = False) -> web
 async def read_body(request: web.Request) -> bytes:
     if request.content_type not in ACCEPTED_TYPES:
         raise UnsupportedMediaType(f"send {CONTENT_TYPE}, not {request.content_type}")
-    return await request.read()
+    return await limits.read_body(request, request.app[SERVICE].settings.max_body_bytes)
 
 
 def svc(request: web.Request) -> Sep2Service:
@@ -63,17 +66,18 @@ _FIRST_PAGE: dict[int, Page] = {}
 def page_of(request: web.Request, default_limit: int = 1) -> Page:
     """The s/a/l of a list request; a poll with no query string (the common case) reuses
     one Page object instead of parsing an empty query."""
-    maximum = request.app[SERVICE].settings.max_list_limit
+    settings = request.app[SERVICE].settings
+    maximum = settings.max_list_limit
     if not request.query_string:
         page = _FIRST_PAGE.get(default_limit)
         if page is None:
             page = _FIRST_PAGE[default_limit] = Page(0, None, min(default_limit, maximum))
         return page
-    return parse_page(dict(request.query), default_limit, maximum)
+    return parse_page(dict(request.query), default_limit, maximum, settings.cache_pages_per_list)
 
 
 def device_id(request: web.Request) -> int:
-    return int(request.match_info["id"])
+    return path_id(request, "id")
 
 
 async def _principal(request: web.Request) -> Principal:
@@ -114,11 +118,13 @@ def guarded(handler: Handler) -> Handler:
             request[PRINCIPAL] = await _principal(request)
             return await handler(request)
         except CsipError as exc:
+            path, detail = safe(request.path), safe(exc.detail)
             if exc.status >= 500:
-                log.error("%s %s failed: %s", request.method, request.path, exc.detail)
+                log.error("%s %s failed: %s", request.method, path, detail)
             else:
-                log.info("%s %s -> %s: %s", request.method, request.path, exc.status, exc.detail)
-            response = error_response(exc.status, exc.reason_code, close=exc.status == 403)
+                log.info("%s %s -> %s: %s", request.method, path, exc.status, detail)
+            close = exc.status == 403 or exc.status in limits.CLOSING
+            response = error_response(exc.status, exc.reason_code, close=close)
             location = getattr(exc, "location", None)
             if location:
                 response.headers["Location"] = location
@@ -130,8 +136,11 @@ def guarded(handler: Handler) -> Handler:
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
+        except Exception as exc:
+            if limits.client_gone(exc):
+                log.info("%s %s: client gone: %s", request.method, safe(request.path), safe(exc))
+                return error_response(400, 0, close=True)
+            log.exception("%s %s failed", request.method, safe(request.path))
             return error_response(500, 0)
 
     return wrapped

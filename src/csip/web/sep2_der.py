@@ -8,6 +8,7 @@ from aiohttp import web
 from csip.domain.der_device import DER_DOCUMENTS
 from csip.services.der_device import DerDeviceService
 from csip.services.sep2 import Sep2Service
+from csip.web.paths import path_id
 from csip.web.sep2_common import (
     PRINCIPAL,
     created,
@@ -27,7 +28,7 @@ def _der(request: web.Request) -> DerDeviceService:
 
 
 def _der_id(request: web.Request) -> int:
-    return int(request.match_info["der"])
+    return path_id(request, "der")
 
 
 async def get_der_list(request: web.Request) -> web.Response:
@@ -85,7 +86,7 @@ async def post_log_event(request: web.Request) -> web.Response:
 
 
 async def get_log_event(request: web.Request) -> web.Response:
-    event_id = int(request.match_info["n"])
+    event_id = path_id(request, "n")
     return xml(await _der(request).log_event(request[PRINCIPAL], device_id(request), event_id))
 
 

@@ -9,6 +9,7 @@ from csip.domain.paging import Page
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
 from csip.services.subscriptions import SubscriptionService
+from csip.web.paths import path_id
 from csip.web.sep2_common import (
     PRINCIPAL,
     created,
@@ -32,7 +33,7 @@ def _page(request: web.Request) -> Page:
 
 
 def _int(request: web.Request, name: str) -> int:
-    return int(request.match_info[name])
+    return path_id(request, name)
 
 
 async def get_fsa_list(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from csip.services.sep2 import Sep2Service
 from csip.services.telemetry import TelemetryService
+from csip.web.paths import path_id
 from csip.web.sep2_common import PRINCIPAL, created, guarded, page_of, read_body, xml
 
 TELEMETRY = web.AppKey("telemetry_service", TelemetryService)
@@ -16,7 +17,7 @@ def _svc(request: web.Request) -> TelemetryService:
 
 
 def _mup_id(request: web.Request) -> int:
-    return int(request.match_info["mup"])
+    return path_id(request, "mup")
 
 
 async def get_mup_list(request: web.Request) -> web.Response:
@@ -52,7 +53,7 @@ async def delete_mup(request: web.Request) -> web.Response:
 
 async def get_meter_reading(request: web.Request) -> web.Response:
     svc = _svc(request)
-    mmr = int(request.match_info["mr"])
+    mmr = path_id(request, "mr")
     return xml(await svc.meter_reading(request[PRINCIPAL], _mup_id(request), mmr))
 
 

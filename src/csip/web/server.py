@@ -23,7 +23,7 @@ from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
 from csip.services.vtn_notify import MqttSender, SafeResolver
 from csip.store import Store
-from csip.web import admin_app, sep2_app, sep2_programs, vtn_app
+from csip.web import admin_app, limits, sep2_app, sep2_programs, vtn_app
 from csip.web.identity import IdentityResolver
 from csip.web.tls import client_context, server_context
 
@@ -153,13 +153,10 @@ class Server:
     async def _listen(
         self, app: web.Application, host: str, port: int, context: ssl.SSLContext | None = None
     ) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=context, backlog=1024)
-        await site.start()
+        # timeouts, connection caps and the face's error bodies: web/limits.py
+        runner, bound = await limits.listen(app, self.settings, host, port, context)
         self.runners.append(runner)
-        address = runner.addresses[-1]
-        return int(address[1])
+        return bound
 
     async def stop(self) -> None:
         for runner in reversed(self.runners):

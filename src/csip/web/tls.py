@@ -25,6 +25,7 @@ __all__ = [
     "CCM8",
     "COMPAT_CIPHERS",
     "STRICT_CIPHERS",
+    "AlertingContext",
     "client_context",
     "peer_der",
     "server_context",
@@ -37,6 +38,56 @@ STRICT_CIPHERS = CCM8
 COMPAT_CIPHERS = ":".join((CCM8, "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"))
 #: 2030.5 ECDHE uses secp256r1 only.
 _ECDH_CURVE = "prime256v1"
+
+
+class AlertingSSLObject(ssl.SSLObject):
+    """An SSLObject whose failed handshake lets the event loop send OpenSSL's alert.
+
+    When OpenSSL refuses the client's certificate it queues the TLS alert that says why
+    (unknown_ca, certificate_expired, bad_certificate, handshake_failure ...) in the outgoing
+    buffer and fails the handshake; asyncio's and uvloop's TLS protocols then close the
+    transport without writing that buffer, so the client only sees the socket close. Here the
+    first failure is reported as "want read": the event loop flushes what is queued (the
+    alert) and waits; the client, having read the alert, closes (or its next bytes, or the
+    handshake timeout, end it) and the real error is raised on the next call.
+    """
+
+    _csip_failure: ssl.SSLError | None = None
+    #: The outgoing buffer the event loop writes to the socket (set by AlertingContext).
+    _csip_outgoing: ssl.MemoryBIO | None = None
+
+    def do_handshake(self) -> None:
+        if self._csip_failure is not None:
+            raise self._csip_failure
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            outgoing = self._csip_outgoing
+            if outgoing is None or not outgoing.pending:
+                raise  # no alert queued (e.g. plain HTTP on the TLS port): close at once
+            self._csip_failure = exc
+            raise ssl.SSLWantReadError(ssl.SSL_ERROR_WANT_READ, "sending the alert") from exc
+
+
+class AlertingContext(ssl.SSLContext):
+    """The server context: its connections send the alert of a refused handshake."""
+
+    sslobject_class = AlertingSSLObject
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        sslobj = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        if isinstance(sslobj, AlertingSSLObject):
+            sslobj._csip_outgoing = outgoing
+        return sslobj
 
 
 def server_context(
@@ -58,7 +109,7 @@ def server_context(
     Python's ``ssl`` has no way to set OpenSSL's verify depth; its default (100) admits all of
     them, and the SERCA being the only trust anchor is what bounds the chain in practice.
     """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = AlertingContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cafile=str(ca_file))
     ctx.load_cert_chain(certfile=str(cert_chain_file), keyfile=str(key_file))

@@ -22,9 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from csip.config import Settings
 from csip.errors import BadRequest, CsipError, InvalidValues
+from csip.logsafe import safe
 from csip.openadr.rules import KINDS, Principal
 from csip.services.vtn import MAX_LIMIT, ListQuery, VtnService
 from csip.services.vtn_auth import GrantError, TokenError, VtnAuth, client_json
+from csip.web import limits
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
@@ -84,6 +87,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         response = problem(exc.status, exc.detail)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="csip-vtn"'
+        if exc.status in limits.CLOSING:
+            response.force_close()
         return response
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -92,8 +97,13 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
-        log.exception("VTN %s %s failed", request.method, request.path)
+    except Exception as exc:
+        if limits.client_gone(exc):
+            log.info("VTN %s %s: client gone: %s", request.method, safe(request.path), safe(exc))
+            response = problem(400, "the request was cut short")
+            response.force_close()
+            return response
+        log.exception("VTN %s %s failed", request.method, safe(request.path))
         return problem(500, "internal error; see the server log")
 
 
@@ -106,7 +116,7 @@ async def _principal(request: web.Request) -> Principal:
 
 
 async def _body(request: web.Request) -> bytes:
-    raw = await request.read()
+    raw = await limits.read_body(request, _svc(request).settings.vtn_max_body_bytes)
     if not raw:
         raise BadRequest("a JSON body is required")
     return raw
@@ -251,7 +261,7 @@ async def auth_token(request: web.Request) -> web.Response:
     """RFC 6749 4.4: credentials by HTTP Basic or in the form body (clients do both)."""
     if request.content_type != "application/x-www-form-urlencoded":
         raise GrantError("send application/x-www-form-urlencoded")
-    form = await request.post()
+    form = await limits.bounded(request, _svc(request).settings.vtn_max_body_bytes, request.post)
     basic = _basic(request.headers.get("Authorization", ""))
     if basic is not None:
         client_id: str | None = basic[0]
@@ -317,6 +327,7 @@ def create_app(service: VtnService) -> web.Application:
         handler_args={"max_line_size": 262_144, "max_field_size": 16_384},
     )
     app[VTN] = service
+    app[limits.FACE] = "vtn"
     base = settings.vtn_base_path
     kinds = "{collection:" + "|".join(COLLECTIONS) + "}"
     router = app.router
@@ -353,7 +364,8 @@ async def admin_list_vtn_clients(request: web.Request) -> web.Response:
 
 async def admin_create_vtn_client(request: web.Request) -> web.Response:
     try:
-        body = VtnClientIn.model_validate_json(await request.read() or b"{}")
+        raw = await limits.read_body(request, limits.ADMIN_MAX_BODY)
+        body = VtnClientIn.model_validate_json(raw or b"{}")
     except ValueError as exc:
         raise InvalidValues(str(exc).splitlines()[0]) from exc
     created = await request.app[VTN_AUTH].create_client(body.name, body.role, body.scopes)

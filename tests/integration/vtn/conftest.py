@@ -68,7 +68,7 @@ async def make_vtn(make_server: ServerFactory) -> AsyncIterator[VtnFactory]:
             "vtn_mqtt_url": MQTT_URL,
             "vtn_mqtt_topic_prefix": prefix,
             "vtn_webhook_allow_loopback": True,
-            "outbox_retry_delays": ["0.5", "1"],
+            "outbox_retry_delays": [0.5, 1.0],
             "vtn_max_body_bytes": 262_144,
             **overrides,
         }

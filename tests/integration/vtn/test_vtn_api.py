@@ -284,3 +284,38 @@ async def test_paging_is_stable_for_every_kind(vtn: Vtn) -> None:
     assert (await bl.post("/resources", {**resource, "resourceName": "r1"})).status == 409
     second = (await bl.get("/resources", {"venID": first["id"], "skip": "1", "limit": "1"})).body
     assert [r["resourceName"] for r in second] == ["r2"]
+
+
+async def test_ven_and_resource_requests_without_object_type(vtn: Vtn) -> None:
+    """A field client that leaves objectType out (or sends null) of a ven or resource request
+    means the kind its role sends: VEN_*_REQUEST for a VEN client, BL_*_REQUEST for a BL."""
+    bl = await vtn.client("bl", "bl")
+    ven = await vtn.client("fleet", "ven")
+    created = await ven.post("/vens", {"venName": "fleet-1"})
+    assert created.status == 201, created.body
+    assert created.body["clientID"] == ven.client_id and created.body["objectType"] == "VEN"
+    ven_id = created.body["id"]
+    assert (await ven.post("/vens", {"objectType": None, "venName": "fleet-2"})).status == 201
+    # a VEN's body is a VEN request: the BL-only properties in it change nothing
+    renamed = await ven.put(
+        f"/vens/{ven_id}", {"venName": "fleet-1b", "clientID": "someone", "targets": ["zone-9"]}
+    )
+    assert renamed.status == 200
+    assert renamed.body["clientID"] == ven.client_id and "targets" not in renamed.body
+    # ...and saying BL_VEN_REQUEST itself is still refused
+    claimed = {"objectType": "BL_VEN_REQUEST", "venName": "x", "clientID": ven.client_id}
+    assert (await ven.post("/vens", claimed)).status == 403
+    resource = await ven.post("/resources", {"resourceName": "pv", "venID": ven_id})
+    assert resource.status == 201 and resource.body["clientID"] == ven.client_id
+    # a BL without objectType: a BL request (clientID and targets honoured, clientID required)
+    granted = await bl.put(
+        f"/vens/{ven_id}", {"venName": "fleet-1b", "clientID": ven.client_id, "targets": ["z1"]}
+    )
+    assert granted.status == 200 and granted.body["targets"] == ["z1"]
+    missing = await bl.post("/vens", {"venName": "no-client"})
+    assert missing.status == 400 and "clientID" in missing.body["detail"]
+    battery = {"resourceName": "bat", "venID": ven_id, "clientID": ven.client_id, "targets": ["z1"]}
+    answer = await bl.post("/resources", battery)
+    assert answer.status == 201 and answer.body["targets"] == ["z1"]
+    names = {v["venName"] for v in (await ven.get("/vens")).body}
+    assert names == {"fleet-1b", "fleet-2"}

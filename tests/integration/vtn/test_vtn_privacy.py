@@ -4,6 +4,8 @@ targets; only BL clients write targets."""
 
 from __future__ import annotations
 
+import asyncio
+
 from vtn_support import VtnClient
 
 from conftest import Vtn
@@ -146,3 +148,51 @@ async def test_reports_and_subscriptions_are_private(vtn: Vtn, webhook: object) 
     assert webhook.echo_checks == probes  # no echo probe for someone who may not write it
     assert len((await bl.get("/subscriptions", {"objects": "EVENT"})).body) == 1
     assert (await bl.get("/subscriptions", {"objects": "VEN"})).body == []
+
+
+async def test_a_ven_cannot_probe_targets_it_was_not_granted(vtn: Vtn, webhook: object) -> None:
+    """``targets=NAME`` (and a subscription's targets) match only the targets the VEN was
+    granted: a name it was not granted finds nothing, like a name nobody uses, even where an
+    object it may see carries that name."""
+    from vtn_support import WebhookReceiver
+
+    assert isinstance(webhook, WebhookReceiver)
+    bl, ven_a, _, _ = await setup_two_vens(vtn)  # A holds zone-1, B zone-2
+    program = (
+        await bl.post("/programs", {"programName": "z19", "targets": ["zone-1", "zone-9"]})
+    ).body
+    event = (
+        await bl.post("/events", {"programID": program["id"], "targets": ["zone-1", "zone-9"]})
+    ).body
+    for path, obj in (("/programs", program), ("/events", event)):
+        assert (await ven_a.get(path, {"targets": "zone-9"})).body == []  # someone else's
+        assert (await ven_a.get(path, {"targets": "zone-2"})).body == []  # B's
+        assert (await ven_a.get(path, {"targets": "unused"})).body == []
+        mine = (await ven_a.get(path, {"targets": "zone-1"})).body
+        assert [(o["id"], o["targets"]) for o in mine] == [(obj["id"], ["zone-1"])]
+        mixed = (await ven_a.get(path, [("targets", "zone-9"), ("targets", "zone-1")])).body
+        assert [(o["id"], o["targets"]) for o in mixed] == [(obj["id"], ["zone-1"])]
+        # a BL still finds objects by any of their targets
+        assert [o["id"] for o in (await bl.get(path, {"targets": "zone-9"})).body] == [obj["id"]]
+
+    def subscription(name: str, targets: list[str]) -> dict[str, object]:
+        return {
+            "clientName": name,
+            "targets": targets,
+            "objectOperations": [
+                {
+                    "objects": ["EVENT"],
+                    "operations": ["CREATE"],
+                    "callbackUrl": webhook.url(),
+                    "bearerToken": name,
+                }
+            ],
+        }
+
+    assert (await ven_a.post("/subscriptions", subscription("probe", ["zone-9"]))).status == 201
+    assert (await ven_a.post("/subscriptions", subscription("granted", ["zone-1"]))).status == 201
+    before = len(webhook.notifications)
+    await bl.post("/events", {"programID": program["id"], "targets": ["zone-1", "zone-9"]})
+    await webhook.wait_for(before + 1)
+    await asyncio.sleep(1.0)  # a notification for the probe would be out by now (same batch)
+    assert webhook.authorizations[before:] == ["Bearer granted"]

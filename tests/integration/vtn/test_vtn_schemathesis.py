@@ -29,7 +29,7 @@ CHECKS = ",".join(
     )
 )
 #: Also on, but over the query and path only: csip reads an explicit null in a body as an
-#: absent field (clients in the field send them; openadr3/README.md), which this check,
+#: absent field (clients in the field send them; see csip.openadr.models), which this check,
 #: sending null for non-nullable fields, would count as accepting invalid data.
 STRICT_CHECKS = CHECKS + ",negative_data_rejection"
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

@@ -69,3 +69,37 @@ async def test_external_issuer_with_a_jwks_file(make_vtn: VtnFactory, tmp_path: 
     # the VTN's own tokens still work next to the external ones
     own = await vtn.client("local-bl", "bl")
     assert len((await own.get("/programs")).body) == 1
+
+
+async def test_tokens_live_on_the_server_clock(make_vtn: VtnFactory) -> None:
+    """Tokens are minted and checked on the server's one clock (the lab clock): moving it
+    never makes the VTN refuse a token it just minted, a token minted while the clock was
+    ahead stays usable after a reset until its exp on that clock, and moving the clock past
+    a token's exp expires it (a new token then works)."""
+    vtn = await make_vtn(vtn_token_ttl=600)
+
+    async def clock(body: dict[str, object]) -> None:
+        status, _ = await vtn.running.admin("PUT", "/api/clock", body)
+        assert status == 200
+
+    await clock({"advance": 3600})
+    minted_ahead = await vtn.client("ven-ahead", "ven")
+    assert (await minted_ahead.get("/programs")).status == 200  # 401 "not valid here" before
+    await clock({"reset": True})
+    # minted an hour "in the future", the clock is back: still good until its exp (on the
+    # server clock, an hour and ten minutes from now)
+    assert (await minted_ahead.get("/programs")).status == 200
+    minted_now = await vtn.client("ven-now", "ven")
+    await clock({"advance": 601})  # past minted_now's exp on the server clock
+    refused = await minted_now.get("/programs")
+    assert refused.status == 401 and "expired" in refused.body["detail"]
+    assert (await minted_ahead.get("/programs")).status == 200
+    await clock({"advance": 3600 - 601 + 590})  # 10 s before minted_ahead's exp
+    assert (await minted_ahead.get("/programs")).status == 200
+    await clock({"advance": 20})  # 10 s after it
+    refused = await minted_ahead.get("/programs")
+    assert refused.status == 401 and "expired" in refused.body["detail"]
+    fresh = await vtn.client("ven-fresh", "ven")  # minted on the moved clock: accepted
+    assert (await fresh.get("/programs")).status == 200
+    await clock({"reset": True})
+    assert (await fresh.get("/programs")).status == 200

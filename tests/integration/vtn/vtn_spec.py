@@ -1,7 +1,7 @@
 """The official OpenADR 3.1.0 OpenAPI document, patched in memory, in ONE place.
 
-The YAML in ../shared/openadr3/3.1.0/ is never edited. Before validating against it, tests
-apply (CLARIFICATIONS "OpenADR 3.1.0 YAML", openadr3/README.md):
+The YAML in tests/data/openadr3/3.1.0/ (see its README) is never edited. Before validating
+against it, tests apply:
 
 1. ``BlVenRequest.targets.default`` reads ``"null          -"`` (a stray dash): set to null.
 2. ``ven`` / ``resource`` responses are allOf(objectMetadata, Bl*Request); the request schema's
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-SPEC_FILE = Path(__file__).resolve().parents[3].parent / "shared/openadr3/3.1.0/openadr3.yaml"
+SPEC_FILE = Path(__file__).resolve().parents[2] / "data/openadr3/3.1.0/openadr3.yaml"
 BASE_PATH = "/openadr3/3.1.0"
 SPEC_HOST = "http://vtn.test"
 

@@ -28,6 +28,13 @@ def test_privacy_by_targets_and_ownership() -> None:
     assert rules.shown_targets(Obj(rules.EVENT, "e", ["t1", "t2"]), view) == ["t1"]
     assert rules.shown_targets(Obj(rules.EVENT, "e", ["t1", "t2"]), None) == ["t1", "t2"]
     assert rules.query_targets_match(["a"], []) and not rules.query_targets_match([], ["a"])
+    # a VEN's query names count only where it was granted them: no probing of others' targets
+    granted = frozenset({"t1"})
+    assert rules.query_targets_match(["t1", "t2"], ["t1"], granted)
+    assert not rules.query_targets_match(["t1", "t2"], ["t2"], granted)
+    assert not rules.query_targets_match(["t1", "t2"], ["unused"], granted)
+    assert rules.query_targets_match(["t1", "t2"], ["t2", "t1"], granted)
+    assert rules.query_targets_match(["t1", "t2"], ["t2"], None)  # a BL
 
 
 def test_read_all_covers_the_narrow_read_scopes() -> None:

@@ -54,3 +54,50 @@ async def test_the_cache_is_bounded() -> None:
     assert 24 in cache.entries and 0 not in cache.entries  # the oldest went first
     assert all(key in cache.entries for key in cache.by_tag["all"])
     assert "k0" not in cache.by_tag
+
+
+async def test_the_cache_is_bounded_by_bytes_oldest_first() -> None:
+    from csip.services.cache import ENTRY_OVERHEAD
+
+    cache = RenderCache(max_bytes=100 * (1000 + ENTRY_OVERHEAD))
+    for index in range(10_000):
+        cache.put(("k", index), Entry(b"x" * 1000, tags=(f"t{index % 7}",)), cache.generation)
+        assert cache.size <= cache.max_bytes
+    assert len(cache.entries) == 100
+    assert ("k", 9_999) in cache.entries and ("k", 0) not in cache.entries
+    assert sum(len(keys) for keys in cache.by_tag.values()) == 100
+    cache.invalidate(["t1", "t2", "t3", "t4", "t5", "t6", "t0"])
+    assert cache.size == 0 and not cache.entries
+    cache.put("big", Entry(b"x" * cache.max_bytes), cache.generation)  # larger than the cap
+    assert "big" not in cache.entries and cache.size == 0
+
+
+def test_only_the_first_pages_of_a_list_are_cached() -> None:
+    from csip.domain.paging import UNCACHED, parse_page
+
+    assert parse_page({}, 1, 255).cached
+    assert parse_page({"s": "255", "l": "255"}, 1, 255).cached
+    assert parse_page({"s": str(63 * 10), "l": "10"}, 1, 255).cached
+    for query in ({"s": str(64 * 10), "l": "10"}, {"s": "3", "l": "10"}, {"a": "5"}, {"l": "0"}):
+        page = parse_page(query, 1, 255)
+        assert not page.cached and page.key() is UNCACHED, query
+    cache = RenderCache()
+    cache.put(("edevs", 1, parse_page({"a": "7"}, 1, 255).key()), Entry(b"x"), 0)
+    assert not cache.entries
+
+
+async def test_a_fill_is_kept_when_only_other_tags_changed_meanwhile() -> None:
+    """Per-tag versions: a write to another program does not throw away this fill."""
+    cache = RenderCache()
+    began = cache.generation
+    cache.invalidate(["program:2"])  # committed while program 1's render was in flight
+    cache.put("p1", Entry(b"p1", tags=("program:1",)), began)
+    assert cache.get("p1") is not None
+    began = cache.generation
+    cache.invalidate(["program:1"])
+    cache.put("p1-again", Entry(b"p1", tags=("program:1", "settings")), began)
+    assert cache.get("p1-again") is None
+    began = cache.generation
+    cache.clear()
+    cache.put("p3", Entry(b"p3", tags=("program:3",)), began)
+    assert cache.get("p3") is None  # anything begun before a clear() is refused

@@ -4,6 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import csip.store.tables
+import csip.store.tables_changes
 import csip.store.tables_der  # noqa: F401 - DER function set (issue 3)
 from csip.store import tables_openadr, tables_outbox  # noqa: F401 - VTN and outbox (issue 4)
 

@@ -1,0 +1,160 @@
+"""What a unit of work changed, said once, as facts.
+
+A service records these inside its unit of work (store.uow); services/changes.py is the one
+place that decides what each means for cached renderings, 2030.5 subscribers and other
+workers. They name resources, never cache tags or hrefs, so a new reader or a new
+subscribable resource changes one module, not every writer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """Enough of an EndDevice to find every list it appears in (its own, its aggregator's)."""
+
+    id: int
+    lfdi: str
+    aggregator_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndDeviceChanged:
+    """An EndDevice was registered, updated or deleted (with everything under it)."""
+
+    device: DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceDocumentChanged:
+    """A document the device PUT under its EndDevice (DeviceInformation, DeviceStatus ...)."""
+
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DerDocumentChanged:
+    """A DER document (capability, settings, status, availability) or ConnectionPoint."""
+
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogEventAdded:
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionsChanged:
+    """A 2030.5 subscription of this device was created or deleted."""
+
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCreated:
+    group_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanged:
+    """These devices joined or left this group."""
+
+    group_id: int
+    devices: tuple[DeviceRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramChanged:
+    """A DERProgram was created, or its description or primacy changed."""
+
+    program_id: int
+    group_id: int
+    created: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ControlsPublished:
+    """DERControls of one program were published or cancelled."""
+
+    program_id: int
+    control_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultControlChanged:
+    program_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CurveAdded:
+    program_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseAdded:
+    program_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChanged:
+    """Server-wide poll rates or the default postRate."""
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateChanged:
+    """A client certificate was attached, detached, deny-listed or restored."""
+
+    lfdi: str
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorRemoved:
+    aggregator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorUsagePointChanged:
+    """A MirrorUsagePoint (or what its list shows of it) changed; `listed`: it joined, left or
+    changed in the lists too (not only its own resource)."""
+
+    mup_id: int
+    device: DeviceRef
+    listed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OadrObjectChanged:
+    """An OpenADR 3 object was created, updated or deleted."""
+
+    kind: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EverythingChanged:
+    """A lab reset or a moved server clock: every rendering may be wrong now."""
+
+
+Change = (
+    EndDeviceChanged
+    | DeviceDocumentChanged
+    | DerDocumentChanged
+    | LogEventAdded
+    | SubscriptionsChanged
+    | GroupCreated
+    | MembershipChanged
+    | ProgramChanged
+    | ControlsPublished
+    | DefaultControlChanged
+    | CurveAdded
+    | ResponseAdded
+    | SettingsChanged
+    | CertificateChanged
+    | AggregatorRemoved
+    | MirrorUsagePointChanged
+    | OadrObjectChanged
+    | EverythingChanged
+)

@@ -1,0 +1,153 @@
+"""Changes said once: the mapping from typed changes to cache tags and subscribed resources,
+and the unit of work that applies it (SQLite in memory-fast files; real transactions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from csip.domain.changes import (
+    ControlsPublished,
+    DefaultControlChanged,
+    DeviceRef,
+    EndDeviceChanged,
+    GroupCreated,
+    MembershipChanged,
+    ProgramChanged,
+    SettingsChanged,
+)
+from csip.domain.clock import Clock
+from csip.services import changes as tag
+from csip.services.bus import LocalBus
+from csip.services.changes import Changes, effects_of
+from csip.store import Store
+from csip.store import der as der_store
+from csip.store.uow import select_changes_after
+
+DEVICE = DeviceRef(7, "AB" * 20, 3)
+
+
+def test_a_control_drops_its_program_only_and_notifies_its_control_list() -> None:
+    effects = effects_of(ControlsPublished(12, (1, 2)))
+    assert effects.tags == ["program:12"]
+    assert effects.hrefs == ["/derp/12/derc"]
+    assert effects_of(DefaultControlChanged(12)).hrefs == ["/derp/12/dderc"]
+
+
+def test_a_new_program_reaches_its_group_lists_and_the_program_set() -> None:
+    created = effects_of(ProgramChanged(5, 2, created=True))
+    assert created.tags == ["program:5", "group:2", tag.PROGRAM_SET]
+    assert created.hrefs == ["/fsa/2/derp"]
+    assert tag.PROGRAM_SET not in effects_of(ProgramChanged(5, 2)).tags  # a re-rank
+
+
+def test_a_membership_change_drops_the_moved_devices_and_the_affected_groups() -> None:
+    effects = effects_of(MembershipChanged(4, (DEVICE,)), affected_groups={1, 4})
+    assert set(effects.tags) == {
+        tag.RELATED,
+        "member:7",
+        f"visible:dev:{DEVICE.lfdi}",
+        "visible:agg:3",
+        "group:1",
+        "group:4",
+    }
+    assert effects.hrefs == ["/edev/7/fsa"]
+    assert "edev:7" not in effects.tags  # the EndDevice itself did not change
+
+
+def test_a_device_change_drops_every_list_that_shows_it() -> None:
+    effects = effects_of(EndDeviceChanged(DEVICE))
+    assert {"edev:7", f"edevs:dev:{DEVICE.lfdi}", "edevs:agg:3"} <= set(effects.tags)
+    assert effects.hrefs == []
+
+
+def test_no_change_spells_every_program() -> None:
+    for change in (ControlsPublished(1), DefaultControlChanged(1), GroupCreated(1)):
+        assert "programs" not in effects_of(change).tags
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'csip.db'}")
+    await store.migrate()
+    return store
+
+
+async def test_a_unit_of_work_commits_the_change_log_row_and_applies_after_commit(
+    store: Store,
+) -> None:
+    bus = LocalBus()
+    seen: list[list[str]] = []
+    bus.subscribe(seen.append)
+    woken: list[int] = []
+    changes = Changes(store, bus, Clock(), wake=lambda: woken.append(1))
+    async with changes.unit_of_work() as tx:
+        group = await der_store.insert_group(tx.session, "feeder", None, None, 0, 1)
+        tx.record(GroupCreated(group.id))
+        assert seen == []  # nothing is applied before commit
+    assert seen == [[tag.GROUPS, tag.RELATED]]
+    assert woken == []  # nobody subscribed: nothing queued, no wake
+    async with store.transaction() as session:
+        ((_seq, origin, tags),) = await select_changes_after(session, 0)
+    assert origin == bus.worker_id and tags == [tag.GROUPS, tag.RELATED]
+    await store.close()
+
+
+async def test_a_failed_unit_of_work_leaves_nothing_and_applies_nothing(store: Store) -> None:
+    bus = LocalBus()
+    seen: list[list[str]] = []
+    bus.subscribe(seen.append)
+    changes = Changes(store, bus, Clock())
+    with pytest.raises(RuntimeError):
+        async with changes.unit_of_work() as tx:
+            await der_store.insert_group(tx.session, "feeder", None, None, 0, 1)
+            tx.record(SettingsChanged())
+            raise RuntimeError("validation failed after the first write")
+    assert seen == []
+    async with store.transaction() as session:
+        assert await select_changes_after(session, 0) == []
+        groups = (await session.execute(text("SELECT count(*) FROM der_group"))).scalar_one()
+    assert groups == 0
+    await store.close()
+
+
+async def test_a_unit_that_reads_then_writes_waits_for_the_lock_instead_of_failing(
+    store: Store,
+) -> None:
+    """BEGIN IMMEDIATE: two units reading then writing at once both commit on SQLite."""
+    import asyncio
+
+    changes = Changes(store, LocalBus(), Clock())
+
+    async def add(name: str) -> None:
+        async with changes.unit_of_work() as tx:
+            await der_store.select_groups(tx.session)
+            await asyncio.sleep(0.05)  # the other unit reads meanwhile
+            await der_store.insert_group(tx.session, name, None, None, 0, 1)
+            tx.record(GroupCreated(0))
+
+    await asyncio.gather(add("a"), add("b"), add("c"))
+    async with store.transaction() as session:
+        assert len(await der_store.select_groups(session)) == 3
+    await store.close()
+
+
+async def test_old_change_log_rows_are_pruned(store: Store) -> None:
+    """Every PRUNE_EVERY rows, rows older than KEEP_SECONDS go (the log stays small)."""
+    import time
+
+    from csip.store.tables_changes import ChangeLogRow
+    from csip.store.uow import KEEP_SECONDS, PRUNE_EVERY
+
+    async with store.transaction() as session:
+        old = time.time() - KEEP_SECONDS - 60
+        session.add_all(ChangeLogRow(origin="gone", created_at=old, payload="x") for _ in range(10))
+    changes = Changes(store, LocalBus(), Clock())
+    for _ in range(PRUNE_EVERY - 10):
+        await changes.record(SettingsChanged())
+    async with store.transaction() as session:
+        rows = await select_changes_after(session, 0)
+    assert len(rows) == PRUNE_EVERY - 10 and all(origin != "gone" for _, origin, _ in rows)
+    await store.close()

@@ -1,0 +1,70 @@
+"""ProgramService writes on SQLite, no sockets: each use case is one unit of work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from csip.config import Settings
+from csip.domain.clock import Clock
+from csip.errors import InvalidValues
+from csip.pki.identity import sfdi_from_lfdi
+from csip.sep2 import schema
+from csip.services.admin import AdminService, PreRegistration
+from csip.services.bus import LocalBus
+from csip.services.programs import ControlSpec, ProgramService
+from csip.services.sep2 import Sep2Service
+from csip.store import Store
+
+LFDI = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> tuple[ProgramService, list[list[str]]]:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'csip.db'}")
+    await store.migrate()
+    settings = Settings(data_dir=tmp_path)
+    bus = LocalBus()
+    seen: list[list[str]] = []
+    bus.subscribe(seen.append)
+    sep2 = Sep2Service(store, settings, Clock(), schema.load(settings.profile), bus)
+    await AdminService(sep2).preregister([PreRegistration(LFDI, sfdi_from_lfdi(LFDI))])
+    seen.clear()
+    return ProgramService(sep2), seen
+
+
+async def test_an_invalid_targeted_control_rolls_back_group_membership_and_program(
+    services: tuple[ProgramService, list[list[str]]],
+) -> None:
+    programs, seen = services
+    bad = ControlSpec(start=2_000_000_000, duration=60, base={"opModFixedW": 99_999})
+    with pytest.raises(InvalidValues):
+        await programs.create_targeted_control(bad, lfdi=LFDI, group_id=None, primacy=2)
+    assert await programs.der.groups() == []
+    assert await programs.der.programs() == []
+    assert seen == []  # nothing committed, nothing invalidated
+    good = ControlSpec(start=2_000_000_000, duration=60, base={"opModFixedW": 5000})
+    program, control = await programs.create_targeted_control(
+        good, lfdi=LFDI, group_id=None, primacy=2
+    )
+    assert control.program_id == program.id
+    assert len(seen) == 1  # one unit of work: one delivery of its tags
+    assert f"program:{program.id}" in seen[0] and "programs" not in seen[0]
+    await programs.sep2.store.close()
+
+
+async def test_deleting_a_device_drops_what_its_memberships_decided(
+    services: tuple[ProgramService, list[list[str]]],
+) -> None:
+    """A deleted device leaves its groups (the rows cascade): the groups it linked may no
+    longer share devices, so related-program states are dropped with it."""
+    programs, seen = services
+    group = await programs.create_group("feeder", "feeder", None)
+    await programs.set_member(group.id, LFDI, True)
+    seen.clear()
+    assert await AdminService(programs.sep2).delete_end_device(LFDI)
+    (tags,) = seen
+    assert {"related", f"group:{group.id}"} <= set(tags)
+    assert any(t.startswith("member:") for t in tags)
+    await programs.sep2.store.close()
