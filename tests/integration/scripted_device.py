@@ -58,6 +58,8 @@ class Device:
         self.post_rate = 300.0
         self.documents_done = False
         self.subscribed: set[str] = set()
+        #: every DERControl seen, by mRID: answered to the end even once it leaves the lists
+        self.seen: dict[str, etree._Element] = {}
         self.notify_url = ""
         self.wake = asyncio.Event()
 
@@ -128,7 +130,10 @@ class Device:
         devices = edev_list.findall(q("EndDevice"))
         if not devices:
             return
-        edev_href = devices[0].get("href") or ""
+        # an aggregator's list starts with its certificate's own EndDevice (CSIP-AUS), which
+        # has no FunctionSetAssignments: walk the first device the utility controls
+        controlled = [d for d in devices if href(d, "FunctionSetAssignmentsListLink")]
+        edev_href = (controlled or devices)[0].get("href") or ""
         edev = await self.get(edev_href)
         if edev is None:
             return
@@ -144,13 +149,20 @@ class Device:
                 derc = href(program, "DERControlListLink") or ""
                 await self.subscribe(edev_href, derc)
                 controls = await self.get(derc + "?l=255")
-                for control in [] if controls is None else controls.findall(q("DERControl")):
+                listed = [] if controls is None else controls.findall(q("DERControl"))
+                for control in listed:
+                    self.seen[text(control, "mRID") or ""] = control
+                for control in listed:
                     base = control.find(q("DERControlBase"))
                     for mode in [] if base is None else list(base):
                         curve = mode.get("href")
                         if curve:
                             await self.get(curve)
                     await self.control(control)
+        # a control over leaves the lists (IEEE 2030.5 event rules): the device keeps its own
+        # copy and answers Completed on its own clock, as a real device does
+        for control in self.seen.values():
+            await self.control(control)
         await self.readings(dcap, edev)
 
     async def subscribe(self, edev_href: str, resource: str) -> None:

@@ -116,8 +116,10 @@ class CsipAdmin:
         await self.call("PUT", f"/aggregators/{name}/certificates/{lfdi}", {})
 
     async def aggregator_devices(self, name: str) -> list[str]:
+        """The EndDevices the aggregator manages (not its certificate's own EndDevice)."""
         data = await self.call("GET", f"/end-devices?aggregator={name}&limit=1000")
-        return [str(item["lfdi"]).upper() for item in data.get("items", [])]
+        items = data.get("items", [])
+        return [str(i["lfdi"]).upper() for i in items if not i.get("aggregator_self")]
 
     async def create_group(self, description: str, parent: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"description": description[:32]}

@@ -109,6 +109,8 @@ def end_device_json(device: EndDevice, names: dict[int, str]) -> dict[str, Any]:
         "registered_at": device.registered_at,
         "changed_time": device.changed_time,
         "registered_in_band": device.in_band,
+        #: the aggregator certificate's own EndDevice (CSIP-AUS), not a device it manages
+        "aggregator_self": device.aggregator_self,
         "post_rate": device.post_rate,
         "device_category": device.device_category,
     }
