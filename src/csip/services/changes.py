@@ -57,8 +57,6 @@ SETTINGS = "settings"
 GROUPS = "groups"
 #: Which groups share devices (potentiallySuperseded across programs).
 RELATED = "related"
-#: A program was created: lists of programs, and states that rank programs, may grow.
-PROGRAM_SET = "program-set"
 OADR = "oadr"
 
 
@@ -165,9 +163,9 @@ def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEff
             notify.append(hrefs.fsa_list(device.id))
         tags += [group(g) for g in sorted({change.group_id, *affected_groups})]
     elif isinstance(change, ProgramChanged):
+        # group(): its group's lists, and the states of programs ranked against it (they
+        # carry the tags of every group that shares devices with theirs): never every program
         tags += [program(change.program_id), group(change.group_id)]
-        if change.created:
-            tags.append(PROGRAM_SET)
         notify.append(hrefs.program_list(change.group_id))
     elif isinstance(change, ControlsPublished):
         tags.append(program(change.program_id))

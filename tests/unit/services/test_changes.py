@@ -36,11 +36,14 @@ def test_a_control_drops_its_program_only_and_notifies_its_control_list() -> Non
     assert effects_of(DefaultControlChanged(12)).hrefs == ["/derp/12/dderc"]
 
 
-def test_a_new_program_reaches_its_group_lists_and_the_program_set() -> None:
+def test_a_new_program_reaches_its_group_never_every_program() -> None:
+    """Its group's lists, and (through the group tag every ranked program's state carries)
+    the programs it can be ranked against: no tag that every program carries."""
     created = effects_of(ProgramChanged(5, 2, created=True))
-    assert created.tags == ["program:5", "group:2", tag.PROGRAM_SET]
+    assert created.tags == ["program:5", "group:2"]
     assert created.hrefs == ["/fsa/2/derp"]
-    assert tag.PROGRAM_SET not in effects_of(ProgramChanged(5, 2)).tags  # a re-rank
+    assert effects_of(ProgramChanged(5, 2)).tags == ["program:5", "group:2"]  # a re-rank
+    assert not hasattr(tag, "PROGRAM_SET")
 
 
 def test_a_membership_change_drops_the_moved_devices_and_the_affected_groups() -> None:

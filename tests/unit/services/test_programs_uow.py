@@ -68,3 +68,28 @@ async def test_deleting_a_device_drops_what_its_memberships_decided(
     assert {"related", f"group:{group.id}"} <= set(tags)
     assert any(t.startswith("member:") for t in tags)
     await programs.sep2.store.close()
+
+
+async def test_a_new_program_drops_the_states_of_related_programs_only(
+    services: tuple[ProgramService, list[list[str]]],
+) -> None:
+    """A program created in a group that shares devices with program A's group is ranked
+    against A (A's state is dropped); one created in an unrelated group is not (B's state
+    stays cached)."""
+    programs, _ = services
+    feeder = await programs.create_group("feeder", "feeder", None)
+    other = await programs.create_group("other feeder", "feeder", None)
+    everyone = await programs.create_group("everyone", None, None)
+    await programs.set_member(feeder.id, LFDI, True)
+    await programs.set_member(everyone.id, LFDI, True)
+    a = await programs.create_program(feeder.id, "a", 2)
+    b = await programs.create_program(other.id, "b", 2)
+    await programs.state(a.id)
+    await programs.state(b.id)
+    key_a, key_b = ("program-state", a.id), ("program-state", b.id)
+    assert programs.cache.get(key_a) is not None and programs.cache.get(key_b) is not None
+    high = await programs.create_program(everyone.id, "high", 1)
+    assert programs.cache.get(key_a) is None  # ranked against the new one now
+    assert programs.cache.get(key_b) is not None  # shares no device with it
+    assert f"program:{high.id}" in (await programs.state(a.id)).tags
+    await programs.sep2.store.close()
