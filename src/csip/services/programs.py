@@ -151,15 +151,11 @@ class ProgramService:
         """Every group some device of this client belongs to, with ancestors."""
 
         async def load() -> frozenset[int]:
-            store = self.sep2.store
-            if principal.kind is PrincipalKind.AGGREGATOR:
-                _, devices = await store.page_end_devices(
-                    aggregator_id=principal.aggregator_id, lfdi=principal.lfdi, limit=10**9
-                )
-            else:
-                _, devices = await store.page_end_devices(lfdi=principal.lfdi, limit=1)
-            memberships = await self.der.memberships([d.id for d in devices])
-            direct = set().union(*memberships.values()) if memberships else set()
+            # one query answering groups, not the aggregator's 10,000 devices and memberships
+            aggregator = principal.kind is PrincipalKind.AGGREGATOR
+            direct = await self.der.member_groups(
+                lfdi=principal.lfdi, aggregator_id=principal.aggregator_id if aggregator else None
+            )
             return frozenset(self._closure(await self.groups(), direct))
 
         scope = principal.scope
