@@ -17,8 +17,10 @@ from csip.domain.changes import (
     MembershipChanged,
     ProgramChanged,
     SettingsChanged,
+    VtnClientRemoved,
 )
 from csip.domain.clock import Clock
+from csip.errors import Unauthorized
 from csip.services import changes as tag
 from csip.services.bus import LocalBus
 from csip.services.changes import Changes, effects_of
@@ -172,4 +174,32 @@ async def test_old_change_log_rows_are_pruned(store: Store) -> None:
     async with store.transaction() as session:
         rows = await select_changes_after(session, 0)
     assert len(rows) == PRUNE_EVERY - 10 and all(origin != "gone" for _, origin, _ in rows)
+    await store.close()
+
+
+def test_a_removed_vtn_client_drops_its_token_checks_only() -> None:
+    assert effects_of(VtnClientRemoved("ven-1")).tags == ["vtn-client:ven-1"]
+
+
+async def test_removing_a_vtn_client_reaches_every_worker_through_the_change_log(
+    store: Store, tmp_path: Path
+) -> None:
+    """Its cached token checks are per worker: the removal is a unit of work whose log row
+    the other workers replay (and this worker applies after commit)."""
+    from csip.config import Settings
+    from csip.services.vtn_auth import VtnAuth
+
+    bus = LocalBus()
+    clock = Clock()
+    auth = VtnAuth(store, Settings(data_dir=tmp_path), clock, Changes(store, bus, clock))
+    await auth.start()
+    new = await auth.create_client("ven one", "ven")
+    token, _ = auth.mint(new.client)
+    assert (await auth.authenticate(f"Bearer {token}")).client_id == new.client.client_id
+    await auth.remove_client("ven one")
+    async with store.transaction() as session:
+        ((_seq, _origin, tags),) = await select_changes_after(session, 0)
+    assert tags == [f"vtn-client:{new.client.client_id}"]
+    with pytest.raises(Unauthorized):
+        await auth.authenticate(f"Bearer {token}")
     await store.close()

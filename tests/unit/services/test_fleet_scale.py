@@ -20,6 +20,7 @@ from csip.pki.identity import sfdi_from_lfdi
 from csip.sep2 import schema
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import LocalBus
+from csip.services.changes import Changes
 from csip.services.programs import ControlSpec, ProgramService
 from csip.services.sep2 import Sep2Service
 from csip.store import Store
@@ -40,7 +41,9 @@ async def _costs(tmp_path: Path, devices: int, groups: int, monkeypatch: Any) ->
     store = Store(f"sqlite+aiosqlite:///{tmp_path / f'fleet-{devices}.db'}")
     await store.migrate()
     settings = Settings(data_dir=tmp_path)
-    sep2 = Sep2Service(store, settings, Clock(), schema.load(settings.profile), LocalBus())
+    sep2 = Sep2Service(
+        store, settings, Clock(), schema.load(settings.profile), Changes(store, LocalBus(), Clock())
+    )
     admin, programs = AdminService(sep2), ProgramService(sep2)
     agg = await admin.create_aggregator("agg")
     lfdis = [secrets.token_hex(20).upper() for _ in range(devices)]

@@ -13,6 +13,7 @@ from csip.pki.identity import sfdi_from_lfdi
 from csip.sep2 import schema
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import LocalBus
+from csip.services.changes import Changes
 from csip.services.programs import ControlSpec, ProgramService
 from csip.services.sep2 import Sep2Service
 from csip.store import Store
@@ -28,7 +29,9 @@ async def services(tmp_path: Path) -> tuple[ProgramService, list[list[str]]]:
     bus = LocalBus()
     seen: list[list[str]] = []
     bus.subscribe(seen.append)
-    sep2 = Sep2Service(store, settings, Clock(), schema.load(settings.profile), bus)
+    sep2 = Sep2Service(
+        store, settings, Clock(), schema.load(settings.profile), Changes(store, bus, Clock())
+    )
     await AdminService(sep2).preregister([PreRegistration(LFDI, sfdi_from_lfdi(LFDI))])
     seen.clear()
     return ProgramService(sep2), seen
