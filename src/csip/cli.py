@@ -237,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_clients_parser(commands)
 
+    from csip.conformance.cli import add_conformance_parser
+
+    add_conformance_parser(commands)
+
     from csip.conformance.sim.cli import add_sim_parser
 
     add_sim_parser(commands)

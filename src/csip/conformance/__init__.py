@@ -1,1 +1,2 @@
-"""The conformance harness: procedures, the device-mode runner, results and the OEM simulator."""
+"""The conformance harness: procedures as data, the device-mode runner, results, server mode
+and the OEM simulator."""

@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +140,9 @@ class Server:
     reuse_port: bool = False
     runners: list[web.AppRunner] = field(default_factory=list)
     app: App | None = None
+    #: Called once with the 2030.5 app before it starts (the conformance harness records
+    #: exchanges this way); None, the default, adds nothing to the request path.
+    sep2_hook: Callable[[web.Application], None] | None = None
 
     # ---- the ports actually listened on ----------------------------------------------
     @property
@@ -207,6 +211,8 @@ class Server:
         try:
             self.settings = settings
             self.app = app = build(settings, self.clock)
+            if self.sep2_hook is not None:
+                self.sep2_hook(app.sep2_app)
             await app.start()
             await self._serve(app.sep2_app, sockets.pop("sep2_port"), context)
             await self._serve(app.vtn_app, sockets.pop("vtn_port"), vtn_context)
