@@ -3,6 +3,7 @@ and the unit of work that applies it (SQLite in memory-fast files; real transact
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from csip.domain.changes import (
     EndDeviceChanged,
     GroupCreated,
     MembershipChanged,
+    OadrObjectChanged,
     ProgramChanged,
     SettingsChanged,
     VtnClientRemoved,
@@ -202,4 +204,47 @@ async def test_removing_a_vtn_client_reaches_every_worker_through_the_change_log
     assert tags == [f"vtn-client:{new.client.client_id}"]
     with pytest.raises(Unauthorized):
         await auth.authenticate(f"Bearer {token}")
+    await store.close()
+
+
+async def test_openadr_notifications_are_decided_here_from_the_recorded_change(
+    store: Store,
+) -> None:
+    """The VTN only records OadrObjectChanged(kind, id, operation, view): the outbox rows of
+    the subscriptions that may see it are written here, in the same transaction, and a
+    DELETE is told with the object as it was (a deleted subscription hears of itself)."""
+    from csip.openadr.rules import PROGRAM, SUBSCRIPTION
+    from csip.store import openadr as oadr
+    from csip.store.openadr import StoredObject
+    from csip.store.outbox import claim_due
+
+    def subscription() -> StoredObject:
+        operations = [
+            {
+                "objects": [PROGRAM, SUBSCRIPTION],
+                "operations": ["CREATE", "DELETE"],
+                "callbackUrl": "https://bl.example/hook",
+                "bearerToken": "t",
+            }
+        ]
+        body = {"objectOperations": operations, "clientName": "bl", "_role": "bl"}
+        return StoredObject("sub-1", SUBSCRIPTION, body, [], 0.0, 0.0, client_id="bl-1")
+
+    program = StoredObject("prg-1", PROGRAM, {"programName": "p"}, [], 0.0, 0.0, name="p")
+    changes = Changes(store, LocalBus(), Clock())
+    async with changes.unit_of_work() as tx:
+        sub = await oadr.insert(tx.session, subscription())
+        await oadr.insert(tx.session, program)
+        tx.record(OadrObjectChanged(PROGRAM, program.id, "CREATE", program))
+    async with changes.unit_of_work() as tx:
+        await oadr.mark_deleted(tx.session, [sub.id], 1.0)
+        tx.record(OadrObjectChanged(SUBSCRIPTION, sub.id, "DELETE", sub))
+    sent = await claim_due(store, Clock().now() + 60, 10, 30.0)
+    notes = [json.loads(m.body) for m in sent]
+    assert [(m.kind, m.target) for m in sent] == [("webhook", "https://bl.example/hook")] * 2
+    assert [(n["objectType"], n["operation"]) for n in notes] == [
+        (PROGRAM, "CREATE"),
+        (SUBSCRIPTION, "DELETE"),
+    ]
+    assert all(m.headers == {"Authorization": "Bearer t"} for m in sent)
     await store.close()
