@@ -305,6 +305,8 @@ async def setup(
 
     from csip.config import Settings
     from csip.domain.clock import Clock
+    from csip.services.bus import LocalBus
+    from csip.services.changes import Changes
     from csip.services.vtn_auth import VtnAuth, hash_secret
     from csip.store import Store
     from csip.store import openadr as store_oadr
@@ -312,7 +314,8 @@ async def setup(
 
     settings = Settings(data_dir=data)
     store = Store(settings.db_url)
-    auth = VtnAuth(store, settings, Clock())
+    clock = Clock()
+    auth = VtnAuth(store, settings, clock, Changes(store, LocalBus(), clock))
     await auth.start()
     shared_hash = hash_secret("bench-secret-not-used")
     tokens: dict[str, str] = {}

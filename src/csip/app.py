@@ -23,6 +23,7 @@ from csip.errors import ConfigError
 from csip.sep2 import schema
 from csip.services.admin import AdminService
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
+from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
@@ -60,6 +61,7 @@ class App:
     clock: Clock
     store: Store
     bus: LocalBus
+    changes: Changes
     outbox: OutboxWorker
     webhooks: WebhookSender
     mqtt: MqttSender | None
@@ -128,6 +130,15 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
             raise ConfigError(str(exc)) from exc
         outbox.register("mqtt", mqtt)
 
+    # ---- what changes mean (one for every service that writes) ---------------------------
+    changes = Changes(
+        store,
+        bus,
+        clock,
+        wake=outbox.wake,
+        mqtt_prefix=settings.vtn_mqtt_topic_prefix if mqtt is not None else None,
+    )
+
     # ---- 2030.5 --------------------------------------------------------------------------
     public_base = sep2_public_base(settings)
     farewells: Callable[[int], Awaitable[list[Any]]] = partial(
@@ -138,9 +149,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         settings,
         clock,
         schemas,
-        bus,
+        changes,
         mup_count=partial(count_mirror_usage_points, TelemetryStore(store)),
-        wake_outbox=outbox.wake,
         farewells=farewells,
     )
     programs = ProgramService(sep2)
@@ -158,8 +168,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     sep2_face = sep2_app.create_app(sep2, identity, programs, subscriptions, der_device, telemetry)
 
     # ---- OpenADR 3 VTN -------------------------------------------------------------------
-    vtn_auth = VtnAuth(store, settings, clock)
-    vtn = VtnService(store, settings, clock, bus, vtn_auth, outbox)
+    vtn_auth = VtnAuth(store, settings, clock, changes)
+    vtn = VtnService(store, settings, clock, changes, vtn_auth)
     vtn_face = vtn_app.create_app(vtn)
 
     # ---- admin ---------------------------------------------------------------------------
@@ -178,6 +188,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         clock=clock,
         store=store,
         bus=bus,
+        changes=changes,
         outbox=outbox,
         webhooks=webhooks,
         mqtt=mqtt,
@@ -204,6 +215,7 @@ async def prepare(settings: Settings) -> None:
     try:
         await store.migrate()
         with contextlib.suppress(Exception):  # the workers report key problems themselves
-            await VtnAuth(store, settings, Clock()).start()
+            clock = Clock()
+            await VtnAuth(store, settings, clock, Changes(store, LocalBus(), clock)).start()
     finally:
         await store.close()

@@ -112,6 +112,8 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
 def _with_vtn_auth(args: argparse.Namespace, work: Callable[[Any], Coroutine[Any, Any, _T]]) -> _T:
     """Run `work(VtnAuth)` on the same database as `csip serve`, running or not."""
     from csip.domain.clock import Clock
+    from csip.services.bus import LocalBus
+    from csip.services.changes import Changes
     from csip.services.vtn_auth import VtnAuth
     from csip.store import Store
 
@@ -121,7 +123,9 @@ def _with_vtn_auth(args: argparse.Namespace, work: Callable[[Any], Coroutine[Any
         store = Store(settings.db_url)
         try:
             await store.migrate()
-            return await work(VtnAuth(store, settings, Clock()))
+            clock = Clock()
+            # its changes reach a running server through the change log (PostgreSQL)
+            return await work(VtnAuth(store, settings, clock, Changes(store, LocalBus(), clock)))
         finally:
             await store.close()
 

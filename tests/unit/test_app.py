@@ -34,7 +34,8 @@ async def test_one_service_of_each_kind_shared_by_the_faces(tmp_path: Path, pki:
         assert app.sep2_app[SEP2_TELEMETRY] is app.telemetry is app.admin_app[TELEMETRY]
         assert app.admin_app[VTN_AUTH] is app.vtn_auth
         # given at construction, not patched in later
-        assert app.sep2.wake_outbox == app.outbox.wake
+        assert app.sep2.changes is app.changes is app.vtn.changes  # one Changes per app
+        assert app.changes.wake == app.outbox.wake and app.changes.mqtt_prefix is None
         assert app.sep2.mup_count is not None and app.sep2.farewells is not None
         assert app.subscriptions.public_base == "https://localhost:18443"
         assert set(app.outbox.senders) == {"sep2", "webhook"}

@@ -8,7 +8,7 @@ subscribable resource changes one module, not every writer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +150,10 @@ class MirrorUsagePointChanged:
     listed: bool = True
 
 
+#: OpenADR 3 operations (the notification's `operation`).
+CREATE, UPDATE, DELETE = "CREATE", "UPDATE", "DELETE"
+
+
 @dataclass(frozen=True, slots=True)
 class ReadingsAdded:
     """Readings arrived under a MirrorUsagePoint: only the metering read side (/upt) shows
@@ -167,10 +171,21 @@ class NotificationHostsChanged:
 
 @dataclass(frozen=True, slots=True)
 class OadrObjectChanged:
-    """An OpenADR 3 object was created, updated or deleted."""
+    """An OpenADR 3 object was created, updated or deleted (`operation`). `view`: the stored
+    object as its subscribers are told of it (as it was before a DELETE marked it deleted);
+    an opaque store value here, compared by kind and id only."""
 
     kind: str
     id: str
+    operation: str = UPDATE
+    view: object = field(default=None, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VtnClientRemoved:
+    """An OpenADR client was removed: its tokens are refused from their next request."""
+
+    client_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,5 +216,6 @@ Change = (
     | ReadingsAdded
     | NotificationHostsChanged
     | OadrObjectChanged
+    | VtnClientRemoved
     | EverythingChanged
 )

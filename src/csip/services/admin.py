@@ -71,6 +71,10 @@ async def admin_token(store: Store, *, rotate: bool = False, data_dir: Path | No
     Afterwards the token can be printed again only from that file (the database cannot give
     it back): without the file, or with a file that no longer matches (rotated on another
     host), this raises ConfigError naming `--rotate` as the fix.
+
+    Not a unit of work with a change: no worker caches the admin token (AdminService
+    .token_matches reads the stored hash on each admin request), so a rotation is seen by
+    every worker at its next request, and 2030.5 / OpenADR clients never see it.
     """
     expected = await store.get_setting(TOKEN_HASH_KEY)
     stored_legacy = await store.get_setting(LEGACY_TOKEN_KEY)
@@ -134,6 +138,9 @@ class AdminService:
         return found
 
     async def create_aggregator(self, name: str) -> Aggregator:
+        """Not a unit of work with a change: a new aggregator has no certificate yet, so no
+        client's principal, EndDeviceList or cached identity (`cert:` tags) can change until
+        one is attached, and attaching is a unit of work that records CertificateChanged."""
         return await self.store.create_aggregator(name, self.clock.now_int())
 
     async def aggregators(self) -> list[Aggregator]:

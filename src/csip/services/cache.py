@@ -5,10 +5,16 @@ another worker) drop every entry carrying one of the changed tags. A fill that r
 an invalidation of one of *its own* tags is not stored, so a stale render can never outlive
 the write that superseded it, while writes elsewhere (another program, another device) do
 not throw away fills they cannot have made stale.
+
+Fills are single-flight: concurrent misses of one key (a thousand devices of one aggregator
+asking for its visible groups the moment a write dropped them) await one load instead of each
+taking a database connection at once. A caller that arrives after an invalidation of the
+running fill's own tags does not take its (possibly stale) result: it loads again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +47,12 @@ def _no_clock() -> float:
     return 0.0
 
 
+def _retrieve(future: asyncio.Future[Entry]) -> None:
+    """Mark a fill's error as seen: its waiters may all have gone (a closed connection)."""
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass
 class RenderCache:
     #: Past this many entries the oldest tenth is dropped, so no client can grow the cache
@@ -64,6 +76,8 @@ class RenderCache:
     #: changed_at is trimmed past this many tags (a bulk change names thousands).
     max_tags: int = 100_000
     stats: CacheStats = field(default_factory=CacheStats)
+    #: key -> (the running fill, the generation at which it began): single-flight fills.
+    inflight: dict[Hashable, tuple[asyncio.Future[Entry], int]] = field(default_factory=dict)
 
     def get(self, key: Hashable) -> Entry | None:
         entry = self.entries.get(key)
@@ -101,13 +115,42 @@ class RenderCache:
             self.by_tag.setdefault(tag, set()).add(key)
 
     async def fetch(self, key: Hashable, load: Callable[[], Awaitable[Entry]]) -> Entry:
+        """The cached entry, or one load shared by every concurrent miss of `key`."""
         entry = self.get(key)
         if entry is not None:
             return entry
-        generation = self.generation
-        entry = await load()
-        self.put(key, entry, generation)
-        return entry
+        while True:
+            arrived = self.generation
+            flight = self.inflight.get(key)
+            if flight is None:
+                flight = (asyncio.ensure_future(self._fill(key, load, arrived)), arrived)
+                self.inflight[key] = flight
+                flight[0].add_done_callback(_retrieve)
+            future, began = flight
+            entry = await asyncio.shield(future)
+            if arrived == began or not self._stale(entry, began):
+                return entry
+            # an invalidation of its own tags came between that fill's start and our arrival
+
+    def _stale(self, entry: Entry, generation: int) -> bool:
+        """Whether one of the entry's tags changed since `generation` (a fill that began
+        then would be refused by put)."""
+        if generation < self.floor:
+            return True
+        changed_at = self.changed_at
+        return any(changed_at.get(tag, -1) >= generation for tag in entry.tags)
+
+    async def _fill(
+        self, key: Hashable, load: Callable[[], Awaitable[Entry]], generation: int
+    ) -> Entry:
+        try:
+            entry = await load()
+            self.put(key, entry, generation)
+            return entry
+        finally:
+            flight = self.inflight.get(key)
+            if flight is not None and flight[1] == generation:
+                del self.inflight[key]
 
     def _evict(self, count: int) -> None:
         """Drop the `count` oldest entries (dicts keep insertion order)."""

@@ -8,6 +8,10 @@ the change touched (the subscribed-resource hrefs of sep2/hrefs.py) and answers 
 which store.uow writes to the change log; after commit `committed` drops those tags here and
 wakes the outbox. Other workers drop them when they replay the log row (services/bus.py).
 
+OpenADR 3 changes are decided here too: `prepare` writes the webhook and MQTT outbox rows of
+every subscription (and topic) that may see each changed object, rendered as that subscriber
+would read it; the VTN only records `OadrObjectChanged(kind, id, operation, view)`.
+
 Invalidation is per resource: a control published in one program drops that program's
 renderings and the states of programs whose statuses depend on it, never every program.
 """
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from csip.domain.changes import (
+    DELETE,
     AggregatorRemoved,
     CertificateChanged,
     Change,
@@ -45,14 +50,21 @@ from csip.domain.changes import (
     ResponseAdded,
     SettingsChanged,
     SubscriptionsChanged,
+    VtnClientRemoved,
 )
 from csip.domain.clock import Clock
 from csip.domain.groups import closure
+from csip.openadr import rules
+from csip.openadr.rules import EVENT, PROGRAM, RESOURCE, SUBSCRIPTION, VEN, VenView
 from csip.sep2 import hrefs
 from csip.services.bus import EVERYTHING, LocalBus
+from csip.services.oadr_views import Views, all_views, dumps, render_object, rule_obj
 from csip.store import Store
 from csip.store import der as der_store
-from csip.store.outbox import Session
+from csip.store import openadr as oadr
+from csip.store import outbox as store_outbox
+from csip.store.openadr import StoredObject
+from csip.store.outbox import OutboxMessage, Session
 from csip.store.subscriptions import notify_end_device_lists, notify_in
 from csip.store.uow import UnitOfWork
 
@@ -62,8 +74,6 @@ SETTINGS = "settings"
 GROUPS = "groups"
 #: Which groups share devices (potentiallySuperseded across programs).
 RELATED = "related"
-#: A program was created: lists of programs, and states that rank programs, may grow.
-PROGRAM_SET = "program-set"
 OADR = "oadr"
 #: The per-aggregator notification host allow-lists (services/subscriptions.py).
 NOTIFY_HOSTS = "notify-hosts"
@@ -111,6 +121,11 @@ def readings(mup_id: int) -> str:
 
 def cert(lfdi: str) -> str:
     return f"cert:{lfdi}"
+
+
+def vtn_client(client_id: str) -> str:
+    """An OpenADR client's cached token checks (services/vtn_auth.py)."""
+    return f"vtn-client:{client_id}"
 
 
 def der(device_id: int) -> str:
@@ -186,12 +201,12 @@ def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEff
             notify.append(hrefs.fsa_list(device.id))
         tags += [group(g) for g in sorted({change.group_id, *affected_groups})]
     elif isinstance(change, ProgramChanged):
+        # group(): its group's lists, and the states of programs ranked against it (they
+        # carry the tags of every group that shares devices with theirs): never every program
         tags += [program(change.program_id), group(change.group_id)]
-        if change.created:
-            tags.append(PROGRAM_SET)
         notify.append(hrefs.program_list(change.group_id))
     elif isinstance(change, ProgramDeleted):
-        tags += [program(change.program_id), group(change.group_id), PROGRAM_SET]
+        tags += [program(change.program_id), group(change.group_id)]
         tags.append(responses(change.program_id))
         notify.append(hrefs.program_list(change.group_id))
     elif isinstance(change, ControlsPublished):
@@ -220,6 +235,8 @@ def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEff
         tags.append(NOTIFY_HOSTS)
     elif isinstance(change, OadrObjectChanged):
         tags.append(OADR)
+    elif isinstance(change, VtnClientRemoved):
+        tags.append(vtn_client(change.client_id))
     elif isinstance(change, EverythingChanged):
         tags.append(EVERYTHING)
     else:  # pragma: no cover - mypy checks the union is covered
@@ -240,11 +257,14 @@ class Changes:
         bus: LocalBus,
         clock: Clock,
         wake: Callable[[], None] = _nothing,
+        mqtt_prefix: str | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
         self.wake = wake
+        #: The OpenADR MQTT topic prefix, or None when no MQTT broker is configured.
+        self.mqtt_prefix = mqtt_prefix
 
     @property
     def worker_id(self) -> str:
@@ -279,7 +299,92 @@ class Changes:
             await notify_end_device_lists(
                 tx.session, hrefs.end_device_list(), listed, self.clock.now()
             )
+        oadr_changes = [c for c in tx.changes if isinstance(c, OadrObjectChanged) and c.view]
+        if oadr_changes:
+            await self._oadr_notify(tx.session, oadr_changes)
         return list(dict.fromkeys(tags))
+
+    # ---- OpenADR 3 notifications -------------------------------------------------------------
+    async def _oadr_notify(self, s: Session, changes: list[OadrObjectChanged]) -> None:
+        """Outbox rows for every subscription (and MQTT topic) that may see each change.
+
+        Objects deleted in this unit are still seen as they were (their `view`): a deleted
+        subscription hears of its own deletion, a deleted VEN's client keeps its view of the
+        objects deleted with it."""
+        deleted = [cast(StoredObject, c.view) for c in changes if c.operation == DELETE]
+        subscriptions = [
+            *await oadr.query(s, SUBSCRIPTION),
+            *(o for o in deleted if o.kind == SUBSCRIPTION),
+        ]
+        listening = any(
+            c.operation in op.get("operations", []) and c.kind in op.get("objects", [])
+            for sub in subscriptions
+            for op in sub.body.get("objectOperations", [])
+            for c in changes
+        )
+        if not listening and self.mqtt_prefix is None:
+            return  # nobody listens: no views to build
+        views = await all_views(s)
+        if deleted:
+            views = _with_deleted(views, _views_of_deleted(deleted))
+        programs: dict[str, rules.Obj | None] = {
+            o.id: rule_obj(o) for o in deleted if o.kind == PROGRAM
+        }
+        messages: list[OutboxMessage] = []
+        for change in changes:
+            obj = cast(StoredObject, change.view)
+            program = None
+            if obj.kind == EVENT and obj.program_id:
+                if obj.program_id not in programs:
+                    found = await oadr.get(s, PROGRAM, obj.program_id)
+                    programs[obj.program_id] = None if found is None else rule_obj(found)
+                program = programs[obj.program_id]
+            messages += self._oadr_messages(obj, change.operation, subscriptions, views, program)
+        if messages:
+            await store_outbox.enqueue(s, messages, self.clock.now())
+
+    def _oadr_messages(
+        self,
+        obj: StoredObject,
+        operation: str,
+        subscriptions: list[StoredObject],
+        views: Views,
+        program: rules.Obj | None,
+    ) -> list[OutboxMessage]:
+        robj = rule_obj(obj)
+        messages: list[OutboxMessage] = []
+        for sub in subscriptions:
+            view = None if sub.body.get("_role") == "bl" else views.of(sub.client_id)
+            if not rules.visible(robj, view, program):
+                continue
+            if sub.program_id and obj.program_id != sub.program_id:
+                continue
+            granted = view.targets if view is not None and obj.kind in (PROGRAM, EVENT) else None
+            if not rules.query_targets_match(obj.targets, sub.targets, granted):
+                continue
+            payload: bytes | None = None
+            for op in sub.body.get("objectOperations", []):
+                if obj.kind in op["objects"] and operation in op["operations"]:
+                    payload = payload or _notification(obj, operation, view)
+                    token = op.get("bearerToken")
+                    headers = {"Authorization": f"Bearer {token}"} if token else {}
+                    messages.append(
+                        OutboxMessage("webhook", op["callbackUrl"], payload, headers=headers)
+                    )
+        prefix = self.mqtt_prefix
+        if prefix is not None:
+            bl_payload = _notification(obj, operation, None)
+            for topic in rules.bl_topic_names(prefix, robj, operation):
+                messages.append(OutboxMessage("mqtt", topic, bl_payload))
+            for ven_view in views.by_client.values():
+                if not rules.visible(robj, ven_view, program):
+                    continue
+                payload = _notification(obj, operation, ven_view)
+                for ven_id in sorted(ven_view.ven_ids):
+                    name = rules.ven_topic_name(prefix, ven_id, robj, operation)
+                    if name:
+                        messages.append(OutboxMessage("mqtt", name, payload))
+        return messages
 
     async def _affected_groups(self, session: Session, change: MembershipChanged) -> set[int]:
         """Groups whose pairs of shared devices may have changed: the group and every group
@@ -294,3 +399,34 @@ class Changes:
         self.bus.committed(seq, tags)
         if notified:
             self.wake()
+
+
+def _notification(obj: StoredObject, operation: str, view: VenView | None) -> bytes:
+    rendered = render_object(obj, view)
+    note: dict[str, object] = {"objectType": obj.kind, "operation": operation, "object": rendered}
+    if rendered.get("targets"):
+        note["targets"] = rendered["targets"]
+    return dumps(note)
+
+
+def _views_of_deleted(deleted: list[StoredObject]) -> Views:
+    """What the VENs and resources deleted in this unit granted their clients."""
+    views = Views()
+    for obj in deleted:
+        if obj.kind not in (VEN, RESOURCE):
+            continue
+        client = obj.client_id or ""
+        old = views.by_client.get(client, VenView(client))
+        ven_ids = old.ven_ids | ({obj.id} if obj.kind == VEN else set())
+        views.by_client[client] = VenView(client, ven_ids, old.targets | set(obj.targets))
+    return views
+
+
+def _with_deleted(views: Views, extra: Views) -> Views:
+    merged = Views(dict(views.by_client))
+    for client, view in extra.by_client.items():
+        old = merged.by_client.get(client, VenView(client))
+        merged.by_client[client] = VenView(
+            client, old.ven_ids | view.ven_ids, old.targets | view.targets
+        )
+    return merged

@@ -125,9 +125,11 @@ class ProgramService:
     async def _cached(self, key: tuple[Any, ...], tags: tuple[str, ...], load: Any) -> Any:
         entry = self.cache.get(key)
         if entry is None:
-            generation = self.cache.generation
-            entry = Entry(b"", await load(), tags)
-            self.cache.put(key, entry, generation)
+
+            async def fill() -> Entry:
+                return Entry(b"", await load(), tags)
+
+            entry = await self.cache.fetch(key, fill)
         return entry.owner
 
     async def groups(self) -> dict[int, Group]:
@@ -157,15 +159,11 @@ class ProgramService:
         """Every group some device of this client belongs to, with ancestors."""
 
         async def load() -> frozenset[int]:
-            store = self.sep2.store
-            if principal.kind is PrincipalKind.AGGREGATOR:
-                _, devices = await store.page_end_devices(
-                    aggregator_id=principal.aggregator_id, lfdi=principal.lfdi, limit=10**9
-                )
-            else:
-                _, devices = await store.page_end_devices(lfdi=principal.lfdi, limit=1)
-            memberships = await self.der.memberships([d.id for d in devices])
-            direct = set().union(*memberships.values()) if memberships else set()
+            # one query answering groups, not the aggregator's 10,000 devices and memberships
+            aggregator = principal.kind is PrincipalKind.AGGREGATOR
+            direct = await self.der.member_groups(
+                lfdi=principal.lfdi, aggregator_id=principal.aggregator_id if aggregator else None
+            )
             return frozenset(self._closure(await self.groups(), direct))
 
         scope = principal.scope
@@ -173,20 +171,22 @@ class ProgramService:
         result: frozenset[int] = await self._cached(("visible", scope), tags, load)
         return result
 
-    async def _related_pairs(self) -> frozenset[tuple[int, int]]:
-        """Pairs of groups that reach at least one common device (for potentiallySuperseded)."""
+    async def _related(self) -> Mapping[int, frozenset[int]]:
+        """Each group -> the groups that reach at least one common device with it (itself
+        included): the programs it is ranked against for potentiallySuperseded."""
 
-        async def load() -> frozenset[tuple[int, int]]:
+        async def load() -> dict[int, frozenset[int]]:
             groups = await self.groups()
-            pairs: set[tuple[int, int]] = set()
+            related: dict[int, set[int]] = {g: set() for g in groups}
             closures = {frozenset(self._closure(groups, {g})) for g in groups}
             memberships = await self.der.memberships()
             closures |= {frozenset(self._closure(groups, d)) for d in memberships.values()}
             for reach in closures:
-                pairs.update((a, b) for a in reach for b in reach)
-            return frozenset(pairs)
+                for a in reach:
+                    related.setdefault(a, set()).update(reach)
+            return {g: frozenset(r) for g, r in related.items()}
 
-        result: frozenset[tuple[int, int]] = await self._cached(
+        result: dict[int, frozenset[int]] = await self._cached(
             ("related",), (tag.GROUPS, tag.RELATED), load
         )
         return result
@@ -198,18 +198,18 @@ class ProgramService:
         if entry is not None:
             state: ProgramState = entry.owner
             return state
-        generation = self.cache.generation
+        entry = await self.cache.fetch(key, lambda: self._load_state(program_id))
+        state = entry.owner
+        return state
+
+    async def _load_state(self, program_id: int) -> Entry:
         program = await self.der.program(program_id)
         if program is None:
             raise NotFound(f"no DERProgram {program_id}")
         now = self.clock.now_int()
         controls = await self.der.controls([program_id])
-        related = await self._related_pairs()
-        ranked = [
-            p
-            for p in await self.der.programs()
-            if p.id != program_id and (p.group_id, program.group_id) in related
-        ]
+        related = sorted((await self._related()).get(program.group_id, {program.group_id}))
+        ranked = [p for g in related for p in await self._programs_of(g) if p.id != program_id]
         higher = [p.id for p in ranked if p.primacy < program.primacy]
         higher_controls = await self.der.controls(higher)
         statuses = event_statuses(controls, now, higher_controls)
@@ -222,13 +222,12 @@ class ProgramService:
             next_boundary([*controls, *higher_controls], now),
             (
                 tag.program(program_id),
-                tag.group(program.group_id),
-                tag.PROGRAM_SET,
+                # a program created in a group it shares devices with is ranked against it
+                *(tag.group(g) for g in related),
                 *(tag.program(p.id) for p in ranked),
             ),
         )
-        self.cache.put(key, Entry(b"", state, state.tags, state.boundary), generation)
-        return state
+        return Entry(b"", state, state.tags, state.boundary)
 
     # ---- reads -------------------------------------------------------------------------
     async def _visible_program(self, principal: Principal, program_id: int) -> ProgramState:
@@ -242,9 +241,11 @@ class ProgramService:
     ) -> bytes:
         entry = self.cache.get(key)
         if entry is None:
-            generation = self.cache.generation
-            entry = Entry(await build(), None, tags, expires)
-            self.cache.put(key, entry, generation)
+
+            async def fill() -> Entry:
+                return Entry(await build(), None, tags, expires)
+
+            entry = await self.cache.fetch(key, fill)
         return entry.body
 
     async def fsa_list(self, principal: Principal, device_id: int, page: Page) -> bytes:

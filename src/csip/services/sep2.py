@@ -41,7 +41,7 @@ from csip.sep2 import resources as render
 from csip.sep2.schema import SchemaSet
 from csip.sep2.xml import parse, serialize, text
 from csip.services import changes as tag
-from csip.services.bus import EVERYTHING, LocalBus
+from csip.services.bus import EVERYTHING
 from csip.services.cache import Entry, RenderCache
 from csip.services.changes import Changes
 from csip.store import Store
@@ -69,17 +69,16 @@ class Sep2Service:
         settings: Settings,
         clock: Clock,
         schemas: SchemaSet,
-        bus: LocalBus,
+        changes: Changes,
         *,
         mup_count: Callable[[Principal], Awaitable[int]] | None = None,
-        wake_outbox: Callable[[], None] = _nothing,
         farewells: Callable[[int], Awaitable[list[Any]]] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.schemas = schemas
-        self.bus = bus
+        self.bus = changes.bus
         self.cache = RenderCache(
             max_entries=settings.cache_max_entries,
             max_bytes=settings.cache_max_bytes,
@@ -94,13 +93,12 @@ class Sep2Service:
         self._post_rate: int | None = None
         #: How many MirrorUsagePoints a client sees, for /dcap's MirrorUsagePointListLink.
         self.mup_count = mup_count
-        #: Wakes the outbox worker; writers call it after a commit that queued notifications.
-        self.wake_outbox = wake_outbox
         #: The farewell notifications of a device's subscriptions, queued when it is deleted.
         self.farewells = farewells
-        #: Every write of every service built on this one goes through these units of work.
-        self.changes = Changes(store, bus, clock, wake=lambda: self.wake_outbox())
-        bus.subscribe(self._on_invalidate)
+        #: The app's one Changes: every write of every service built on this one goes through
+        #: its units of work (it wakes the outbox after a commit that queued notifications).
+        self.changes = changes
+        self.bus.subscribe(self._on_invalidate)
 
     # ---- invalidation ----------------------------------------------------------
     def _on_invalidate(self, tags: list[str]) -> None:

@@ -10,15 +10,13 @@ more often than anything changes.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from csip.config import Settings
-from csip.domain.changes import OadrObjectChanged
+from csip.domain.changes import CREATE, DELETE, UPDATE, OadrObjectChanged
 from csip.domain.clock import Clock
 from csip.errors import BadRequest, Conflict, Forbidden, NotFound
 from csip.openadr import models, rules
@@ -33,16 +31,15 @@ from csip.openadr.rules import (
     VenView,
 )
 from csip.services import changes as tag
-from csip.services.bus import EVERYTHING, LocalBus
+from csip.services.bus import EVERYTHING
 from csip.services.changes import Changes
-from csip.services.outbox import OutboxWorker
+from csip.services.oadr_views import dumps, render_object, rule_obj
 from csip.services.vtn_auth import VtnAuth
 from csip.services.vtn_notify import CallbackChecker
 from csip.store import Store
 from csip.store import openadr as oadr
-from csip.store import outbox as store_outbox
 from csip.store.openadr import StoredObject
-from csip.store.outbox import OutboxMessage, Session
+from csip.store.outbox import Session
 
 TAG = tag.OADR
 READ_SCOPE = {
@@ -82,52 +79,22 @@ class ListQuery:
     active: bool | None = None
 
 
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def dumps(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-def rule_obj(obj: StoredObject) -> rules.Obj:
-    return rules.Obj(
-        kind=obj.kind,
-        id=obj.id,
-        targets=obj.targets,
-        program_id=obj.program_id,
-        client_id=obj.client_id,
-        ven_id=obj.ven_id,
-    )
-
-
-@dataclass
-class _Views:
-    """Every VEN client's view, built once per notification pass."""
-
-    by_client: dict[str, VenView] = field(default_factory=dict)
-
-    def of(self, client_id: str | None) -> VenView:
-        return self.by_client.get(client_id or "", VenView(client_id or ""))
-
-
 class VtnService:
     def __init__(
         self,
         store: Store,
         settings: Settings,
         clock: Clock,
-        bus: LocalBus,
+        changes: Changes,
         auth: VtnAuth,
-        outbox: OutboxWorker | None = None,
         checker: CallbackChecker | None = None,
     ) -> None:
+        """`changes`: the app's one Changes (its MQTT prefix set when MQTT is configured);
+        writes record OadrObjectChanged there, which decides the notifications."""
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.bus = bus
         self.auth = auth
-        self.outbox = outbox
         self.checker = checker or CallbackChecker(
             settings.vtn_webhook_allow_loopback, settings.vtn_webhook_timeout
         )
@@ -137,12 +104,8 @@ class VtnService:
         #: Bytes of the bodies in _cache; past settings.cache_max_bytes it is emptied.
         self.cache_bytes = 0
         self._generation = 0
-        self.changes = Changes(store, bus, clock, wake=self._wake)
-        bus.subscribe(self._on_tags)
-
-    def _wake(self) -> None:
-        if self.outbox is not None:
-            self.outbox.wake()
+        self.changes = changes
+        changes.bus.subscribe(self._on_tags)
 
     # ---- cache ------------------------------------------------------------------------
     def _on_tags(self, tags: list[str]) -> None:
@@ -186,23 +149,6 @@ class VtnService:
                 targets.update(resource.targets)
         return VenView(principal.client_id, frozenset(ven_ids), frozenset(targets))
 
-    async def _all_views(self, s: Session) -> _Views:
-        views = _Views()
-        vens = await oadr.query(s, VEN)
-        resources = await oadr.query(s, RESOURCE)
-        by_ven: dict[str, set[str]] = {}
-        for r in resources:
-            by_ven.setdefault(r.ven_id or "", set()).update(r.targets)
-        grouped: dict[str, tuple[set[str], set[str]]] = {}
-        for v in vens:
-            ids, targets = grouped.setdefault(v.client_id or "", (set(), set()))
-            ids.add(v.id)
-            targets.update(v.targets)
-            targets.update(by_ven.get(v.id, set()))
-        for client_id, (ids, targets) in grouped.items():
-            views.by_client[client_id] = VenView(client_id, frozenset(ids), frozenset(targets))
-        return views
-
     async def _program_of(self, s: Session, obj: StoredObject) -> rules.Obj | None:
         if obj.kind != EVENT or not obj.program_id:
             return None
@@ -217,26 +163,7 @@ class VtnService:
     def render(
         self, obj: StoredObject, view: VenView | None, asked: Sequence[str] = ()
     ) -> dict[str, Any]:
-        """The wire object as this viewer sees it; a VEN that asked for some targets (the
-        ``targets`` query) finds only those of its granted targets it asked for."""
-        out: dict[str, Any] = {
-            "id": obj.id,
-            "createdDateTime": iso(obj.created_at),
-            "modificationDateTime": iso(obj.modified_at),
-            "objectType": obj.kind,
-        }
-        for key, value in obj.body.items():
-            if not key.startswith("_"):
-                out[key] = value
-        if obj.kind in (PROGRAM, EVENT):
-            shown = rules.shown_targets(rule_obj(obj), view)
-            if view is not None and asked:
-                shown = [t for t in shown if t in asked]
-            if shown:
-                out["targets"] = shown
-            else:
-                out.pop("targets", None)
-        return out
+        return render_object(obj, view, asked)
 
     # ---- reads ------------------------------------------------------------------------
     def cached_list(self, principal: Principal, kind: str, raw_query: str) -> bytes | None:
@@ -388,8 +315,7 @@ class VtnService:
             view = await self.view(s, principal)
             obj = await self._build(s, principal, view, kind, request, None, now)
             stored = await oadr.insert(s, obj)
-            await self._notify(s, [stored], "CREATE", now)
-            tx.record(OadrObjectChanged(kind, stored.id))
+            tx.record(OadrObjectChanged(kind, stored.id, CREATE, stored))
         return dumps(self.render(stored, view))
 
     async def update(self, principal: Principal, kind: str, object_id: str, raw: bytes) -> bytes:
@@ -406,8 +332,7 @@ class VtnService:
             existing = await self._visible_object(s, kind, object_id, view, lock=True)
             obj = await self._build(s, principal, view, kind, request, existing, now)
             stored = await oadr.replace(s, obj)
-            await self._notify(s, [stored], "UPDATE", now)
-            tx.record(OadrObjectChanged(kind, stored.id))
+            tx.record(OadrObjectChanged(kind, stored.id, UPDATE, stored))
         return dumps(self.render(stored, view))
 
     async def delete(self, principal: Principal, kind: str, object_id: str) -> bytes:
@@ -424,9 +349,9 @@ class VtnService:
                 doomed += await oadr.query(s, EVENT, program_id=existing.id)
             if kind == VEN:
                 doomed += await oadr.query(s, RESOURCE, ven_ids=[existing.id])
-            await self._notify(s, doomed, "DELETE", now)
+            # each as it was before it was marked deleted: what its subscribers are sent
+            tx.record(*(OadrObjectChanged(o.kind, o.id, DELETE, o) for o in doomed))
             await oadr.mark_deleted(s, [o.id for o in doomed], now)
-            tx.record(*(OadrObjectChanged(o.kind, o.id) for o in doomed))
         return dumps(self.render(existing, view))
 
     async def _check_callbacks(self, kind: str, request: Any) -> None:
@@ -549,75 +474,6 @@ class VtnService:
         obj.name = obj.body["resourceName"]
         obj.unique_key = f"{ven.id}/{obj.name}"
         return obj
-
-    # ---- notifications ------------------------------------------------------------------
-    async def _notify(
-        self, s: Session, objs: Sequence[StoredObject], operation: str, now: float
-    ) -> None:
-        """Outbox rows for every subscription (and MQTT topic) that may see each change."""
-        kinds = {o.kind for o in objs}
-        subscriptions = [
-            sub
-            for sub in await oadr.query(s, SUBSCRIPTION)
-            if any(
-                operation in op.get("operations", []) and kinds & set(op.get("objects", []))
-                for op in sub.body.get("objectOperations", [])
-            )
-        ]
-        if not subscriptions and not self.mqtt_enabled:
-            return  # nobody listens: no views to build
-        views = await self._all_views(s)
-        programs: dict[str, rules.Obj | None] = {}
-        messages: list[OutboxMessage] = []
-        for obj in objs:
-            robj = rule_obj(obj)
-            program = None
-            if obj.kind == EVENT and obj.program_id:
-                if obj.program_id not in programs:
-                    found = await oadr.get(s, PROGRAM, obj.program_id)
-                    programs[obj.program_id] = None if found is None else rule_obj(found)
-                program = programs[obj.program_id]
-            for sub in subscriptions:
-                view = None if sub.body.get("_role") == "bl" else views.of(sub.client_id)
-                if not rules.visible(robj, view, program):
-                    continue
-                if sub.program_id and obj.program_id != sub.program_id:
-                    continue
-                granted = (
-                    view.targets if view is not None and obj.kind in (PROGRAM, EVENT) else None
-                )
-                if not rules.query_targets_match(obj.targets, sub.targets, granted):
-                    continue
-                payload: bytes | None = None
-                for op in sub.body.get("objectOperations", []):
-                    if obj.kind in op["objects"] and operation in op["operations"]:
-                        payload = payload or self._notification(obj, operation, view)
-                        token = op.get("bearerToken")
-                        headers = {"Authorization": f"Bearer {token}"} if token else {}
-                        messages.append(
-                            OutboxMessage("webhook", op["callbackUrl"], payload, headers=headers)
-                        )
-            if self.mqtt_enabled:
-                bl_payload = self._notification(obj, operation, None)
-                for topic in rules.bl_topic_names(self.prefix, robj, operation):
-                    messages.append(OutboxMessage("mqtt", topic, bl_payload))
-                for view in views.by_client.values():
-                    if not rules.visible(robj, view, program):
-                        continue
-                    payload = self._notification(obj, operation, view)
-                    for ven_id in sorted(view.ven_ids):
-                        name = rules.ven_topic_name(self.prefix, ven_id, robj, operation)
-                        if name:
-                            messages.append(OutboxMessage("mqtt", name, payload))
-        if messages:
-            await store_outbox.enqueue(s, messages, now)
-
-    def _notification(self, obj: StoredObject, operation: str, view: VenView | None) -> bytes:
-        rendered = self.render(obj, view)
-        note: dict[str, Any] = {"objectType": obj.kind, "operation": operation, "object": rendered}
-        if rendered.get("targets"):
-            note["targets"] = rendered["targets"]
-        return dumps(note)
 
     # ---- notifiers and MQTT topics ------------------------------------------------------
     def notifiers(self) -> bytes:

@@ -37,9 +37,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from csip.config import Settings
+from csip.domain.changes import VtnClientRemoved
 from csip.domain.clock import Clock
 from csip.errors import BadRequest, InvalidValues, NotFound, Unauthorized
 from csip.openadr.rules import BL_ONLY_SCOPES, ROLE_SCOPES, SCOPES, Principal
+from csip.services import changes as tag
+from csip.services.bus import EVERYTHING
+from csip.services.changes import Changes
 from csip.store import Store
 from csip.store import openadr as store_oadr
 from csip.store.openadr import VtnClient
@@ -48,6 +52,7 @@ _KEY_SETTING = "vtn_token_key_"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 #: How long a verified token is trusted without looking at the client list again.
 _RECHECK = 60.0
+VTN_CLIENT_TAG = tag.vtn_client("")
 _CACHE_MAX = 200_000
 
 
@@ -90,8 +95,11 @@ class NewClient:
 
 
 class VtnAuth:
-    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, changes: Changes) -> None:
+        """`changes`: a removed client is a unit of work whose change reaches every worker
+        (each drops its cached token checks of that client)."""
         self.store = store
+        self.changes = changes
         self.settings = settings
         self.clock = clock
         self.alg = settings.vtn_token_alg
@@ -106,6 +114,13 @@ class VtnAuth:
         self._clients: dict[str, VtnClient] = {}
         self._clients_at = -1e9
         self._clients_lock = asyncio.Lock()
+        changes.bus.subscribe(self._on_tags)
+
+    def _on_tags(self, tags: list[str]) -> None:
+        if EVERYTHING in tags or any(t.startswith(VTN_CLIENT_TAG) for t in tags):
+            self._cache.clear()
+            self._secrets_ok.clear()
+            self._clients_at = -1e9
 
     async def start(self) -> None:
         await self._load_key()
@@ -144,6 +159,9 @@ class VtnAuth:
     async def create_client(
         self, name: str, role: str, scopes: list[str] | None = None
     ) -> NewClient:
+        """Not a unit of work with a change: a new client has no token yet, so no worker has
+        anything cached about it (a worker that does not know its id reloads the clients,
+        see `_known_client`), and one insert is its own transaction."""
         if role not in ROLE_SCOPES:
             raise InvalidValues("role must be bl or ven")
         if not name or len(name) > 64:
@@ -169,11 +187,13 @@ class VtnAuth:
         return await store_oadr.list_clients(self.store)
 
     async def remove_client(self, name: str) -> None:
-        if not await store_oadr.delete_client(self.store, name):
-            raise NotFound(f"no VTN client named {name!r}")
-        self._cache.clear()
-        self._secrets_ok.clear()
-        self._clients_at = -1e9
+        """One unit of work: every worker (and a server beside `csip clients remove`, on
+        PostgreSQL) drops its cached token checks of the client when the change reaches it."""
+        async with self.changes.unit_of_work() as tx:
+            client_id = await store_oadr.delete_client(tx.session, name)
+            if client_id is None:
+                raise NotFound(f"no VTN client named {name!r}")
+            tx.record(VtnClientRemoved(client_id))
 
     # ---- tokens -----------------------------------------------------------------------
     def mint(self, client: VtnClient, scopes: list[str] | None = None) -> tuple[str, int]:

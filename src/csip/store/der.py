@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, delete, select
 
@@ -21,6 +22,7 @@ from csip.domain.der import Control, Curve, DefaultControl, Group, Program
 from csip.domain.devices import mint_mrid
 from csip.errors import Conflict, NotFound
 from csip.store.store import Store
+from csip.store.tables import EndDeviceRow
 from csip.store.tables_der import (
     DerControlRow,
     DerCurveRow,
@@ -174,6 +176,24 @@ async def select_memberships(
         for row in await s.scalars(query):
             found.setdefault(row.end_device_id, set()).add(row.group_id)
     return found
+
+
+async def select_member_groups(
+    s: AsyncSession, *, lfdi: str, aggregator_id: int | None = None
+) -> set[int]:
+    """The groups the devices of one client scope are directly members of: its own device
+    (lfdi) and, for an aggregator, every device it manages. One query answering at most one
+    row per group, whatever the size of the fleet."""
+    owned = col(EndDeviceRow.lfdi) == lfdi
+    if aggregator_id is not None:
+        owned = or_(owned, col(EndDeviceRow.aggregator_id) == aggregator_id)
+    query = (
+        select(DerGroupMemberRow.group_id)
+        .join(EndDeviceRow, col(EndDeviceRow.id) == col(DerGroupMemberRow.end_device_id))
+        .where(owned)
+        .distinct()
+    )
+    return set(await s.scalars(query))
 
 
 # ---- programs --------------------------------------------------------------------------
@@ -520,6 +540,10 @@ class DerStore:
                 select(DerGroupMemberRow).where(col(DerGroupMemberRow.group_id) == group_id)
             )
             return sorted(r.end_device_id for r in rows)
+
+    async def member_groups(self, *, lfdi: str, aggregator_id: int | None = None) -> set[int]:
+        async with self.store.transaction() as s:
+            return await select_member_groups(s, lfdi=lfdi, aggregator_id=aggregator_id)
 
     async def programs(self, group_id: int | None = None) -> list[Program]:
         async with self.store.transaction() as s:

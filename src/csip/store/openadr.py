@@ -225,7 +225,11 @@ async def get_client(store: Store, client_id: str) -> VtnClient | None:
         return None if row is None else _client(row)
 
 
-async def delete_client(store: Store, name: str) -> bool:
-    async with store.transaction() as s:
-        result = await s.execute(sa_delete(VtnClientRow).where(col(VtnClientRow.name) == name))
-        return bool(getattr(result, "rowcount", 0))
+async def delete_client(session: Session, name: str) -> str | None:
+    """Remove the client of this name; answers its client_id (None: there was none)."""
+    query = select(VtnClientRow).where(col(VtnClientRow.name) == name)
+    row = (await session.scalars(query)).first()
+    if row is None:
+        return None
+    await session.execute(sa_delete(VtnClientRow).where(col(VtnClientRow.name) == name))
+    return row.client_id

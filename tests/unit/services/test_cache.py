@@ -101,3 +101,70 @@ async def test_a_fill_is_kept_when_only_other_tags_changed_meanwhile() -> None:
     cache.clear()
     cache.put("p3", Entry(b"p3", tags=("program:3",)), began)
     assert cache.get("p3") is None  # anything begun before a clear() is refused
+
+
+async def test_concurrent_misses_of_one_key_await_one_load() -> None:
+    """A thousand devices asking at once for what a write just dropped: one load, not a
+    thousand database connections at once."""
+    cache = RenderCache()
+    loads = 0
+    release = asyncio.Event()
+
+    async def load() -> Entry:
+        nonlocal loads
+        loads += 1
+        await release.wait()
+        return Entry(b"groups", tags=("visible:agg:1",))
+
+    waiters = [asyncio.create_task(cache.fetch("k", load)) for _ in range(50)]
+    await asyncio.sleep(0)
+    release.set()
+    assert {(await w).body for w in waiters} == {b"groups"}
+    assert loads == 1
+    assert cache.get("k") is not None and not cache.inflight
+
+
+async def test_a_miss_after_an_invalidation_does_not_take_the_running_fill() -> None:
+    cache = RenderCache()
+    loads = 0
+    first_started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def load() -> Entry:
+        nonlocal loads
+        loads += 1
+        if loads == 1:
+            first_started.set()
+            await release.wait()
+        return Entry(b"v%d" % loads, tags=("group:1",))
+
+    early = asyncio.create_task(cache.fetch("k", load))
+    await first_started.wait()
+    cache.invalidate(["group:1"])  # a write the running fill may not have seen
+    late = asyncio.create_task(cache.fetch("k", load))
+    await asyncio.sleep(0)
+    release.set()
+    assert (await early).body == b"v1"
+    assert (await late).body == b"v2"  # loaded again: it arrived after the write
+    assert (await cache.fetch("k", load)).body == b"v2"
+
+
+async def test_a_failed_fill_reaches_every_waiter_and_is_not_remembered() -> None:
+    cache = RenderCache()
+    release = asyncio.Event()
+
+    async def load() -> Entry:
+        await release.wait()
+        raise LookupError("gone")
+
+    waiters = [asyncio.create_task(cache.fetch("k", load)) for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    for waiter in waiters:
+        try:
+            await waiter
+        except LookupError:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError("the fill's error must reach its waiters")
+    assert not cache.inflight and cache.get("k") is None

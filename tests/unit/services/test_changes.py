@@ -3,6 +3,7 @@ and the unit of work that applies it (SQLite in memory-fast files; real transact
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,15 +20,18 @@ from csip.domain.changes import (
     MembershipChanged,
     MirrorUsagePointChanged,
     NotificationHostsChanged,
+    OadrObjectChanged,
     ProgramChanged,
     ProgramDeleted,
     ReadingsAdded,
     ResponseAdded,
     SettingsChanged,
+    VtnClientRemoved,
 )
 from csip.domain.clock import Clock
 from csip.domain.devices import EndDevice
 from csip.domain.subscriptions import Subscription
+from csip.errors import Unauthorized
 from csip.sep2 import hrefs
 from csip.services import changes as tag
 from csip.services.bus import LocalBus
@@ -48,11 +52,14 @@ def test_a_control_drops_its_program_only_and_notifies_its_control_list() -> Non
     assert effects_of(DefaultControlChanged(12)).hrefs == ["/derp/12/dderc"]
 
 
-def test_a_new_program_reaches_its_group_lists_and_the_program_set() -> None:
+def test_a_new_program_reaches_its_group_never_every_program() -> None:
+    """Its group's lists, and (through the group tag every ranked program's state carries)
+    the programs it can be ranked against: no tag that every program carries."""
     created = effects_of(ProgramChanged(5, 2, created=True))
-    assert created.tags == ["program:5", "group:2", tag.PROGRAM_SET]
+    assert created.tags == ["program:5", "group:2"]
     assert created.hrefs == ["/fsa/2/derp"]
-    assert tag.PROGRAM_SET not in effects_of(ProgramChanged(5, 2)).tags  # a re-rank
+    assert effects_of(ProgramChanged(5, 2)).tags == ["program:5", "group:2"]  # a re-rank
+    assert not hasattr(tag, "PROGRAM_SET")
 
 
 def test_a_membership_change_drops_the_moved_devices_and_the_affected_groups() -> None:
@@ -90,12 +97,9 @@ def test_a_device_joining_or_leaving_the_lists_notifies_their_subscribers() -> N
 
 def test_a_deleted_program_leaves_its_group_lists_and_the_response_sets() -> None:
     effects = effects_of(ProgramDeleted(5, 2))
-    assert set(effects.tags) == {
-        "program:5",
-        "group:2",
-        tag.PROGRAM_SET,
-        "responses:5",
-    }
+    # group:2 also drops the states of programs ranked against it (they carry the tags of
+    # every group sharing devices with theirs): never every program
+    assert set(effects.tags) == {"program:5", "group:2", "responses:5"}
     assert effects.hrefs == ["/fsa/2/derp"]
 
 
@@ -249,4 +253,75 @@ async def test_a_device_joining_the_lists_queues_an_intent_for_each_list_that_sh
     assert woken == [1]
     queued = [m.target for m, _state in await outbox.messages(store, "sep2")]
     assert queued == [f"https://receiver.example/{mine.id}"]
+    await store.close()
+
+
+def test_a_removed_vtn_client_drops_its_token_checks_only() -> None:
+    assert effects_of(VtnClientRemoved("ven-1")).tags == ["vtn-client:ven-1"]
+
+
+async def test_removing_a_vtn_client_reaches_every_worker_through_the_change_log(
+    store: Store, tmp_path: Path
+) -> None:
+    """Its cached token checks are per worker: the removal is a unit of work whose log row
+    the other workers replay (and this worker applies after commit)."""
+    from csip.config import Settings
+    from csip.services.vtn_auth import VtnAuth
+
+    bus = LocalBus()
+    clock = Clock()
+    auth = VtnAuth(store, Settings(data_dir=tmp_path), clock, Changes(store, bus, clock))
+    await auth.start()
+    new = await auth.create_client("ven one", "ven")
+    token, _ = auth.mint(new.client)
+    assert (await auth.authenticate(f"Bearer {token}")).client_id == new.client.client_id
+    await auth.remove_client("ven one")
+    async with store.transaction() as session:
+        ((_seq, _origin, tags),) = await select_changes_after(session, 0)
+    assert tags == [f"vtn-client:{new.client.client_id}"]
+    with pytest.raises(Unauthorized):
+        await auth.authenticate(f"Bearer {token}")
+    await store.close()
+
+
+async def test_openadr_notifications_are_decided_here_from_the_recorded_change(
+    store: Store,
+) -> None:
+    """The VTN only records OadrObjectChanged(kind, id, operation, view): the outbox rows of
+    the subscriptions that may see it are written here, in the same transaction, and a
+    DELETE is told with the object as it was (a deleted subscription hears of itself)."""
+    from csip.openadr.rules import PROGRAM, SUBSCRIPTION
+    from csip.store import openadr as oadr
+    from csip.store.openadr import StoredObject
+    from csip.store.outbox import claim_due
+
+    def subscription() -> StoredObject:
+        operations = [
+            {
+                "objects": [PROGRAM, SUBSCRIPTION],
+                "operations": ["CREATE", "DELETE"],
+                "callbackUrl": "https://bl.example/hook",
+                "bearerToken": "t",
+            }
+        ]
+        body = {"objectOperations": operations, "clientName": "bl", "_role": "bl"}
+        return StoredObject("sub-1", SUBSCRIPTION, body, [], 0.0, 0.0, client_id="bl-1")
+
+    program = StoredObject("prg-1", PROGRAM, {"programName": "p"}, [], 0.0, 0.0, name="p")
+    changes = Changes(store, LocalBus(), Clock())
+    async with changes.unit_of_work() as tx:
+        sub = await oadr.insert(tx.session, subscription())
+        await oadr.insert(tx.session, program)
+        tx.record(OadrObjectChanged(PROGRAM, program.id, "CREATE", program))
+    async with changes.unit_of_work() as tx:
+        await oadr.mark_deleted(tx.session, [sub.id], 1.0)
+        tx.record(OadrObjectChanged(SUBSCRIPTION, sub.id, "DELETE", sub))
+    sent = await claim_due(store, Clock().now() + 60, 10, 30.0)
+    notes = [json.loads(m.body) for m in sent]
+    assert [(m.kind, m.target) for m in sent] == [("webhook", "https://bl.example/hook")] * 2
+    assert [(n["objectType"], n["operation"]) for n in notes] == [
+        (PROGRAM, "CREATE"),
+        (SUBSCRIPTION, "DELETE"),
+    ]
+    assert all(m.headers == {"Authorization": "Bearer t"} for m in sent)
     await store.close()

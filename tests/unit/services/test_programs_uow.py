@@ -16,6 +16,7 @@ from csip.pki.identity import sfdi_from_lfdi
 from csip.sep2 import schema
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import LocalBus
+from csip.services.changes import Changes
 from csip.services.programs import ControlSpec, ProgramService
 from csip.services.sep2 import Sep2Service
 from csip.store import Store
@@ -31,7 +32,9 @@ async def services(tmp_path: Path) -> tuple[ProgramService, list[list[str]]]:
     bus = LocalBus()
     seen: list[list[str]] = []
     bus.subscribe(seen.append)
-    sep2 = Sep2Service(store, settings, Clock(), schema.load(settings.profile), bus)
+    sep2 = Sep2Service(
+        store, settings, Clock(), schema.load(settings.profile), Changes(store, bus, Clock())
+    )
     await AdminService(sep2).preregister([PreRegistration(LFDI, sfdi_from_lfdi(LFDI))])
     seen.clear()
     return ProgramService(sep2), seen
@@ -103,4 +106,29 @@ async def test_a_response_updates_the_cached_response_set_list_of_its_program_on
     (tags,) = seen
     assert f"responses:{first.id}" in tags and f"responses:{second.id}" not in tags
     assert await counts() == ["1", "0"]
+    await programs.sep2.store.close()
+
+
+async def test_a_new_program_drops_the_states_of_related_programs_only(
+    services: tuple[ProgramService, list[list[str]]],
+) -> None:
+    """A program created in a group that shares devices with program A's group is ranked
+    against A (A's state is dropped); one created in an unrelated group is not (B's state
+    stays cached)."""
+    programs, _ = services
+    feeder = await programs.create_group("feeder", "feeder", None)
+    other = await programs.create_group("other feeder", "feeder", None)
+    everyone = await programs.create_group("everyone", None, None)
+    await programs.set_member(feeder.id, LFDI, True)
+    await programs.set_member(everyone.id, LFDI, True)
+    a = await programs.create_program(feeder.id, "a", 2)
+    b = await programs.create_program(other.id, "b", 2)
+    await programs.state(a.id)
+    await programs.state(b.id)
+    key_a, key_b = ("program-state", a.id), ("program-state", b.id)
+    assert programs.cache.get(key_a) is not None and programs.cache.get(key_b) is not None
+    high = await programs.create_program(everyone.id, "high", 1)
+    assert programs.cache.get(key_a) is None  # ranked against the new one now
+    assert programs.cache.get(key_b) is not None  # shares no device with it
+    assert f"program:{high.id}" in (await programs.state(a.id)).tags
     await programs.sep2.store.close()
