@@ -337,7 +337,7 @@ class ProcedureRun:
                     j
                     if j.verdict != "pending"
                     else Judgement(
-                        j.id, j.description, "fail", "not decided: " + j.detail, j.window
+                        j.id, j.description, "fail", "not decided: " + j.detail, j.window, [], None
                     )
                     for j in judgements
                 ]
@@ -349,7 +349,9 @@ class ProcedureRun:
         for j in judgements:
             evidence = [position[id(e)] for e in j.evidence if id(e) in position]
             result.expectations.append(
-                ExpectationResult(j.id, j.description, j.verdict, j.detail, j.window, evidence)
+                ExpectationResult(
+                    j.id, j.description, j.verdict, j.detail, j.window, evidence, j.timing_error
+                )
             )
         result.context = self.context.to_json()
 
