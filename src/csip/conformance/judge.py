@@ -179,6 +179,8 @@ def judge(
             expectation.id, expectation.description, verdict, detail, rel, evidence, error
         )
 
+    if kind == "randomized":
+        return _randomized(expectation, exchanges, context, opened, closed, over, result)
     if kind == "sequence":
         return _sequence(expectation, exchanges, context, opened, closed, over, result)
     resource = "Response" if kind == "response" else str(expectation.resource)
@@ -275,4 +277,46 @@ def _sequence(
     seen = " -> ".join(e.resource for e in found) or "nothing"
     detail = f"saw {seen} in order, then no {missing} before +{closed - t0:.1f}s"
     evidence = [e for e in exchanges if opened <= e.t <= closed][:30]
+    return result("fail" if over else "pending", detail, evidence)  # type: ignore[no-any-return]
+
+
+#: A Response this much after its control's nominal start shows a drawn, non-zero offset.
+RANDOMIZED_AFTER = 1.0
+
+
+def _randomized(
+    expectation: Expectation,
+    exchanges: list[Exchange],
+    context: Context,
+    opened: float,
+    closed: float,
+    over: bool,
+    result: Any,
+) -> Judgement:
+    offsets: list[tuple[str, float, Exchange]] = []
+    for name in expectation.controls:
+        control = context.controls.get(name, {})
+        mrid = control.get("mrid", "\0").upper()
+        first = next(
+            (
+                e
+                for e in exchanges
+                if e.resource == "Response"
+                and e.subject == mrid
+                and e.response_status in expectation.status
+                and opened <= e.t <= closed
+            ),
+            None,
+        )
+        if first is not None:
+            offsets.append((name, first.t - float(control.get("start", first.t)), first))
+    shown = ", ".join(f"{name} +{offset:.1f}s" for name, offset, _ in offsets) or "none"
+    detail = f"offsets from the nominal starts: {shown}"
+    evidence = [e for _, _, e in offsets]
+    if any(offset >= RANDOMIZED_AFTER for _, offset, _ in offsets):
+        return result("pass", detail, evidence)  # type: ignore[no-any-return]
+    if len(offsets) == len(expectation.controls):
+        return result(  # type: ignore[no-any-return]
+            "fail", detail + ": every one at its nominal start, randomizeStart ignored", evidence
+        )
     return result("fail" if over else "pending", detail, evidence)  # type: ignore[no-any-return]

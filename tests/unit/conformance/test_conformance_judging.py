@@ -270,3 +270,25 @@ def test_results_carry_the_largest_timing_error(tmp_path: Path) -> None:
     assert data["results"][0]["expectations"][1]["timing_error"] == 0.75
     assert "Largest timing error: 0.75 s (P-1 on dev: b)" in paths["html"].read_text()
     assert load(tmp_path).largest_timing_error() == (0.75, "P-1 on dev: b")
+
+
+def test_randomized_fails_only_when_every_control_starts_at_its_nominal_start() -> None:
+    def started(mrid: str, t: float) -> Exchange:
+        body = (
+            f"<Response xmlns='urn:ieee:std:2030.5:ns'><endDeviceLFDI>{LFDI}</endDeviceLFDI>"
+            f"<status>2</status><subject>{mrid.lower()}</subject></Response>"
+        ).encode()
+        return exchange(LFDI, "request", "POST", "/rsps/1/rsp", 201, body, b"", t=T0 + t)
+
+    context = ctx()
+    mrids = {name: f"{i:02X}" + "0" * 30 for i, name in enumerate(("c1", "c2", "c3"), 1)}
+    for (name, mrid), start in zip(mrids.items(), (30, 60, 90), strict=True):
+        context.controls[name] = {"mrid": mrid, "href": "/x", "start": f"{T0 + start}"}
+    spread = expect(kind="randomized", method="POST", controls=list(mrids), status=[2], within=110)
+    nominal = [started(mrids["c1"], 30.2), started(mrids["c2"], 60.1), started(mrids["c3"], 90.3)]
+    verdict = judge(spread, nominal, context, T0 + 91)
+    assert verdict.verdict == "fail" and "randomizeStart ignored" in verdict.detail
+    assert judge(spread, nominal[:2], context, T0 + 80).verdict == "pending"
+    drawn = [*nominal[:2], started(mrids["c3"], 97.0)]
+    assert judge(spread, drawn, context, T0 + 98).verdict == "pass"
+    assert judge(spread, nominal[:1], context, T0 + 120).verdict == "fail"
