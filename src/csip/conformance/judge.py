@@ -131,6 +131,8 @@ def matches(exchange: Exchange, expectation: Expectation, context: Context, reso
         return False
     if expectation.http_status and exchange.status not in expectation.http_status:
         return False
+    if resource == "Response" and not expectation.http_status and not 200 <= exchange.status < 300:
+        return False  # a Response the server refused (say, under another LFDI) was not given
     if expectation.program is not None:
         href = context.programs.get(expectation.program, "\0")
         if not (exchange.path == href or exchange.path.startswith(href + "/")):
@@ -304,6 +306,7 @@ def _randomized(
                 if e.resource == "Response"
                 and e.subject == mrid
                 and e.response_status in expectation.status
+                and 200 <= e.status < 300
                 and opened <= e.t <= closed
             ),
             None,

@@ -292,3 +292,12 @@ def test_randomized_fails_only_when_every_control_starts_at_its_nominal_start() 
     drawn = [*nominal[:2], started(mrids["c3"], 97.0)]
     assert judge(spread, drawn, context, T0 + 98).verdict == "pass"
     assert judge(spread, nominal[:1], context, T0 + 120).verdict == "fail"
+
+
+def test_a_response_the_server_refused_does_not_count() -> None:
+    refused = response(1, 3.0)
+    refused.status = 403  # posted under another device's LFDI
+    received = expect(kind="response", method="POST", control="c1", status=[1], within=20)
+    verdict = judge(received, [refused], ctx(), T0 + 30)
+    assert verdict.verdict == "fail" and "Responses seen for it: 1 at +3.0s" in verdict.detail
+    assert judge(received, [refused, response(1, 4.0)], ctx(), T0 + 30).verdict == "pass"
