@@ -70,6 +70,10 @@ def _event_status(status: EventStatus) -> Any:
     return E.EventStatus(*children)
 
 
+#: EventStatus is the same element in every event function set (DER, Messaging).
+event_status_element = _event_status
+
+
 def _control_element(
     control: Control, status: EventStatus, reply_to: str, curve_href: Mapping[int, str]
 ) -> Any:
