@@ -71,6 +71,9 @@ class Judgement:
     detail: str
     window: tuple[float, float]
     evidence: list[Exchange] = field(default_factory=list)
+    #: seconds between the observed event and the expected time (see `timing_error`); None
+    #: when nothing timed was observed (a no-request, a failure without the event)
+    timing_error: float | None = None
 
 
 def window(expectation: Expectation, context: Context) -> tuple[float, float] | None:
@@ -78,9 +81,7 @@ def window(expectation: Expectation, context: Context) -> tuple[float, float] | 
     anchor = context.t0 if expectation.anchor == "start" else context.steps.get(expectation.anchor)
     if anchor is None:
         return None
-    resource = expectation.resource or (expectation.resources or ["DERControlList"])[-1]
-    if expectation.kind == "response":
-        resource = "DERControlList"
+    resource = _resource(expectation)
     close = (
         anchor
         + expectation.within
@@ -97,6 +98,32 @@ def window(expectation: Expectation, context: Context) -> tuple[float, float] | 
     return opened, close
 
 
+def timing_error(expectation: Expectation, context: Context, observed: list[float]) -> float | None:
+    """How far the observed events fell outside the nominal window, in seconds (the largest).
+
+    The nominal window is the expectation's without its tolerance: [anchor + after, anchor +
+    within + within_polls x pollRate]. Where `after` equals `within` it is a moment (a control's
+    start or end) and the error is the distance from it, early or late; a deadline ("within
+    ...") is on time anywhere before it closes, and the error is how far past it, into the
+    tolerance, the event came; a randomized start is on time anywhere in its range. A passing
+    judgement's error is at most its tolerance, and the largest error of a campaign says how
+    honest its timing judgements stayed under load.
+    """
+    span = window(expectation, context)
+    if not observed or span is None:
+        return None
+    anchor = context.t0 if expectation.anchor == "start" else context.steps[expectation.anchor]
+    nominal_open = anchor + expectation.after
+    nominal_close = max(nominal_open, span[1] - expectation.tolerance)
+    return max(max(0.0, nominal_open - t, t - nominal_close) for t in observed)
+
+
+def _resource(expectation: Expectation) -> str:
+    if expectation.kind == "response":
+        return "DERControlList"
+    return expectation.resource or (expectation.resources or ["DERControlList"])[-1]
+
+
 def matches(exchange: Exchange, expectation: Expectation, context: Context, resource: str) -> bool:
     if exchange.resource != resource:
         return False
@@ -104,6 +131,8 @@ def matches(exchange: Exchange, expectation: Expectation, context: Context, reso
         return False
     if expectation.http_status and exchange.status not in expectation.http_status:
         return False
+    if resource == "Response" and not expectation.http_status and not 200 <= exchange.status < 300:
+        return False  # a Response the server refused (say, under another LFDI) was not given
     if expectation.program is not None:
         href = context.programs.get(expectation.program, "\0")
         if not (exchange.path == href or exchange.path.startswith(href + "/")):
@@ -144,9 +173,16 @@ def judge(
     over = now >= closed
     kind = expectation.kind
 
-    def result(verdict: Verdict, detail: str, evidence: list[Exchange]) -> Judgement:
-        return Judgement(expectation.id, expectation.description, verdict, detail, rel, evidence)
+    def result(
+        verdict: Verdict, detail: str, evidence: list[Exchange], timed: list[Exchange] | None = None
+    ) -> Judgement:
+        error = timing_error(expectation, context, [e.t for e in timed or []])
+        return Judgement(
+            expectation.id, expectation.description, verdict, detail, rel, evidence, error
+        )
 
+    if kind == "randomized":
+        return _randomized(expectation, exchanges, context, opened, closed, over, result)
     if kind == "sequence":
         return _sequence(expectation, exchanges, context, opened, closed, over, result)
     resource = "Response" if kind == "response" else str(expectation.resource)
@@ -165,7 +201,7 @@ def judge(
                 "fail", f"sent too early, at {_at(early, t0)} (window opens +{rel[0]:.1f}s)", early
             )
         if inside:
-            return result("pass", f"Response at {_at(inside, t0)}", inside)
+            return result("pass", f"Response at {_at(inside, t0)}", inside, inside[:1])
         if not over:
             return result("pending", "waiting", [])
         control = context.controls.get(str(expectation.control), {})
@@ -189,7 +225,7 @@ def judge(
             f": at {_at(inside, t0)}" if inside else ""
         )
         if enough and (expectation.max_count is None or over):
-            return result("pass", detail, inside)
+            return result("pass", detail, inside, inside[: expectation.min_count][-1:])
         return result("fail" if over else "pending", detail, inside or same_kind)
     # period: matching requests no further apart than the period (plus tolerance)
     if not over:
@@ -203,8 +239,11 @@ def judge(
         f"{len(inside)} {expectation.method} {resource} {where}; longest gap {worst:.1f}s, "
         f"allowed {period:.0f}s + {expectation.tolerance:.0f}s"
     )
+    late = max(0.0, worst - period)
     if len(inside) >= 2 and worst <= limit:
-        return result("pass", detail, inside[:5])
+        return Judgement(
+            expectation.id, expectation.description, "pass", detail, rel, inside[:5], late
+        )
     return result("fail", detail, inside or same_kind)
 
 
@@ -235,9 +274,52 @@ def _sequence(
     t0 = context.t0
     if len(found) == len(wanted):
         steps = " -> ".join(f"{e.resource} +{e.t - t0:.1f}s" for e in found)
-        return result("pass", f"in order: {steps}", found)  # type: ignore[no-any-return]
+        return result("pass", f"in order: {steps}", found, found[-1:])  # type: ignore[no-any-return]
     missing = wanted[len(found)]
     seen = " -> ".join(e.resource for e in found) or "nothing"
     detail = f"saw {seen} in order, then no {missing} before +{closed - t0:.1f}s"
     evidence = [e for e in exchanges if opened <= e.t <= closed][:30]
+    return result("fail" if over else "pending", detail, evidence)  # type: ignore[no-any-return]
+
+
+#: A Response this much after its control's nominal start shows a drawn, non-zero offset.
+RANDOMIZED_AFTER = 1.0
+
+
+def _randomized(
+    expectation: Expectation,
+    exchanges: list[Exchange],
+    context: Context,
+    opened: float,
+    closed: float,
+    over: bool,
+    result: Any,
+) -> Judgement:
+    offsets: list[tuple[str, float, Exchange]] = []
+    for name in expectation.controls:
+        control = context.controls.get(name, {})
+        mrid = control.get("mrid", "\0").upper()
+        first = next(
+            (
+                e
+                for e in exchanges
+                if e.resource == "Response"
+                and e.subject == mrid
+                and e.response_status in expectation.status
+                and 200 <= e.status < 300
+                and opened <= e.t <= closed
+            ),
+            None,
+        )
+        if first is not None:
+            offsets.append((name, first.t - float(control.get("start", first.t)), first))
+    shown = ", ".join(f"{name} +{offset:.1f}s" for name, offset, _ in offsets) or "none"
+    detail = f"offsets from the nominal starts: {shown}"
+    evidence = [e for _, _, e in offsets]
+    if any(offset >= RANDOMIZED_AFTER for _, offset, _ in offsets):
+        return result("pass", detail, evidence)  # type: ignore[no-any-return]
+    if len(offsets) == len(expectation.controls):
+        return result(  # type: ignore[no-any-return]
+            "fail", detail + ": every one at its nominal start, randomizeStart ignored", evidence
+        )
     return result("fail" if over else "pending", detail, evidence)  # type: ignore[no-any-return]

@@ -249,7 +249,11 @@ class Expectation(_Model):
     kinds: `request` (at least `min_count`, at most `max_count` matching requests in the
     window), `no-request` (none), `sequence` (the `resources` in this order), `response`
     (a Response POST about `control` with a status in `status`), `period` (matching requests
-    keep coming no further apart than `period` + tolerance: poll and post rates).
+    keep coming no further apart than `period` + tolerance: poll and post rates),
+    `randomized` (the Responses with a status in `status` about the `controls`, each with a
+    randomizeStart, are not all at their controls' nominal starts: one device with one event
+    may draw an offset of 0, but a device that draws 0 for every one of several does not
+    randomize; with randomizeStart R and n controls a conforming device fails 1 in (R+1)^n).
     The window opens `after` seconds after the anchor (`start` or a step's name), less the
     tolerance (a device may act that much early), and closes
     `within` seconds after it, plus `within_polls` times the campaign's pollRate of the
@@ -258,12 +262,13 @@ class Expectation(_Model):
 
     id: str
     description: str
-    kind: Literal["request", "no-request", "sequence", "response", "period"]
+    kind: Literal["request", "no-request", "sequence", "response", "period", "randomized"]
     method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "ANY"] = "GET"
     resource: str | None = None
     resources: list[str] = Field(default_factory=list)
     program: str | None = None
     control: str | None = None
+    controls: list[str] = Field(default_factory=list)
     status: list[int] = Field(default_factory=list)
     http_status: list[int] = Field(default_factory=list)
     anchor: str = "start"
@@ -287,6 +292,8 @@ class Expectation(_Model):
             raise ValueError(f"a {self.kind} expectation needs a resource")
         if self.kind == "response" and (self.control is None or not self.status):
             raise ValueError("a response expectation needs control and status")
+        if self.kind == "randomized" and (len(self.controls) < 2 or not self.status):
+            raise ValueError("a randomized expectation needs two or more controls and status")
         if self.kind == "period" and self.period is None:
             raise ValueError("a period expectation needs period")
         if self.within == 0 and self.within_polls == 0:
@@ -368,6 +375,9 @@ class Procedure(_Model):
                 raise ValueError(f"expect {expectation.id!r}: no program {expectation.program!r}")
             if expectation.control is not None and expectation.control not in controls:
                 raise ValueError(f"expect {expectation.id!r}: no control {expectation.control!r}")
+            for name in expectation.controls:
+                if name not in controls:
+                    raise ValueError(f"expect {expectation.id!r}: no control {name!r}")
             if expectation.period == "post_rate" and self.preconditions.post_rate is None:
                 raise ValueError(f"expect {expectation.id!r}: period post_rate needs post_rate")
 

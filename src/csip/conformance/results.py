@@ -30,6 +30,8 @@ class ExpectationResult:
     detail: str
     window: tuple[float, float]
     evidence: list[int] = field(default_factory=list)  # indexes into the result's exchanges
+    #: seconds outside the nominal window (within the tolerance when it passed); None = untimed
+    timing_error: float | None = None
 
 
 @dataclass
@@ -82,6 +84,16 @@ class Campaign:
             table.setdefault(result.procedure, {})[result.device] = result.outcome
         return table
 
+    def largest_timing_error(self) -> tuple[float, str] | None:
+        """The largest timing error of any judged expectation, and where ("PROC/device/id")."""
+        timed = [
+            (e.timing_error, f"{r.procedure} on {r.device}: {e.id}")
+            for r in self.results
+            for e in r.expectations
+            if e.timing_error is not None
+        ]
+        return max(timed, default=None)
+
     def counts(self) -> dict[str, int]:
         counts = {"pass": 0, "fail": 0, "not-applicable": 0, "error": 0}
         for result in self.results:
@@ -105,9 +117,14 @@ class Campaign:
             "procedures": self.procedures,
             "matrix": self.matrix(),
             "counts": self.counts(),
+            "largest_timing_error": self._largest_json(),
             "notes": self.notes,
             "results": [r.to_json() for r in self.results],
         }
+
+    def _largest_json(self) -> dict[str, Any] | None:
+        largest = self.largest_timing_error()
+        return None if largest is None else {"seconds": largest[0], "where": largest[1]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Campaign:
@@ -250,6 +267,13 @@ def render_html(campaign: Campaign) -> str:
         f"{counts['fail']} failed, {counts['error']} errors</span>, "
         f"{counts['not-applicable']} not applicable.</p>",
     ]
+    largest = campaign.largest_timing_error()
+    if largest is not None:
+        out.append(
+            f"<p>Largest timing error: {largest[0]:.2f} s ({_e(largest[1])}): how far an "
+            "observed event fell outside its nominal window, within the tolerance when it "
+            "passed.</p>"
+        )
     if campaign.server:
         out.append("<p>Server: " + _e(", ".join(f"{k} {v}" for k, v in campaign.server.items())))
         out.append("</p>")
@@ -299,6 +323,10 @@ def render_html(campaign: Campaign) -> str:
     return "\n".join(out)
 
 
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f} s"
+
+
 def _result_html(result: ProcedureResult, failure: bool) -> str:
     t0 = result.started
     out = [
@@ -313,13 +341,14 @@ def _result_html(result: ProcedureResult, failure: bool) -> str:
         out.append(f"<p><em>{_e(note)}</em></p>")
     if result.expectations:
         out.append("<table><tr><th>expectation</th><th>expected</th><th>window</th>")
-        out.append("<th>verdict</th><th>what happened</th></tr>")
+        out.append("<th>verdict</th><th>timing error</th><th>what happened</th></tr>")
         for expectation in result.expectations:
             verdict = "pass" if expectation.verdict == "pass" else "fail"
             window = f"+{expectation.window[0]:.1f}s .. +{expectation.window[1]:.1f}s"
             out.append(
                 f"<tr><td>{_e(expectation.id)}</td><td>{_e(expectation.description)}</td>"
                 f"<td>{window}</td><td class='{verdict}'>{_e(expectation.verdict)}</td>"
+                f"<td>{_seconds(expectation.timing_error)}</td>"
                 f"<td>{_e(expectation.detail)}</td></tr>"
             )
         out.append("</table>")

@@ -224,7 +224,8 @@ class ProcedureRun:
         return resolved
 
     async def create_control(self, spec: ControlSpec) -> None:
-        start = await self.now() + spec.start
+        server_now = await self.now()
+        start = server_now + spec.start
         body: dict[str, Any] = {
             "start": round(start),
             "duration": spec.duration,
@@ -241,6 +242,8 @@ class ProcedureRun:
         self.context.controls[spec.name] = {
             "mrid": str(created["mrid"]).upper(),
             "href": str(created["href"]),
+            # the nominal start on the recorder's (wall) clock, for `randomized`
+            "start": f"{time.time() + round(start) - server_now:.3f}",
         }
 
     async def do(self, step: Step) -> None:
@@ -337,7 +340,7 @@ class ProcedureRun:
                     j
                     if j.verdict != "pending"
                     else Judgement(
-                        j.id, j.description, "fail", "not decided: " + j.detail, j.window
+                        j.id, j.description, "fail", "not decided: " + j.detail, j.window, [], None
                     )
                     for j in judgements
                 ]
@@ -349,7 +352,9 @@ class ProcedureRun:
         for j in judgements:
             evidence = [position[id(e)] for e in j.evidence if id(e) in position]
             result.expectations.append(
-                ExpectationResult(j.id, j.description, j.verdict, j.detail, j.window, evidence)
+                ExpectationResult(
+                    j.id, j.description, j.verdict, j.detail, j.window, evidence, j.timing_error
+                )
             )
         result.context = self.context.to_json()
 

@@ -410,7 +410,10 @@ class Sep2Client:
         pen: int = 0,
         href: str = "/mup",
     ) -> str:
-        """POST a MirrorUsagePoint declaring one MirrorMeterReading per quantity; its href."""
+        """POST a MirrorUsagePoint declaring one MirrorMeterReading per quantity; its href.
+
+        `description` is cut to 32 characters (String32): a longer one is refused with 400.
+        """
         mmrs = [
             E.MirrorMeterReading(
                 E.mRID(mrid_for(mrid, r.name, pen=pen)),
@@ -421,7 +424,7 @@ class Sep2Client:
         ]
         body = E.MirrorUsagePoint(
             E.mRID(mrid),
-            E.description(description),
+            E.description(description[:32]),
             E.roleFlags("0049"),
             E.serviceCategoryKind("0"),
             E.status("1"),

@@ -209,3 +209,95 @@ async def test_notifications_are_recorded_and_held_back_per_device() -> None:
         ("notification", "Notification", 204),
         ("notification", "Notification", 0),
     ]
+
+
+def test_timing_error_is_the_distance_from_the_nominal_window() -> None:
+    # a moment (after == within): Started expected at +30, seen at +31.5 -> 1.5 s late
+    started = expect(
+        kind="response",
+        method="POST",
+        control="c1",
+        status=[2],
+        after=30,
+        within=30,
+        within_polls=0,
+        tolerance=5,
+    )
+    verdict = judge(started, [response(2, 31.5)], ctx(), T0 + 31.6)
+    assert verdict.verdict == "pass" and verdict.timing_error == 1.5
+    early = judge(started, [response(2, 29.0)], ctx(), T0 + 31.6)
+    assert early.verdict == "pass" and early.timing_error == 1.0
+    # a deadline: on time anywhere before its nominal close (+20 + one 5 s poll)
+    received = expect(
+        kind="response", method="POST", control="c1", status=[1], within=20, within_polls=1
+    )
+    assert judge(received, [response(1, 3.0)], ctx(), T0 + 4).timing_error == 0.0
+    late = judge(received.model_copy(update={"tolerance": 2}), [response(1, 26.0)], ctx(), T0 + 30)
+    assert late.verdict == "pass" and late.timing_error == 1.0
+    # a period: how far the longest gap went past the period
+    posts = expect(
+        kind="period",
+        method="GET",
+        resource="DeviceCapability",
+        period=4,
+        within=12,
+        within_polls=0,
+    )
+    gaps = [get("/dcap", t) for t in (3.0, 7.5, 11.0)]
+    assert judge(posts.model_copy(update={"tolerance": 1}), gaps, ctx(), T0 + 13).timing_error == (
+        0.5
+    )
+    # nothing timed: a no-request, a failure without the event
+    assert (
+        judge(expect(kind="no-request", resource="Time", within=5), [], ctx(), T0 + 9).timing_error
+        is None
+    )
+    assert judge(received, [], ctx(), T0 + 60).timing_error is None
+
+
+def test_results_carry_the_largest_timing_error(tmp_path: Path) -> None:
+    campaign = Campaign(name="t", mode="device", procedures=["P-1"])
+    result = ProcedureResult("P-1", "dev", "pass", "title", "clause")
+    result.expectations = [
+        ExpectationResult("a", "d", "pass", "ok", (0.0, 1.0), [], 0.25),
+        ExpectationResult("b", "d", "pass", "ok", (0.0, 1.0), [], 0.75),
+        ExpectationResult("c", "d", "pass", "ok", (0.0, 1.0), [], None),
+    ]
+    campaign.results = [result]
+    paths = write_all(campaign, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert data["largest_timing_error"] == {"seconds": 0.75, "where": "P-1 on dev: b"}
+    assert data["results"][0]["expectations"][1]["timing_error"] == 0.75
+    assert "Largest timing error: 0.75 s (P-1 on dev: b)" in paths["html"].read_text()
+    assert load(tmp_path).largest_timing_error() == (0.75, "P-1 on dev: b")
+
+
+def test_randomized_fails_only_when_every_control_starts_at_its_nominal_start() -> None:
+    def started(mrid: str, t: float) -> Exchange:
+        body = (
+            f"<Response xmlns='urn:ieee:std:2030.5:ns'><endDeviceLFDI>{LFDI}</endDeviceLFDI>"
+            f"<status>2</status><subject>{mrid.lower()}</subject></Response>"
+        ).encode()
+        return exchange(LFDI, "request", "POST", "/rsps/1/rsp", 201, body, b"", t=T0 + t)
+
+    context = ctx()
+    mrids = {name: f"{i:02X}" + "0" * 30 for i, name in enumerate(("c1", "c2", "c3"), 1)}
+    for (name, mrid), start in zip(mrids.items(), (30, 60, 90), strict=True):
+        context.controls[name] = {"mrid": mrid, "href": "/x", "start": f"{T0 + start}"}
+    spread = expect(kind="randomized", method="POST", controls=list(mrids), status=[2], within=110)
+    nominal = [started(mrids["c1"], 30.2), started(mrids["c2"], 60.1), started(mrids["c3"], 90.3)]
+    verdict = judge(spread, nominal, context, T0 + 91)
+    assert verdict.verdict == "fail" and "randomizeStart ignored" in verdict.detail
+    assert judge(spread, nominal[:2], context, T0 + 80).verdict == "pending"
+    drawn = [*nominal[:2], started(mrids["c3"], 97.0)]
+    assert judge(spread, drawn, context, T0 + 98).verdict == "pass"
+    assert judge(spread, nominal[:1], context, T0 + 120).verdict == "fail"
+
+
+def test_a_response_the_server_refused_does_not_count() -> None:
+    refused = response(1, 3.0)
+    refused.status = 403  # posted under another device's LFDI
+    received = expect(kind="response", method="POST", control="c1", status=[1], within=20)
+    verdict = judge(received, [refused], ctx(), T0 + 30)
+    assert verdict.verdict == "fail" and "Responses seen for it: 1 at +3.0s" in verdict.detail
+    assert judge(received, [refused, response(1, 4.0)], ctx(), T0 + 30).verdict == "pass"

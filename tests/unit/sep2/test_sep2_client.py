@@ -39,3 +39,28 @@ def test_curve_links_of_a_control() -> None:
         '<opModVoltVar href="/derp/1/dc/2"/></DERControlBase></DERControl>'.encode()
     ).xml()
     assert curve_links(control) == ["/derp/1/dc/2"]
+
+
+async def test_a_long_mirror_usage_point_description_is_cut_to_string32() -> None:
+    from lxml import etree
+
+    from csip.sep2 import schema
+    from csip.sep2.client import MirrorReading, Sep2Client
+
+    sent: list[etree._Element] = []
+
+    async def post(path: str, body: etree._Element) -> Reply:
+        sent.append(body)
+        return Reply("POST", path, 201, {"Location": "/mup/1"}, b"")
+
+    client = object.__new__(Sep2Client)
+    client.post = post  # type: ignore[method-assign]
+    href = await client.create_mirror_usage_point(
+        lfdi="AB" * 20,
+        mrid=mrid_for("lfdi", "mup"),
+        description="faulty-ignores-randomize 97258DEE",  # 33 characters: refused with 400
+        readings=[MirrorReading("W", uom=38, value=5)],
+    )
+    assert href == "/mup/1"
+    description = sent[0].findtext(f"{{{schema.SEP_NS}}}description")
+    assert description == "faulty-ignores-randomize 97258DE"
