@@ -132,13 +132,9 @@ async def select_groups(s: AsyncSession) -> dict[int, Group]:
     return {g.id: g for g in map(_group, rows)}
 
 
-async def _require_group(s: AsyncSession, group_id: int) -> None:
-    await _live_group(s, group_id)
-
-
 async def insert_members(s: AsyncSession, group_id: int, device_ids: Sequence[int]) -> list[int]:
     """Add devices to a group; members already there are kept. Answers the ones added."""
-    await _require_group(s, group_id)
+    await _live_group(s, group_id)
     rows = await s.scalars(
         select(DerGroupMemberRow).where(col(DerGroupMemberRow.group_id) == group_id)
     )
@@ -150,7 +146,7 @@ async def insert_members(s: AsyncSession, group_id: int, device_ids: Sequence[in
 
 
 async def delete_member(s: AsyncSession, group_id: int, device_id: int) -> bool:
-    await _require_group(s, group_id)
+    await _live_group(s, group_id)
     existing = await s.get(DerGroupMemberRow, (group_id, device_id))
     if existing is None:
         return False
@@ -200,7 +196,7 @@ async def select_member_groups(
 async def insert_program(
     s: AsyncSession, group_id: int, description: str, primacy: int, now: int, pen: int
 ) -> Program:
-    await _require_group(s, group_id)
+    await _live_group(s, group_id)
     row = DerProgramRow(
         mrid="", group_id=group_id, description=description, primacy=primacy, created_at=now
     )
