@@ -25,6 +25,7 @@ from csip.services.admin import AdminService
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
+from csip.services.engine import EngineService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
@@ -74,6 +75,7 @@ class App:
     admin: AdminService
     vtn_auth: VtnAuth
     vtn: VtnService
+    engine: EngineService
     sep2_app: web.Application
     admin_app: web.Application
     vtn_app: web.Application
@@ -169,12 +171,13 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     # ---- OpenADR 3 VTN -------------------------------------------------------------------
     vtn_auth = VtnAuth(store, settings, clock, changes)
-    vtn = VtnService(store, settings, clock, changes, vtn_auth)
+    engine = EngineService(programs)
+    vtn = VtnService(store, settings, clock, changes, vtn_auth, engine=engine)
     vtn_face = vtn_app.create_app(vtn)
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
-    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth)
+    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth, engine, vtn)
 
     redirect_face = None
     if settings.http_redirect_port:
@@ -201,6 +204,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         admin=admin,
         vtn_auth=vtn_auth,
         vtn=vtn,
+        engine=engine,
         sep2_app=sep2_face,
         admin_app=admin_face,
         vtn_app=vtn_face,
