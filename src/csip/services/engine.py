@@ -270,6 +270,16 @@ class EngineService:
             raise NotFound(f"no OpenADR program {program_id!r}")
         return program
 
+    async def program_id(self, id_or_name: str) -> str:
+        """An OpenADR program's id from its id or its programName (the CLI takes either)."""
+        async with self.changes.unit_of_work() as tx:
+            if await oadr.get(tx.session, PROGRAM, id_or_name) is not None:
+                return id_or_name
+            named = await oadr.query(tx.session, PROGRAM, name=id_or_name)
+            if not named:
+                raise NotFound(f"no OpenADR program with id or programName {id_or_name!r}")
+            return named[0].id
+
     async def enroll(self, program_id: str, group_id: int) -> Enrollment:
         """Enroll a group: it gets a DERProgram for this program (the program's primacy) and
         at once the program's events not yet over, planned for it alone."""
