@@ -21,12 +21,12 @@ Life cycle (issue 10 item 4; 2030.5 events are never deleted):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from csip.domain.der import Control, Status, event_statuses, is_over
 from csip.domain.dispatch import ControlDraft, GroupPlan, MessageDraft, plan
-from csip.domain.programs import Enrollment, Program
+from csip.domain.programs import Enrollment, Event, Program, broken_terms
 from csip.errors import BadRequest, InvalidValues, NotFound
 from csip.openadr import convert
 from csip.openadr.rules import EVENT, PROGRAM
@@ -100,10 +100,18 @@ class EngineService:
 
     # ---- inside the VTN's unit of work ------------------------------------------------------
     async def event_written(
-        self, tx: UnitOfWork, event: StoredObject, only: Sequence[int] | None = None
+        self,
+        tx: UnitOfWork,
+        event: StoredObject,
+        only: Sequence[int] | None = None,
+        *,
+        previous: StoredObject | None = None,
+        force: bool = False,
     ) -> Applied:
         """Plan a created or updated event for every enrolled group and apply the plan.
-        `only`: restrict to these groups (a group just enrolled)."""
+        `only`: restrict to these groups (a group just enrolled). The program's terms are
+        checked first (`previous`: the event before an update; `force`: the utility calls
+        it anyway, and that is recorded)."""
         s = tx.session
         now = self.clock.now_int()
         program_obj = await oadr.get(s, PROGRAM, event.program_id or "")
@@ -111,6 +119,8 @@ class EngineService:
             raise NotFound(f"program {event.program_id!r} is gone")
         program = await self._program(tx, program_obj)
         domain_event = convert.event(event.body | {"id": event.id}, program_obj.body, now)
+        if only is None:
+            await self._check_terms(tx, program_obj, domain_event, previous, force, now)
         enrollments = await engine_store.select_enrollments(s, program.id)
         if only is not None:
             enrollments = [e for e in enrollments if e.group_id in only]
@@ -122,6 +132,42 @@ class EngineService:
         if only is not None:
             existing = [c for c in existing if c.group_id in only]
         return await self._apply(tx, event.id, plans, existing, now, only is None)
+
+    async def _check_terms(
+        self,
+        tx: UnitOfWork,
+        program_obj: StoredObject,
+        event: Event,
+        previous: StoredObject | None,
+        force: bool,
+        now: int,
+    ) -> None:
+        """400 naming every term the event breaks, unless forced (then recorded). An update
+        that keeps the event's start is not held to the notice it was given at first."""
+        choices = await engine_store.select_choices(tx.session, program_obj.id)
+        if choices is None or event.start is None or event.end is None:
+            return
+        terms = choices.terms
+        if previous is not None:
+            before = convert.event(previous.body | {"id": previous.id}, program_obj.body, now)
+            if before.start == event.start:
+                terms = replace(terms, min_notice_seconds=None)
+        others = []
+        for other in await oadr.query(tx.session, EVENT, program_id=program_obj.id):
+            if other.id != event.id:
+                start = convert.event(other.body, program_obj.body, now).start
+                if start is not None:
+                    others.append(start)
+        tz = self.programs.sep2.settings.tz
+        broken = broken_terms(event.start, event.end, terms, others, now, tz)
+        if broken and not force:
+            raise InvalidValues(
+                f"the event breaks program {program_obj.body.get('programName')!r}'s terms: "
+                + "; ".join(broken)
+                + " (the admin API's force=true calls it anyway, recorded)"
+            )
+        if broken:
+            await engine_store.insert_forced(tx.session, event.id, now, broken)
 
     async def event_deleted(self, tx: UnitOfWork, event: StoredObject) -> Applied:
         """Cancel every control of the event not yet over (randomized where the event was)."""
@@ -350,6 +396,7 @@ class EngineService:
             return {
                 "eventID": event_id,
                 "deleted": event is None,
+                "forced": await engine_store.select_forced(s, event_id),
                 "groups": result,
             }
 

@@ -310,7 +310,10 @@ class VtnService:
         return obj
 
     # ---- writes -----------------------------------------------------------------------
-    async def create(self, principal: Principal, kind: str, raw: bytes) -> bytes:
+    async def create(
+        self, principal: Principal, kind: str, raw: bytes, *, force: bool = False
+    ) -> bytes:
+        """`force`: an event the utility calls against its program's terms (admin API)."""
         self.require(principal, WRITE_SCOPE[kind])
         request = models.parse(kind, raw, principal.role)
         await self._check_callbacks(kind, request)
@@ -322,10 +325,12 @@ class VtnService:
             stored = await oadr.insert(s, obj)
             tx.record(OadrObjectChanged(kind, stored.id, CREATE, stored))
             if kind == EVENT and self.engine is not None:
-                await self.engine.event_written(tx, stored)
+                await self.engine.event_written(tx, stored, force=force)
         return dumps(self.render(stored, view))
 
-    async def update(self, principal: Principal, kind: str, object_id: str, raw: bytes) -> bytes:
+    async def update(
+        self, principal: Principal, kind: str, object_id: str, raw: bytes, *, force: bool = False
+    ) -> bytes:
         self.require(principal, WRITE_SCOPE[kind])
         request = models.parse(kind, raw, principal.role)
         if kind == SUBSCRIPTION:  # no echo probe on behalf of someone who may not write it
@@ -341,7 +346,7 @@ class VtnService:
             stored = await oadr.replace(s, obj)
             tx.record(OadrObjectChanged(kind, stored.id, UPDATE, stored))
             if kind == EVENT and self.engine is not None:
-                await self.engine.event_written(tx, stored)
+                await self.engine.event_written(tx, stored, previous=existing, force=force)
         return dumps(self.render(stored, view))
 
     async def delete(self, principal: Principal, kind: str, object_id: str) -> bytes:

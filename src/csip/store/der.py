@@ -35,6 +35,7 @@ from csip.store.tables_der import (
 from csip.store.tables_engine import (
     EngineControlRow,
     EngineEnrollmentRow,
+    EngineForcedRow,
     EngineMappingRow,
     EngineProgramRow,
 )
@@ -512,6 +513,7 @@ async def delete_all(s: AsyncSession) -> None:
     """Lab reset: every group, program, control, default, curve and response, and the
     program engine's links to them."""
     for table in (
+        EngineForcedRow,
         EngineMappingRow,
         EngineControlRow,
         EngineEnrollmentRow,

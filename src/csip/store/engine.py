@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func
@@ -16,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, delete, select
 
 from csip.domain.der import Control, Group
-from csip.domain.programs import Enrollment
+from csip.domain.programs import DEFAULT_SEASONS, Enrollment, ProgramTerms
 from csip.errors import Conflict, NotFound
 from csip.store.der import _control, _group, _live_group
 from csip.store.tables_der import DerControlRow, DerGroupRow, DerProgramRow
 from csip.store.tables_engine import (
     EngineControlRow,
     EngineEnrollmentRow,
+    EngineForcedRow,
     EngineMappingRow,
     EngineProgramRow,
 )
@@ -39,6 +40,7 @@ class ProgramChoices:
     notice_after: str | None
     notice_lead: int
     originator: str
+    terms: ProgramTerms = field(default_factory=ProgramTerms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,31 @@ def _choices(row: EngineProgramRow) -> ProgramChoices:
         row.notice_after,
         row.notice_lead,
         row.originator,
+        _terms(json.loads(row.terms or "{}")),
     )
+
+
+def _terms(data: Mapping[str, Any]) -> ProgramTerms:
+    seasons = data.get("seasons")
+    return ProgramTerms(
+        data.get("reserve_floor_percent"),
+        data.get("max_event_seconds"),
+        data.get("max_events_per_month"),
+        data.get("max_events_per_season"),
+        data.get("min_notice_seconds"),
+        tuple((int(a), int(b)) for a, b in seasons) if seasons else DEFAULT_SEASONS,
+    )
+
+
+def terms_json(terms: ProgramTerms) -> dict[str, Any]:
+    return {
+        "reserve_floor_percent": terms.reserve_floor_percent,
+        "max_event_seconds": terms.max_event_seconds,
+        "max_events_per_month": terms.max_events_per_month,
+        "max_events_per_season": terms.max_events_per_season,
+        "min_notice_seconds": terms.min_notice_seconds,
+        "seasons": [list(s) for s in terms.seasons],
+    }
 
 
 async def select_choices(s: AsyncSession, program_id: str) -> ProgramChoices | None:
@@ -106,6 +132,7 @@ async def upsert_choices(s: AsyncSession, choices: ProgramChoices) -> ProgramCho
     row.notice_after = choices.notice_after
     row.notice_lead = choices.notice_lead
     row.originator = choices.originator
+    row.terms = json.dumps(terms_json(choices.terms))
     await s.flush()
     return _choices(row)
 
@@ -247,3 +274,17 @@ def _mapping_row(event_id: str, m: GroupMapping) -> EngineMappingRow:
         unmapped=json.dumps([list(u) for u in m.unmapped]),
         messages=m.messages,
     )
+
+
+async def insert_forced(s: AsyncSession, event_id: str, now: int, broken: Sequence[str]) -> None:
+    s.add(EngineForcedRow(event_id=event_id, forced_at=now, broken=json.dumps(list(broken))))
+    await s.flush()
+
+
+async def select_forced(s: AsyncSession, event_id: str) -> list[dict[str, Any]]:
+    rows = await s.scalars(
+        select(EngineForcedRow)
+        .where(col(EngineForcedRow.event_id) == event_id)
+        .order_by(col(EngineForcedRow.id))
+    )
+    return [{"forced_at": r.forced_at, "broken": json.loads(r.broken)} for r in rows]

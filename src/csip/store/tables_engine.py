@@ -8,6 +8,7 @@
   an update supersedes exactly those and a delete cancels exactly those.
 * ``engine_mapping``: per event and group, what the group got and what was not mapped (with
   the reason), as the admin API shows it.
+* ``engine_forced``: events called against the program's terms with `force`, recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class EngineProgramRow(SQLModel, table=True):
     notice_after: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     notice_lead: int = 3600
     originator: str = Field(default="utility", max_length=20)
+    #: JSON: the program's terms (reserve floor, event limits, notice), see ProgramTerms.
+    terms: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
 
 
 class EngineEnrollmentRow(SQLModel, table=True):
@@ -70,3 +73,16 @@ class EngineMappingRow(SQLModel, table=True):
     #: JSON list of {"payloadType", "reason"}.
     unmapped: str = Field(sa_column=Column(Text, nullable=False))
     messages: int = 0
+
+
+class EngineForcedRow(SQLModel, table=True):
+    """An event the utility called although it broke the program's terms (`force`): when,
+    and which terms, for the record."""
+
+    __tablename__ = "engine_forced"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=64, index=True)
+    forced_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    #: JSON list of the broken terms, as the 400 would have named them.
+    broken: str = Field(sa_column=Column(Text, nullable=False))

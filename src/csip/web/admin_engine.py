@@ -9,11 +9,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from csip.domain.programs import Enrollment
+from csip.domain.programs import DEFAULT_SEASONS, Enrollment, ProgramTerms
+from csip.errors import BadRequest, InvalidValues
 from csip.openadr.rules import EVENT, Principal
 from csip.services.engine import EngineService
 from csip.services.vtn import VtnService
-from csip.store.engine import ProgramChoices
+from csip.store.engine import ProgramChoices, terms_json
 from csip.web import limits
 from csip.web.paths import path_id
 
@@ -38,6 +39,19 @@ class TargetIn(_Body):
     )
 
 
+class TermsIn(_Body):
+    """What the program promises its customers; absent: no such limit."""
+
+    reserve_floor_percent: float | None = Field(default=None, ge=0, le=100)
+    max_event_seconds: int | None = Field(default=None, gt=0)
+    max_events_per_month: int | None = Field(default=None, ge=0)
+    max_events_per_season: int | None = Field(default=None, ge=0)
+    min_notice_seconds: int | None = Field(default=None, ge=0)
+    seasons: list[tuple[int, int]] | None = Field(
+        default=None, description="(first month, last month) pairs; default [[5, 10], [11, 4]]"
+    )
+
+
 class ChoicesIn(_Body):
     primacy: int = Field(10, ge=0, le=255, description="primacy of the program's DERPrograms")
     simple_levels: dict[int, dict[str, Any]] = Field(
@@ -48,6 +62,7 @@ class ChoicesIn(_Body):
     notice_after: str | None = Field(None, max_length=1000)
     notice_lead: int = Field(3600, ge=0, le=7 * 86400)
     originator: str = Field("utility", min_length=1, max_length=20)
+    terms: TermsIn = Field(default_factory=TermsIn)
 
 
 class EnrollIn(_Body):
@@ -63,6 +78,7 @@ def choices_json(choices: ProgramChoices) -> dict[str, Any]:
         "notice_after": choices.notice_after,
         "notice_lead": choices.notice_lead,
         "originator": choices.originator,
+        "terms": terms_json(choices.terms),
     }
 
 
@@ -104,8 +120,30 @@ async def put_choices(request: web.Request, body: ChoicesIn) -> web.Response:
         body.notice_after,
         body.notice_lead,
         body.originator,
+        _terms(body.terms),
     )
     return web.json_response(choices_json(await _engine(request).set_choices(choices)))
+
+
+def _terms(body: TermsIn) -> ProgramTerms:
+    for first, last in body.seasons or ():
+        if not (1 <= first <= 12 and 1 <= last <= 12):
+            raise InvalidValues(f"season ({first}, {last}): months are 1-12")
+    return ProgramTerms(
+        body.reserve_floor_percent,
+        body.max_event_seconds,
+        body.max_events_per_month,
+        body.max_events_per_season,
+        body.min_notice_seconds,
+        tuple(body.seasons) if body.seasons else DEFAULT_SEASONS,
+    )
+
+
+def _force(request: web.Request) -> bool:
+    value = request.query.get("force", "false").lower()
+    if value not in ("true", "false"):
+        raise BadRequest("force is true or false")
+    return value == "true"
 
 
 async def list_enrollments(request: web.Request) -> web.Response:
@@ -128,7 +166,7 @@ async def delete_enrollment(request: web.Request) -> web.Response:
 async def post_event(request: web.Request) -> web.Response:
     raw = await limits.read_body(request, limits.ADMIN_MAX_BODY)
     return web.Response(
-        body=await request.app[VTN].create(ADMIN_BL, EVENT, raw),
+        body=await request.app[VTN].create(ADMIN_BL, EVENT, raw, force=_force(request)),
         status=201,
         content_type="application/json",
     )
@@ -136,7 +174,8 @@ async def post_event(request: web.Request) -> web.Response:
 
 async def put_event(request: web.Request) -> web.Response:
     raw = await limits.read_body(request, limits.ADMIN_MAX_BODY)
-    return _raw(await request.app[VTN].update(ADMIN_BL, EVENT, request.match_info["eid"], raw))
+    eid = request.match_info["eid"]
+    return _raw(await request.app[VTN].update(ADMIN_BL, EVENT, eid, raw, force=_force(request)))
 
 
 async def delete_event(request: web.Request) -> web.Response:
@@ -200,7 +239,8 @@ def routes() -> tuple[Any, ...]:
             "POST",
             "/api/engine/events",
             post_event,
-            "Post an OpenADR event as the utility (reaches groups and VENs)",
+            "Post an OpenADR event as the utility (reaches groups and VENs); ?force=true "
+            "calls it against the program's terms (recorded)",
             ok=201,
         ),
         route("PUT", "/api/engine/events/{eid}", put_event, "Update an event"),

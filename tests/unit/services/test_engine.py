@@ -15,6 +15,7 @@ from csip.app import App, build
 from csip.config import Settings
 from csip.domain.clock import Clock
 from csip.domain.der import Status, event_statuses
+from csip.domain.programs import ProgramTerms
 from csip.errors import Conflict, InvalidValues, NotFound
 from csip.openadr.rules import EVENT, PROGRAM, Principal
 from csip.pki.identity import sfdi_from_lfdi
@@ -227,3 +228,27 @@ async def test_devices_see_the_program_through_their_group(app: App) -> None:
     programs = await app.programs.der.programs(g)
     assert [p.id for p in programs] == [enrollment.der_program_id]
     assert programs[0].primacy == 10 and programs[0].description == "cbes"
+
+
+async def test_an_event_that_breaks_the_terms_is_refused_unless_forced(app: App) -> None:
+    program_id = await make_program(app)
+    enrollment = await app.engine.enroll(program_id, await group(app, "g", None))
+    terms = ProgramTerms(max_event_seconds=2 * 3600, min_notice_seconds=1800)
+    await app.engine.set_choices(
+        ProgramChoices(program_id, 10, {}, None, None, 3600, "utility", terms)
+    )
+    with pytest.raises(InvalidValues, match="max_event_seconds: 10800 s > 7200 s"):
+        await app.vtn.create(BL, EVENT, event_body(program_id, [1.0, 2.0, 3.0]))
+    with pytest.raises(InvalidValues, match="min_notice_seconds: 600 s notice < 1800 s"):
+        await app.vtn.create(BL, EVENT, event_body(program_id, [1.0], start=T0 + 600))
+    assert await controls_of(app, enrollment.der_program_id) == []
+    forced = json.loads(
+        await app.vtn.create(BL, EVENT, event_body(program_id, [1.0, 2.0, 3.0]), force=True)
+    )
+    assert len(await controls_of(app, enrollment.der_program_id)) == 3
+    mapping = await app.engine.mapping(forced["id"])
+    assert mapping["forced"][0]["broken"] == ["max_event_seconds: 10800 s > 7200 s"]
+    # an update that keeps the start is not held to the notice it was first given
+    ok = json.loads(await app.vtn.create(BL, EVENT, event_body(program_id, [1.0])))
+    app.clock.set(T0 + 3000)  # 600 s before it starts
+    await app.vtn.update(BL, EVENT, ok["id"], event_body(program_id, [1.5]))

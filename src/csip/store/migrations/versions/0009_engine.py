@@ -27,6 +27,14 @@ def upgrade() -> None:
         sa.Column("notice_after", sa.Text(), nullable=True),
         sa.Column("notice_lead", sa.Integer(), nullable=False),
         sa.Column("originator", sa.String(20), nullable=False),
+        sa.Column("terms", sa.Text(), nullable=False),
+    )
+    op.create_table(
+        "engine_forced",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(64), nullable=False, index=True),
+        sa.Column("forced_at", sa.BigInteger(), nullable=False),
+        sa.Column("broken", sa.Text(), nullable=False),
     )
     op.create_table(
         "engine_enrollment",
@@ -76,7 +84,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("engine_mapping", "engine_control", "engine_enrollment", "engine_program"):
+    for table in (
+        "engine_forced",
+        "engine_mapping",
+        "engine_control",
+        "engine_enrollment",
+        "engine_program",
+    ):
         op.drop_table(table)
     with op.batch_alter_table("der_group") as batch:
         batch.drop_index("ix_der_group_target")
