@@ -29,6 +29,7 @@ from csip.services.engine import EngineService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
+from csip.services.settlement import SettlementService
 from csip.services.subscriptions import Sep2Notifier, SubscriptionService, cancellations
 from csip.services.telemetry import TelemetryService, count_mirror_usage_points
 from csip.services.vtn import VtnService
@@ -76,6 +77,7 @@ class App:
     vtn_auth: VtnAuth
     vtn: VtnService
     engine: EngineService
+    settlement: SettlementService
     sep2_app: web.Application
     admin_app: web.Application
     vtn_app: web.Application
@@ -172,12 +174,15 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     # ---- OpenADR 3 VTN -------------------------------------------------------------------
     vtn_auth = VtnAuth(store, settings, clock, changes)
     engine = EngineService(programs)
+    settlement = SettlementService(programs)
     vtn = VtnService(store, settings, clock, changes, vtn_auth, engine=engine)
     vtn_face = vtn_app.create_app(vtn)
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
-    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth, engine, vtn)
+    admin_face = admin_app.create_app(
+        admin, programs, der_device, telemetry, vtn_auth, engine, vtn, settlement
+    )
 
     redirect_face = None
     if settings.http_redirect_port:
@@ -205,6 +210,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         vtn_auth=vtn_auth,
         vtn=vtn,
         engine=engine,
+        settlement=settlement,
         sep2_app=sep2_face,
         admin_app=admin_face,
         vtn_app=vtn_face,

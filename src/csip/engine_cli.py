@@ -78,6 +78,17 @@ def cmd_target(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settle(args: argparse.Namespace) -> int:
+    from csip.services.settlement import SettlementService
+
+    async def work(engine: Any) -> Any:
+        return await SettlementService(engine.programs).settle(args.event)
+
+    settled = _with_engine(args, work)
+    print(settled.csv(), end="")
+    return 0
+
+
 def add_parsers(commands: Any) -> None:
     from csip.cli import _state_options
 
@@ -96,6 +107,13 @@ def add_parsers(commands: Any) -> None:
     _state_options(listing)
     listing.add_argument("program", help="OpenADR program id or programName")
     listing.set_defaults(func=cmd_enrollments)
+
+    settle = commands.add_parser(
+        "settle", help="CSV: each site's and aggregator's energy above baseline for an event"
+    )
+    _state_options(settle)
+    settle.add_argument("event", help="OpenADR event id")
+    settle.set_defaults(func=cmd_settle)
 
     groups = commands.add_parser("groups", help="2030.5 groups")
     gsub = groups.add_subparsers(dest="groups_command", required=True, metavar="COMMAND")

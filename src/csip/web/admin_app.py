@@ -25,6 +25,7 @@ from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
 from csip.services.programs import ProgramService
+from csip.services.settlement import SettlementService
 from csip.services.telemetry import TelemetryService
 from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
@@ -682,6 +683,7 @@ def create_app(
     vtn_auth: VtnAuth,
     engine: EngineService,
     vtn: VtnService,
+    settlement: SettlementService,
 ) -> web.Application:
     """The admin face over services built elsewhere (csip.app.build)."""
     app = web.Application(middlewares=[admin_middleware], client_max_size=limits.ADMIN_MAX_BODY)
@@ -699,10 +701,11 @@ def create_app(
     from csip.web.admin_programs import PROGRAM_ADMIN
 
     app[PROGRAM_ADMIN] = programs
-    from csip.web.admin_engine import ENGINE, VTN
+    from csip.web.admin_engine import ENGINE, SETTLEMENT, VTN
 
     app[ENGINE] = engine
     app[VTN] = vtn
+    app[SETTLEMENT] = settlement
     for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)
     return app

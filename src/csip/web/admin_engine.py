@@ -13,6 +13,7 @@ from csip.domain.programs import DEFAULT_SEASONS, Enrollment, ProgramTerms
 from csip.errors import BadRequest, InvalidValues
 from csip.openadr.rules import EVENT, Principal
 from csip.services.engine import EngineService
+from csip.services.settlement import SettlementService
 from csip.services.vtn import VtnService
 from csip.store.engine import ProgramChoices, terms_json
 from csip.web import limits
@@ -20,6 +21,7 @@ from csip.web.paths import path_id
 
 ENGINE = web.AppKey("engine", EngineService)
 VTN = web.AppKey("vtn", VtnService)
+SETTLEMENT = web.AppKey("settlement", SettlementService)
 #: The admin API acts as a business-logic client with every scope when it posts events.
 ADMIN_BL = Principal(
     "csip-admin",
@@ -186,6 +188,17 @@ async def get_mapping(request: web.Request) -> web.Response:
     return web.json_response(await _engine(request).mapping(request.match_info["eid"]))
 
 
+async def get_settlement(request: web.Request) -> web.Response:
+    """JSON, or CSV with ?format=csv or Accept: text/csv (what `csip settle` prints)."""
+    settled = await request.app[SETTLEMENT].settle(request.match_info["eid"])
+    wants_csv = request.query.get("format") == "csv" or "text/csv" in request.headers.get(
+        "Accept", ""
+    )
+    if wants_csv:
+        return web.Response(text=settled.csv(), content_type="text/csv")
+    return web.json_response(settled.json())
+
+
 def routes() -> tuple[Any, ...]:
     """This module's part of the admin API's route table (see admin_app.ROUTES)."""
     from csip.web.admin_app import Route
@@ -250,5 +263,12 @@ def routes() -> tuple[Any, ...]:
             "/api/engine/events/{eid}/mapping",
             get_mapping,
             "Per group: the controls an event became, its messages, what was not mapped",
+        ),
+        route(
+            "GET",
+            "/api/engine/events/{eid}/settlement",
+            get_settlement,
+            "Energy above baseline per site and aggregator, and the program's total "
+            "(?format=csv for CSV)",
         ),
     )
