@@ -82,7 +82,7 @@ def _event(obj: StoredObject) -> Event:
 
 class EngineReports:
     def __init__(
-        self, changes: Changes, clock: Clock, *, debounce: float = 5.0, tick: float = 1.0
+        self, changes: Changes, clock: Clock, *, debounce: float = 2.0, tick: float = 1.0
     ) -> None:
         self.changes = changes
         self.store = changes.store
