@@ -277,3 +277,13 @@ async def test_a_report_the_bl_deleted_stays_deleted(app: App) -> None:
     await answer(app, LFDIS[0], der_programs["north"], 2)
     assert await app.reports.refresh(event_id) == NOTHING
     assert await reports(app, event_id) == []
+
+
+def test_no_external_token_may_claim_csips_client_id() -> None:
+    import jwt
+
+    from csip.services.vtn_auth import VtnAuth
+
+    with pytest.raises(jwt.InvalidTokenError, match="csip"):
+        VtnAuth._external_principal({"client_id": "csip", "scope": "read_targets"})
+    assert VtnAuth._external_principal({"client_id": "fleet", "scope": ""}).client_id == "fleet"
