@@ -25,7 +25,8 @@ When it refreshes, and why:
   at an event's start, readings every postRate); recomputing per answer would cost a report
   write per device, while a few seconds' delay costs the utility nothing;
 * an **event written** (created, updated, deleted: the OpenADR tag) recomputes the schedule;
-  events that entered their window are refreshed at once, the others with the debounce.
+  events that entered their window or were rewritten in it are refreshed at once. Other
+  OpenADR writes (csip's own reports among them) only cost that one query.
 
 Several workers (PostgreSQL) all run the task; the event's ``engine_report`` row is claimed
 with SELECT ... FOR UPDATE SKIP LOCKED, so one worker writes a given update, and one that
@@ -89,8 +90,10 @@ class EngineReports:
         self.clock = clock
         self.debounce = debounce
         self.tick = tick
-        #: event id -> its next boundary (None: none left), events in their window only.
+        #: event id -> its next boundary (None: none left), for the events in their window
+        #: or not begun yet; and when each was last written (an update refreshes at once).
         self._window: dict[str, int | None] = {}
+        self._written: dict[str, float] = {}
         self._schedule_stale = True
         self._scheduled_at = 0
         #: Events to refresh once their debounce allows (answers arrived, event written,
@@ -105,9 +108,12 @@ class EngineReports:
 
     # ---- triggers ----------------------------------------------------------------------
     def _on_tags(self, tags: list[str]) -> None:
-        if tag.OADR in tags or EVERYTHING in tags:
+        if EVERYTHING in tags:
             self._schedule_stale = True
             self._answers = True
+            self._wake.set()
+        elif tag.OADR in tags:
+            self._schedule_stale = True
             self._wake.set()
         elif tag.answers_arrived(tags):
             self._answers = True
@@ -138,9 +144,9 @@ class EngineReports:
     def _timeout(self) -> float:
         timeout = self.tick
         now = self.clock.now()
-        due = [t for t in self._window.values() if t is not None]
-        if due:
-            timeout = min(timeout, max(0.0, min(due) - now))
+        due = [t - now for t in self._window.values() if t is not None and t > now]
+        if due:  # one already passed waits a tick: a failing pass must not spin
+            timeout = min(timeout, min(due))
         if self._pending:
             ready = min(self._last.get(e, 0.0) for e in self._pending) + self.debounce
             timeout = min(timeout, max(0.0, ready - time.monotonic()))
@@ -154,10 +160,11 @@ class EngineReports:
         passed = any(t is not None and t <= now for t in self._window.values())
         if self._schedule_stale or passed or now < self._scheduled_at:
             self._schedule_stale = False
-            before = self._window
-            self._window = await self._schedule(now)
+            before, stamps = self._window, self._written
+            self._window, self._written = await self._schedule(now)
             self._scheduled_at = now
             urgent = {e for e in self._window if e not in before}
+            urgent |= {e for e, at in self._written.items() if stamps.get(e, at) != at}
             urgent |= {e for e, t in before.items() if t is not None and t <= now}
             urgent &= set(self._window)
         if self._answers:
@@ -177,11 +184,13 @@ class EngineReports:
                 written.append(event_id)
         return written
 
-    async def _schedule(self, now: int) -> dict[str, int | None]:
-        """The events that ask for reports and are in their window, with next boundaries."""
+    async def _schedule(self, now: int) -> tuple[dict[str, int | None], dict[str, float]]:
+        """The events that ask for reports and are in their window (or not begun), with
+        their next boundaries and when each was last written."""
         async with self.store.transaction() as s:
             events = await oadr.query(s, EVENT)
         found: dict[str, int | None] = {}
+        written: dict[str, float] = {}
         for obj in events:
             if report_request(obj.body.get("reportDescriptors")) is None:
                 continue
@@ -191,11 +200,13 @@ class EngineReports:
                 continue
             if in_window(event, now):
                 found[obj.id] = next_boundary(event, now)
+                written[obj.id] = obj.modified_at
             else:
                 upcoming = next_boundary(event, now)
                 if upcoming is not None:  # not begun yet: wake when it does
                     found[obj.id] = upcoming
-        return found
+                    written[obj.id] = obj.modified_at
+        return found, written
 
     # ---- one refresh -------------------------------------------------------------------
     async def refresh(self, event_id: str) -> str:

@@ -208,6 +208,21 @@ async def test_the_clock_drives_the_report_without_any_write(app: App) -> None:
     assert all(len(r["intervals"]) == 2 for r in report["resources"])
 
 
+async def test_an_event_rewritten_in_its_window_is_reported_at_once(app: App) -> None:
+    program_id, _ = await setup_program(app)
+    event_id = await post_event(app, program_id, **ASK)
+    app.clock.set(T0 + 3600 + 1)
+    assert await app.reports.run_once() == [event_id]
+    assert await app.reports.run_once() == []  # nothing new
+    body = json.loads(await app.vtn.get_object(BL, EVENT, event_id))
+    body["intervalPeriod"]["duration"] = "PT30M"
+    await app.vtn.update(BL, EVENT, event_id, json.dumps(body).encode())
+    assert await app.reports.run_once() == [event_id]  # no debounce wait for a rewrite
+    (report,) = await reports(app, event_id)
+    (interval,) = report["resources"][0]["intervals"]
+    assert interval["intervalPeriod"]["duration"] == "PT1800S"
+
+
 async def test_an_event_without_report_descriptors_gets_no_report(app: App) -> None:
     program_id, _ = await setup_program(app)
     event_id = await post_event(app, program_id)
