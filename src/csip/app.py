@@ -26,6 +26,7 @@ from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
+from csip.services.engine_reports import EngineReports
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
@@ -78,6 +79,8 @@ class App:
     vtn: VtnService
     engine: EngineService
     settlement: SettlementService
+    #: The program engine's OpenADR reports on its events (time- and answer-driven).
+    reports: EngineReports
     sep2_app: web.Application
     admin_app: web.Application
     vtn_app: web.Application
@@ -90,8 +93,10 @@ class App:
         await self.bus.start()
         await self.vtn_auth.start()
         await self.outbox.start()
+        await self.reports.start()
 
     async def stop(self) -> None:
+        await self.reports.stop()
         await self.outbox.stop()
         for sender in (self.webhooks, self.mqtt, self.notifier):
             if sender is not None:
@@ -177,6 +182,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     settlement = SettlementService(programs)
     vtn = VtnService(store, settings, clock, changes, vtn_auth, engine=engine)
     vtn_face = vtn_app.create_app(vtn)
+    reports = EngineReports(changes, clock)
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
@@ -211,6 +217,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         vtn=vtn,
         engine=engine,
         settlement=settlement,
+        reports=reports,
         sep2_app=sep2_face,
         admin_app=admin_face,
         vtn_app=vtn_face,

@@ -53,6 +53,9 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {
         "write_vens",
     ),
 }
+#: The clientID csip writes its own reports under (the program engine's answers from 2030.5
+#: groups). No token may carry it: a VEN whose token said "csip" would see and own them.
+CSIP_CLIENT_ID = "csip"
 #: Scopes that only a business-logic client would hold (decides the role of external tokens).
 BL_ONLY_SCOPES = frozenset({"read_all", "write_programs", "write_events"})
 

@@ -119,6 +119,12 @@ def readings(mup_id: int) -> str:
     return f"upt-readings:{mup_id}"
 
 
+def answers_arrived(tags: Iterable[str]) -> bool:
+    """Devices answered: a Response or readings were stored (the program engine's reports
+    refresh on it, services/engine_reports.py)."""
+    return any(t.startswith(("responses:", "upt-readings:")) for t in tags)
+
+
 def cert(lfdi: str) -> str:
     return f"cert:{lfdi}"
 

@@ -40,7 +40,7 @@ from csip.config import Settings
 from csip.domain.changes import VtnClientRemoved
 from csip.domain.clock import Clock
 from csip.errors import BadRequest, InvalidValues, NotFound, Unauthorized
-from csip.openadr.rules import BL_ONLY_SCOPES, ROLE_SCOPES, SCOPES, Principal
+from csip.openadr.rules import BL_ONLY_SCOPES, CSIP_CLIENT_ID, ROLE_SCOPES, SCOPES, Principal
 from csip.services import changes as tag
 from csip.services.bus import EVERYTHING
 from csip.services.changes import Changes
@@ -352,6 +352,8 @@ class VtnAuth:
         client_id = claims.get("client_id") or claims.get("azp") or claims.get("sub")
         if not client_id:
             raise jwt.InvalidTokenError("no client_id, azp or sub claim")
+        if client_id == CSIP_CLIENT_ID:
+            raise jwt.InvalidTokenError("the client id csip writes its own reports under")
         raw = claims.get("scope", claims.get("scp", ""))
         scopes = frozenset(raw.split() if isinstance(raw, str) else [str(s) for s in raw])
         role = claims.get("role")

@@ -6,7 +6,8 @@ from sqlmodel import SQLModel
 import csip.store.tables
 import csip.store.tables_changes
 import csip.store.tables_der
-import csip.store.tables_engine  # noqa: F401 - program engine (issue 10)
+import csip.store.tables_engine  # program engine (issue 10)
+import csip.store.tables_engine_reports  # noqa: F401 - its reports (issue 10 item 5)
 from csip.store import tables_openadr, tables_outbox  # noqa: F401 - VTN and outbox (issue 4)
 
 connection = context.config.attributes["connection"]
