@@ -25,6 +25,7 @@ from csip.services.admin import AdminService
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
+from csip.services.messaging import MessagingService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
@@ -68,6 +69,7 @@ class App:
     notifier: Sep2Notifier
     sep2: Sep2Service
     programs: ProgramService
+    messaging: MessagingService
     subscriptions: SubscriptionService
     der_device: DerDeviceService
     telemetry: TelemetryService
@@ -154,7 +156,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         farewells=farewells,
     )
     programs = ProgramService(sep2)
-    subscriptions = SubscriptionService(programs, public_base)
+    messaging = MessagingService(programs)
+    subscriptions = SubscriptionService(programs, public_base, messaging)
     der_device = DerDeviceService(sep2)
     telemetry = TelemetryService(sep2)
     ca, chain, key = settings.tls_files()
@@ -165,7 +168,9 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     )
     outbox.register("sep2", notifier)
     identity = IdentityResolver(settings.trusted_proxies, settings.forwarded_cert_header)
-    sep2_face = sep2_app.create_app(sep2, identity, programs, subscriptions, der_device, telemetry)
+    sep2_face = sep2_app.create_app(
+        sep2, identity, programs, subscriptions, der_device, telemetry, messaging
+    )
 
     # ---- OpenADR 3 VTN -------------------------------------------------------------------
     vtn_auth = VtnAuth(store, settings, clock, changes)
@@ -174,7 +179,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
-    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth)
+    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth, messaging)
 
     redirect_face = None
     if settings.http_redirect_port:
@@ -195,6 +200,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         notifier=notifier,
         sep2=sep2,
         programs=programs,
+        messaging=messaging,
         subscriptions=subscriptions,
         der_device=der_device,
         telemetry=telemetry,
