@@ -118,8 +118,16 @@ async def test_bad_messages_are_refused_and_store_nothing(srv: Running) -> None:
     status, _ = await srv.admin("POST", "/api/groups/99999/messages", message(now))
     assert status == 404
     assert await ok(srv, "GET", path) == {"program": None, "items": []}
+    settings = f"/api/groups/{feeder['id']}/messaging-program"
+    status, body = await srv.admin("PUT", settings, {"primacy": 256})
+    assert status == 400 and "primacy" in body["detail"]
+    assert await ok(srv, "GET", path) == {"program": None, "items": []}
+    made = await ok(srv, "PUT", settings, {"locale": "fr-CA", "primacy": 3})
+    assert (made["locale"], made["primacy"], made["href"]) == ("fr-CA", 3, f"/msg/{made['id']}")
+    shown = await srv.client(device).get(f"{feeder['href']}/msg")
+    assert shown.find("s:MessagingProgram/s:locale") == "fr-CA"
     fsa = await srv.client(device).get(feeder["href"])
-    assert fsa.link("MessagingProgramListLink")["all"] == "0"
+    assert fsa.link("MessagingProgramListLink")["all"] == "1"  # made through the PUT
 
 
 async def test_aggregator_reads_the_messages_of_its_devices_groups(srv: Running) -> None:

@@ -207,3 +207,21 @@ async def test_another_client_finds_nothing(world: World) -> None:
     ):
         with pytest.raises(NotFound):
             await read
+
+
+async def test_the_utility_sets_locale_and_primacy_and_devices_see_them(world: World) -> None:
+    svc = world.messaging
+    made = await svc.set_program(world.group_id, None, None)  # made, with the defaults
+    assert (made.locale, made.primacy) == ("en-US", 1)
+    (message,) = await svc.post(world.group_id, [draft()])
+    assert message.program_id == made.id
+    page = Page(0, None, 5)
+    before = etree.fromstring(await svc.program_list(world.device, world.group_id, page))
+    assert before.findtext(f"{SEP}MessagingProgram/{SEP}locale") == "en-US"
+    world.seen.clear()
+    changed = await svc.set_program(world.group_id, "fr-CA", 5)
+    assert (changed.id, changed.locale, changed.primacy) == (made.id, "fr-CA", 5)
+    assert f"msg-group:{world.group_id}" in world.seen[0]
+    after = etree.fromstring(await svc.program_list(world.device, world.group_id, page))
+    assert after.findtext(f"{SEP}MessagingProgram/{SEP}locale") == "fr-CA"
+    assert after.findtext(f"{SEP}MessagingProgram/{SEP}primacy") == "5"
