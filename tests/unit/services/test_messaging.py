@@ -225,3 +225,11 @@ async def test_the_utility_sets_locale_and_primacy_and_devices_see_them(world: W
     after = etree.fromstring(await svc.program_list(world.device, world.group_id, page))
     assert after.findtext(f"{SEP}MessagingProgram/{SEP}locale") == "fr-CA"
     assert after.findtext(f"{SEP}MessagingProgram/{SEP}primacy") == "5"
+
+
+async def test_a_lab_reset_takes_the_messages_with_the_groups(world: World) -> None:
+    await world.messaging.post(world.group_id, [draft()])
+    await world.programs.reset()
+    assert await world.programs.messaging.programs() == []
+    group = await world.programs.create_group("again", None, None)
+    assert await world.messaging.history(group.id) == (None, [])  # nothing inherited
