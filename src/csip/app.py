@@ -27,6 +27,7 @@ from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
 from csip.services.engine_reports import EngineReports
+from csip.services.messaging import MessagingService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
@@ -71,6 +72,7 @@ class App:
     notifier: Sep2Notifier
     sep2: Sep2Service
     programs: ProgramService
+    messaging: MessagingService
     subscriptions: SubscriptionService
     der_device: DerDeviceService
     telemetry: TelemetryService
@@ -163,7 +165,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         farewells=farewells,
     )
     programs = ProgramService(sep2)
-    subscriptions = SubscriptionService(programs, public_base)
+    messaging = MessagingService(programs)
+    subscriptions = SubscriptionService(programs, public_base, messaging)
     der_device = DerDeviceService(sep2)
     telemetry = TelemetryService(sep2)
     ca, chain, key = settings.tls_files()
@@ -174,11 +177,13 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     )
     outbox.register("sep2", notifier)
     identity = IdentityResolver(settings.trusted_proxies, settings.forwarded_cert_header)
-    sep2_face = sep2_app.create_app(sep2, identity, programs, subscriptions, der_device, telemetry)
+    sep2_face = sep2_app.create_app(
+        sep2, identity, programs, subscriptions, der_device, telemetry, messaging
+    )
 
     # ---- OpenADR 3 VTN -------------------------------------------------------------------
     vtn_auth = VtnAuth(store, settings, clock, changes)
-    engine = EngineService(programs)
+    engine = EngineService(programs, messaging)
     settlement = SettlementService(programs)
     vtn = VtnService(store, settings, clock, changes, vtn_auth, engine=engine)
     vtn_face = vtn_app.create_app(vtn)
@@ -187,7 +192,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
     admin_face = admin_app.create_app(
-        admin, programs, der_device, telemetry, vtn_auth, engine, vtn, settlement
+        admin, programs, der_device, telemetry, vtn_auth, engine, vtn, settlement, messaging
     )
 
     redirect_face = None
@@ -209,6 +214,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         notifier=notifier,
         sep2=sep2,
         programs=programs,
+        messaging=messaging,
         subscriptions=subscriptions,
         der_device=der_device,
         telemetry=telemetry,

@@ -28,6 +28,7 @@ DEFAULT_POLL_RATES: dict[str, int] = {
     "EndDeviceList": 300,
     "FunctionSetAssignmentsList": 300,
     "DERProgramList": 300,
+    "MessagingProgramList": 900,
     "DERList": 300,
     "MirrorUsagePointList": 300,
     "UsagePointList": 900,

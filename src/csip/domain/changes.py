@@ -109,6 +109,24 @@ class ControlsPublished:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagingProgramChanged:
+    """A group's MessagingProgram was made (on its first message) or its locale or primacy
+    changed: its group's MessagingProgramList and FunctionSetAssignments show it."""
+
+    program_id: int
+    group_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesPublished:
+    """TextMessages of one MessagingProgram were written or cancelled."""
+
+    program_id: int
+    group_id: int
+    message_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DefaultControlChanged:
     program_id: int
 
@@ -206,6 +224,8 @@ Change = (
     | ProgramChanged
     | ProgramDeleted
     | ControlsPublished
+    | MessagingProgramChanged
+    | MessagesPublished
     | DefaultControlChanged
     | CurveAdded
     | ResponseAdded

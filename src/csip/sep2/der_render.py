@@ -151,9 +151,11 @@ def der_program_list(
     return serialize(element)
 
 
-def _fsa_element(group: Group, programs: int) -> Any:
+def _fsa_element(group: Group, programs: int, messaging: int) -> Any:
+    """`programs`: its DERPrograms; `messaging`: its MessagingPrograms (0 or 1)."""
     return E.FunctionSetAssignments(
         link("DERProgramListLink", f"{group.href}/derp", programs),
+        link("MessagingProgramListLink", f"{group.href}/msg", messaging),
         link("TimeLink", "/tm"),
         *_identified(group.mrid, group.description, 0),
         href=group.href,
@@ -161,15 +163,15 @@ def _fsa_element(group: Group, programs: int) -> Any:
     )
 
 
-def function_set_assignments(group: Group, programs: int) -> bytes:
-    return serialize(_fsa_element(group, programs))
+def function_set_assignments(group: Group, programs: int, messaging: int = 0) -> bytes:
+    return serialize(_fsa_element(group, programs, messaging))
 
 
 def function_set_assignments_list(
-    href: str, total: int, page: Sequence[tuple[Group, int]], poll_rate: int
+    href: str, total: int, page: Sequence[tuple[Group, int, int]], poll_rate: int
 ) -> bytes:
     element = E.FunctionSetAssignmentsList(
-        *(_fsa_element(g, n) for g, n in page),
+        *(_fsa_element(g, n, m) for g, n, m in page),
         href=href,
         all=str(total),
         results=str(len(page)),

@@ -50,6 +50,27 @@ def curve_list(program_id: int) -> str:
     return f"/derp/{program_id}/dc"
 
 
+def messaging_program_list(group_id: int) -> str:
+    """The MessagingProgramList of a FunctionSetAssignments."""
+    return f"/fsa/{group_id}/msg"
+
+
+def messaging_program(program_id: int) -> str:
+    return f"/msg/{program_id}"
+
+
+def text_message_list(program_id: int) -> str:
+    return f"/msg/{program_id}/txt"
+
+
+def active_text_message_list(program_id: int) -> str:
+    return f"/msg/{program_id}/acttxt"
+
+
+def text_message(program_id: int, message_id: int) -> str:
+    return f"/msg/{program_id}/txt/{message_id}"
+
+
 def response_list(program_id: int) -> str:
     return f"/rsps/{program_id}/rsp"
 

@@ -42,7 +42,7 @@ def messaging_program_list(
     return serialize(element)
 
 
-def _message_element(message: TextMessage, status: EventStatus, reply_to: str) -> Any:
+def _message_element(message: TextMessage, status: EventStatus, reply_to: str | None) -> Any:
     children = [E.mRID(message.mrid)]
     children += [
         E.creationTime(str(message.creation_time)),
@@ -52,21 +52,22 @@ def _message_element(message: TextMessage, status: EventStatus, reply_to: str) -
     if message.originator:
         children.append(E.originator(message.originator[:20]))
     children += [E.priority(str(message.priority)), E.textMessage(message.text)]
-    return E.TextMessage(
-        *children,
-        href=message.href,
-        replyTo=reply_to,
-        responseRequired="01",
-        subscribable="0",
-    )
+    attributes = {"href": message.href, "subscribable": "0"}
+    if reply_to is not None:  # only where csip takes the answers (a ResponseSet exists)
+        attributes["replyTo"] = reply_to
+        attributes["responseRequired"] = "01"
+    return E.TextMessage(*children, **attributes)
 
 
-def text_message(message: TextMessage, status: EventStatus, reply_to: str) -> bytes:
+def text_message(message: TextMessage, status: EventStatus, reply_to: str | None = None) -> bytes:
     return serialize(_message_element(message, status, reply_to))
 
 
 def text_message_list(
-    href: str, total: int, page: Sequence[tuple[TextMessage, EventStatus]], reply_to: str
+    href: str,
+    total: int,
+    page: Sequence[tuple[TextMessage, EventStatus]],
+    reply_to: str | None = None,
 ) -> bytes:
     element = E.TextMessageList(
         *(_message_element(m, s, reply_to) for m, s in page),

@@ -41,6 +41,8 @@ from csip.domain.changes import (
     GroupDeleted,
     LogEventAdded,
     MembershipChanged,
+    MessagesPublished,
+    MessagingProgramChanged,
     MirrorUsagePointChanged,
     NotificationHostsChanged,
     OadrObjectChanged,
@@ -107,6 +109,16 @@ def group(group_id: int) -> str:
 def program(program_id: int) -> str:
     """One DERProgram: its controls, default control, curves, and what they decide."""
     return f"program:{program_id}"
+
+
+def messaging_group(group_id: int) -> str:
+    """A group's MessagingProgram(List), and the FSA documents that count it."""
+    return f"msg-group:{group_id}"
+
+
+def messaging(program_id: int) -> str:
+    """One MessagingProgram: its TextMessages and what counts them."""
+    return f"msg:{program_id}"
 
 
 def responses(program_id: int) -> str:
@@ -218,6 +230,16 @@ def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEff
     elif isinstance(change, ControlsPublished):
         tags.append(program(change.program_id))
         notify.append(hrefs.control_list(change.program_id))
+    elif isinstance(change, MessagingProgramChanged):
+        tags += [messaging(change.program_id), messaging_group(change.group_id)]
+        notify.append(hrefs.messaging_program_list(change.group_id))
+    elif isinstance(change, MessagesPublished):
+        # the program's list counts its messages: its subscribers hear of them too
+        tags.append(messaging(change.program_id))
+        notify += [
+            hrefs.text_message_list(change.program_id),
+            hrefs.messaging_program_list(change.group_id),
+        ]
     elif isinstance(change, DefaultControlChanged):
         tags.append(program(change.program_id))
         notify.append(hrefs.default_control(change.program_id))

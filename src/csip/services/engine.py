@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from csip.domain.der import Control, Status, event_statuses, is_over
 from csip.domain.dispatch import ControlDraft, GroupPlan, MessageDraft, plan
+from csip.domain.messaging import TextMessage
 from csip.domain.programs import Enrollment, Event, Program, broken_terms
 from csip.errors import BadRequest, InvalidValues, NotFound
 from csip.openadr import convert
@@ -33,6 +34,7 @@ from csip.openadr.rules import EVENT, PROGRAM
 from csip.services.programs import ControlSpec, ProgramService
 from csip.store import der as der_store
 from csip.store import engine as engine_store
+from csip.store import messaging as msg_store
 from csip.store import openadr as oadr
 from csip.store.engine import EngineControl, GroupMapping, ProgramChoices
 from csip.store.openadr import StoredObject
@@ -55,6 +57,10 @@ class MessagePublisher(Protocol):
     ) -> Sequence[Any]: ...
 
     async def cancel_source(self, tx: UnitOfWork, source: str) -> Sequence[Any]: ...
+
+    async def cancel_messages(
+        self, tx: UnitOfWork, message_ids: Sequence[int]
+    ) -> Sequence[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +224,7 @@ class EngineService:
         await engine_store.insert_engine_controls(tx.session, event_id, links)
         randomized = any(link.control.randomize_start for link in live)
         cancelled = await self.programs.cancel_controls(tx, doomed, randomized) if doomed else []
-        messages = await self._messages(tx, event_id, plans)
+        messages = await self._messages(tx, event_id, plans, whole)
         mappings = [
             GroupMapping(
                 g,
@@ -235,19 +241,37 @@ class EngineService:
         return Applied(published, cancelled)
 
     async def _messages(
-        self, tx: UnitOfWork, event_id: str, plans: Mapping[int, GroupPlan]
+        self,
+        tx: UnitOfWork,
+        event_id: str,
+        plans: Mapping[int, GroupPlan],
+        whole: bool,
     ) -> dict[int, int]:
-        """Alerts and notices of the event, re-issued whole on every write."""
+        """Alerts and notices of the event per group: a group whose messages changed gets
+        the old ones cancelled and the new ones published; an unchanged group is left alone
+        (devices see no churn). `whole`: groups the event no longer reaches lose theirs."""
         if self.messaging is None:
             return {}
-        await self.messaging.cancel_source(tx, _source(event_id))
+        now = self.clock.now_int()
+        source = _source(event_id)
+        group_of = {p.id: p.group_id for p in await msg_store.select_messaging_programs(tx.session)}
+        old: dict[int, list[TextMessage]] = {}
+        for message in await msg_store.select_text_messages_of_source(tx.session, source):
+            if message.cancelled_at is None and message.end > now:
+                old.setdefault(group_of[message.program_id], []).append(message)
         counts = {}
-        for group_id, group_plan in plans.items():
-            if group_plan.messages:
-                await self.messaging.publish(
-                    tx, group_id, group_plan.messages, source=_source(event_id)
-                )
-            counts[group_id] = len(group_plan.messages)
+        groups = set(plans) | (set(old) if whole else set())
+        for group_id in sorted(groups):
+            drafts = plans[group_id].messages if group_id in plans else ()
+            mine = old.get(group_id, [])
+            counts[group_id] = len(drafts)
+            wanted = sorted((d.start, d.duration, d.text, d.priority) for d in drafts)
+            if wanted == sorted((m.start, m.duration, m.text, m.priority) for m in mine):
+                continue
+            if mine:
+                await self.messaging.cancel_messages(tx, [m.id for m in mine])
+            if drafts:
+                await self.messaging.publish(tx, group_id, drafts, source=source)
         return counts
 
     async def _live(self, tx: UnitOfWork, links: Sequence[EngineControl]) -> list[EngineControl]:

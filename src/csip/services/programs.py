@@ -48,6 +48,7 @@ from csip.domain.der import (
 )
 from csip.domain.devices import EndDevice, Principal, PrincipalKind, may_access
 from csip.domain.groups import closure
+from csip.domain.messaging import MessagingProgram
 from csip.domain.paging import Page
 from csip.errors import BadRequest, Forbidden, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi
@@ -60,6 +61,7 @@ from csip.services.sep2 import Sep2Service
 from csip.store import der as der_store
 from csip.store import store as end_devices
 from csip.store.der import DerStore
+from csip.store.messaging import MessagingStore
 from csip.store.uow import UnitOfWork
 
 
@@ -120,6 +122,7 @@ class ProgramService:
         self.changes = sep2.changes
         self.pen = sep2.settings.pen
         self.der = DerStore(sep2.store, sep2.settings.pen)
+        self.messaging = MessagingStore(sep2.store)
 
     # ---- cached derived data ---------------------------------------------------------
     async def _cached(self, key: tuple[Any, ...], tags: tuple[str, ...], load: Any) -> Any:
@@ -254,7 +257,14 @@ class ProgramService:
 
         async def build() -> bytes:
             chosen = groups[page.start : page.start + page.limit]
-            counts = [(g, len(await self._programs_of(g.id))) for g in chosen]
+            counts = [
+                (
+                    g,
+                    len(await self._programs_of(g.id)),
+                    len(await self.messaging_programs_of(g.id)),
+                )
+                for g in chosen
+            ]
             rates = await self.sep2.poll_rates()
             href = f"{device.href}/fsa"
             return render.function_set_assignments_list(
@@ -267,6 +277,7 @@ class ProgramService:
             tag.SETTINGS,
             tag.edev(device_id),
             *(tag.group(g.id) for g in groups),
+            *(tag.messaging_group(g.id) for g in groups),
         )
         return await self._render(("fsa-list", device_id, page.key()), tags, None, build)
 
@@ -318,22 +329,25 @@ class ProgramService:
 
         return await self._render(key, tags, expires, build)
 
-    async def _visible_group(self, principal: Principal, group_id: int) -> Group:
+    async def visible_group(self, principal: Principal, group_id: int) -> Group:
         group = (await self.groups()).get(group_id)
         if group is None or group_id not in await self.visible_groups(principal):
             raise NotFound(f"no FunctionSetAssignments {group_id}")
         return group
 
     async def fsa(self, principal: Principal, group_id: int) -> bytes:
-        group = await self._visible_group(principal, group_id)
+        group = await self.visible_group(principal, group_id)
 
         async def build() -> bytes:
-            return render.function_set_assignments(group, len(await self._programs_of(group_id)))
+            programs = len(await self._programs_of(group_id))
+            messaging = len(await self.messaging_programs_of(group_id))
+            return render.function_set_assignments(group, programs, messaging)
 
-        return await self._render(("fsa", group_id), (tag.GROUPS, tag.group(group_id)), None, build)
+        tags = (tag.GROUPS, tag.group(group_id), tag.messaging_group(group_id))
+        return await self._render(("fsa", group_id), tags, None, build)
 
     async def program_list(self, principal: Principal, group_id: int, page: Page) -> bytes:
-        await self._visible_group(principal, group_id)
+        await self.visible_group(principal, group_id)
 
         async def programs() -> list[Program]:
             return await self._programs_of(group_id)
@@ -348,6 +362,17 @@ class ProgramService:
 
         result: list[Program] = await self._cached(
             ("programs-of", group_id), (tag.group(group_id),), load
+        )
+        return result
+
+    async def messaging_programs_of(self, group_id: int) -> list[MessagingProgram]:
+        """The group's MessagingProgram (none until its first message): the FSA links it."""
+
+        async def load() -> list[MessagingProgram]:
+            return await self.messaging.programs(group_id)
+
+        result: list[MessagingProgram] = await self._cached(
+            ("msg-programs-of", group_id), (tag.messaging_group(group_id),), load
         )
         return result
 

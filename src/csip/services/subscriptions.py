@@ -37,6 +37,7 @@ from csip.sep2 import notify_render
 from csip.sep2.xml import CONTENT_TYPE, tag, text
 from csip.services.bus import EVERYTHING
 from csip.services.changes import NOTIFY_HOSTS
+from csip.services.messaging import MessagingService
 from csip.services.programs import ProgramService
 from csip.services.vtn_notify import SafeResolver
 from csip.store.outbox import OutboxMessage
@@ -67,6 +68,8 @@ SUBSCRIBABLE: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/fsa/(\d+)/derp$"), "DERProgramList"),
     (re.compile(r"^/derp/(\d+)/derc$"), "DERControlList"),
     (re.compile(r"^/derp/(\d+)/dderc$"), "DefaultDERControl"),
+    (re.compile(r"^/fsa/(\d+)/msg$"), "MessagingProgramList"),
+    (re.compile(r"^/msg/(\d+)/txt$"), "TextMessageList"),
 )
 
 
@@ -96,8 +99,11 @@ async def cancellations(
 
 
 class SubscriptionService:
-    def __init__(self, programs: ProgramService, public_base: str) -> None:
+    def __init__(
+        self, programs: ProgramService, public_base: str, messaging: MessagingService | None = None
+    ) -> None:
         self.programs = programs
+        self.messaging = messaging or MessagingService(programs)
         self.sep2 = programs.sep2
         self.store = SubscriptionStore(self.sep2.store)
         #: Absolute base of subscriptionURI (2030.5 wants an absolute URI).
@@ -141,6 +147,10 @@ class SubscriptionService:
                 return await self.programs.program_list(principal, ident, page)
             if kind == "DERControlList":
                 return await self.programs.control_list(principal, ident, page)
+            if kind == "MessagingProgramList":
+                return await self.messaging.program_list(principal, ident, page)
+            if kind == "TextMessageList":
+                return await self.messaging.message_list(principal, ident, page)
             return await self.programs.default_control(principal, ident)
         kinds = ", ".join(kind for _, kind in SUBSCRIBABLE)
         raise InvalidValues(f"{path} is not subscribable here (subscribable: {kinds})")

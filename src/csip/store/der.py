@@ -43,6 +43,7 @@ from csip.store.tables_engine import (
 #: High bits of minted mRIDs, one per kind of object, so ids never collide across kinds.
 KIND_GROUP, KIND_PROGRAM, KIND_CONTROL, KIND_DEFAULT, KIND_CURVE = 1, 2, 3, 4, 5
 KIND_READING_SET = 6  # the metering read side (services/metering.py)
+KIND_MESSAGING_PROGRAM, KIND_TEXT_MESSAGE = 7, 8  # the Messaging function set (store/messaging.py)
 
 
 def _mrid(kind: int, ident: int, pen: int, version: int = 0) -> str:

@@ -24,6 +24,7 @@ from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
+from csip.services.messaging import MessagingService
 from csip.services.programs import ProgramService
 from csip.services.settlement import SettlementService
 from csip.services.telemetry import TelemetryService
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 ADMIN = web.AppKey("admin_service", AdminService)
 #: Path parameters that are integer ids (groups, programs, controls).
-ID_PARAMS = frozenset({"gid", "pid", "cid"})
+ID_PARAMS = frozenset({"gid", "pid", "cid", "mid"})
 DER_DEVICE = web.AppKey("admin_der_device", DerDeviceService)
 TELEMETRY = web.AppKey("admin_telemetry", TelemetryService)
 _M = TypeVar("_M", bound=BaseModel)
@@ -574,9 +575,9 @@ ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """The foundation's routes and those of each function set's admin module."""
-    from csip.web import admin_engine, admin_programs
+    from csip.web import admin_engine, admin_messaging, admin_programs
 
-    return ROUTES + admin_programs.routes() + admin_engine.routes()
+    return ROUTES + admin_programs.routes() + admin_engine.routes() + admin_messaging.routes()
 
 
 def openapi_document() -> dict[str, Any]:
@@ -684,6 +685,7 @@ def create_app(
     engine: EngineService,
     vtn: VtnService,
     settlement: SettlementService,
+    messaging: MessagingService,
 ) -> web.Application:
     """The admin face over services built elsewhere (csip.app.build)."""
     app = web.Application(middlewares=[admin_middleware], client_max_size=limits.ADMIN_MAX_BODY)
@@ -706,6 +708,9 @@ def create_app(
     app[ENGINE] = engine
     app[VTN] = vtn
     app[SETTLEMENT] = settlement
+    from csip.web.admin_messaging import MESSAGING_ADMIN
+
+    app[MESSAGING_ADMIN] = messaging
     for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)
     return app

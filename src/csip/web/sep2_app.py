@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from csip.services.der_device import DerDeviceService
+from csip.services.messaging import MessagingService
 from csip.services.programs import ProgramService
 from csip.services.sep2 import DOCUMENTS, Sep2Service
 from csip.services.subscriptions import SubscriptionService
 from csip.services.telemetry import TelemetryService
-from csip.web import limits, sep2_der, sep2_programs, sep2_telemetry
+from csip.web import limits, sep2_der, sep2_messaging, sep2_programs, sep2_telemetry
 from csip.web.identity import IdentityResolver
 from csip.web.sep2_common import (
     IDENTITY,
@@ -86,6 +87,7 @@ def create_app(
     subscriptions: SubscriptionService,
     der_device: DerDeviceService,
     telemetry: TelemetryService,
+    messaging: MessagingService,
 ) -> web.Application:
     """The 2030.5 face over services built elsewhere (csip.app.build)."""
     app = web.Application(client_max_size=service.settings.max_body_bytes)
@@ -106,6 +108,7 @@ def create_app(
     sep2_programs.setup(app, programs, subscriptions)
     sep2_der.setup(app, der_device)
     sep2_telemetry.setup(app, telemetry)
+    sep2_messaging.setup(app, messaging)
     routes.add_get(r"/edev/{id:\d+}/rg", guarded(get_registration))
     routes.add_get(rf"/edev/{{id:\d+}}/{{part:{documents}}}", guarded(get_edev))
     routes.add_put(rf"/edev/{{id:\d+}}/{{part:{documents}}}", guarded(put_document))

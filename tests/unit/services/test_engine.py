@@ -252,3 +252,39 @@ async def test_an_event_that_breaks_the_terms_is_refused_unless_forced(app: App)
     ok = json.loads(await app.vtn.create(BL, EVENT, event_body(program_id, [1.0])))
     app.clock.set(T0 + 3000)  # 600 s before it starts
     await app.vtn.update(BL, EVENT, ok["id"], event_body(program_id, [1.5]))
+
+
+async def test_alerts_and_notices_become_text_messages_without_churn(app: App) -> None:
+    program_id = await make_program(app)
+    g = await group(app, "north", None)
+    await app.engine.enroll(program_id, g)
+    await app.engine.set_choices(
+        ProgramChoices(
+            program_id, 10, {}, "Battery event at 5 pm", "Event over, thank you", 1800, "PG&E"
+        )
+    )
+    body = json.loads(event_body(program_id, [1.0]))
+    body["intervals"][0]["payloads"].append(
+        {"type": "ALERT_GRID_EMERGENCY", "values": ["Grid emergency: keep your reserve"]}
+    )
+    event = json.loads(await app.vtn.create(BL, EVENT, json.dumps(body).encode()))
+    _, messages = await app.messaging.history(g)
+    assert sorted((m.text, m.priority, m.start, m.duration) for m in messages) == [
+        ("Battery event at 5 pm", 1, T0 + 3600 - 1800, 1800),
+        ("Event over, thank you", 1, T0 + 7200, 1800),
+        ("Grid emergency: keep your reserve", 3, T0 + 3600, 3600),
+    ]
+    assert {m.originator for m in messages} == {"PG&E"}
+    mapping = await app.engine.mapping(event["id"])
+    assert mapping["groups"][0]["messages"] == 3
+
+    # an update that changes nothing the group reads leaves its messages alone
+    body["eventName"] = "renamed"
+    await app.vtn.update(BL, EVENT, event["id"], json.dumps(body).encode())
+    _, again = await app.messaging.history(g)
+    assert [m.id for m in again] == [m.id for m in messages]
+    assert all(m.cancelled_at is None for m in again)
+
+    await app.vtn.delete(BL, EVENT, event["id"])
+    _, after = await app.messaging.history(g)
+    assert all(m.cancelled_at is not None for m in after)

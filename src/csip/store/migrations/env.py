@@ -7,7 +7,8 @@ import csip.store.tables
 import csip.store.tables_changes
 import csip.store.tables_der
 import csip.store.tables_engine  # program engine (issue 10)
-import csip.store.tables_engine_reports  # noqa: F401 - its reports (issue 10 item 5)
+import csip.store.tables_engine_reports  # its reports (issue 10 item 5)
+import csip.store.tables_messaging  # noqa: F401 - Messaging function set (issue 10)
 from csip.store import tables_openadr, tables_outbox  # noqa: F401 - VTN and outbox (issue 4)
 
 connection = context.config.attributes["connection"]
