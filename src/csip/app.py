@@ -22,6 +22,7 @@ from csip.domain.clock import Clock
 from csip.errors import ConfigError
 from csip.sep2 import schema
 from csip.services.admin import AdminService
+from csip.services.boundaries import BoundaryNotices
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
@@ -63,6 +64,8 @@ class App:
     bus: LocalBus
     changes: Changes
     outbox: OutboxWorker
+    #: Tells DERControlList subscribers when controls start and end with no write.
+    boundaries: BoundaryNotices
     webhooks: WebhookSender
     mqtt: MqttSender | None
     notifier: Sep2Notifier
@@ -86,8 +89,10 @@ class App:
         await self.bus.start()
         await self.vtn_auth.start()
         await self.outbox.start()
+        await self.boundaries.start()
 
     async def stop(self) -> None:
+        await self.boundaries.stop()
         await self.outbox.stop()
         for sender in (self.webhooks, self.mqtt, self.notifier):
             if sender is not None:
@@ -138,6 +143,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         wake=outbox.wake,
         mqtt_prefix=settings.vtn_mqtt_topic_prefix if mqtt is not None else None,
     )
+
+    boundaries = BoundaryNotices(store, changes, clock, bus)
 
     # ---- 2030.5 --------------------------------------------------------------------------
     public_base = sep2_public_base(settings)
@@ -190,6 +197,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         bus=bus,
         changes=changes,
         outbox=outbox,
+        boundaries=boundaries,
         webhooks=webhooks,
         mqtt=mqtt,
         notifier=notifier,
