@@ -89,6 +89,26 @@ async def test_subscriber_hears_a_control_start_and_end_as_the_clock_moves(
 
 
 @BACKENDS
+async def test_with_the_clock_left_alone_the_start_is_told_when_it_comes(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    srv = await make_server(notification_allow_private=True, outbox_retry_delays=[0.2])
+    device = srv.pki.device_a
+    world = await topology(srv, device)
+    derc = f"{world['p1']['href']}/derc"
+    client = srv.client(device)
+    assert (await client.post(world["edev"] + "/sub", subscription_xml(derc, receiver.uri))).status
+    now = await server_now(srv)
+    (created,) = await ok(
+        srv, "POST", f"/api/programs/{world['p1']['id']}/controls", control(now + 2, 600)
+    )
+    await receiver.wait(1)
+    # nothing moves the clock and nothing is written: the task wakes at the start by itself
+    started = (await receiver.wait(2))[1]
+    assert listed(started) == [(created["mrid"], "1")]
+
+
+@BACKENDS
 async def test_a_randomized_control_is_told_ended_at_its_latest_end(
     make_server: ServerFactory, receiver: Receiver
 ) -> None:

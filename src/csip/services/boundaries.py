@@ -94,12 +94,17 @@ class BoundaryNotices:
             self._wake.set()
 
     async def start(self) -> None:
+        await self.resume()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="boundaries")
+
+    async def resume(self) -> None:
+        """Start from the last moment told (with LOOKBACK), or from now on a new database."""
         now = self.clock.now_int()
         async with self.store.transaction() as s:
             last = await der_store.select_last_boundary_notice(s, now)
         self.floor = (now if last is None else last) - LOOKBACK
         self.horizon = self.floor
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="boundaries")
+        self._reload = True
 
     async def stop(self) -> None:
         self.clock.unsubscribe(self.wake)
