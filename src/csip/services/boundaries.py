@@ -47,6 +47,8 @@ LOOKBACK = 60
 #: Claims older than this behind the clock are pruned (they only dedupe recent moments and
 #: mark where a starting worker resumes).
 KEEP_CLAIMS = 7 * 86400
+#: Seconds before trying again after a failed pass (not a tight loop on a database that is down).
+RETRY = 1.0
 
 
 class BoundaryNotices:
@@ -116,15 +118,17 @@ class BoundaryNotices:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            timeout = None
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the database may be restarting: try again on the next wake
+            except Exception:  # the database may be restarting: read everything again soon
                 log.exception("telling control boundaries failed")
                 self._reload = True
+                timeout = RETRY
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._sleep())
+                await asyncio.wait_for(self._wake.wait(), timeout or self._sleep())
 
     def _sleep(self) -> float:
         upcoming = next_notice(self.pending)
@@ -161,6 +165,8 @@ class BoundaryNotices:
             self._reload, self._dirty = self._reload or reload, self._dirty | dirty
             raise
         controls, groups = found
+        if reload:  # the claims are the truth (a lab reset starts program ids again on SQLite)
+            self.told = set()
         pending = untold_notices(controls, self.floor, self.told)
         if reload:
             self.pending, self.groups = pending, groups
