@@ -1,7 +1,7 @@
 """Time-driven notifications (issue 10 item 7): a DERControlList subscriber hears when a
 control becomes active and when it ends as the server clock moves, with no write in between;
 once, however many workers share the database. Over real sockets: the subscriber's receiver is
-an HTTPS server demanding csip's client certificate (test_subscriptions.Receiver)."""
+an HTTPS server demanding csip's client certificate (tests/notify_receiver.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from collections.abc import Awaitable, Callable
 import pytest
 from lxml import etree
 from test_der_programs import control, ok, server_now, topology
-from test_subscriptions import SEP, XSI_TYPE, Receiver, receiver, subscription_xml
 
 from csip.app import App
 from csip.store import outbox as store_outbox
 
+from notify_receiver import Receiver, subscription_xml
 from support import BACKENDS, Running, ServerFactory
 
-__all__ = ["receiver"]  # the notification receiver fixture, shared with test_subscriptions
+SEP = "{urn:ieee:std:2030.5:ns}"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
 
 def app_of(srv: Running) -> App:

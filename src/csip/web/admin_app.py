@@ -23,8 +23,11 @@ from csip.logsafe import safe
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
+from csip.services.engine import EngineService
 from csip.services.programs import ProgramService
+from csip.services.settlement import SettlementService
 from csip.services.telemetry import TelemetryService
+from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
 from csip.web import limits
 from csip.web.paths import path_id
@@ -571,9 +574,9 @@ ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """The foundation's routes and those of each function set's admin module."""
-    from csip.web import admin_programs
+    from csip.web import admin_engine, admin_programs
 
-    return ROUTES + admin_programs.routes()
+    return ROUTES + admin_programs.routes() + admin_engine.routes()
 
 
 def openapi_document() -> dict[str, Any]:
@@ -678,6 +681,9 @@ def create_app(
     der_device: DerDeviceService,
     telemetry: TelemetryService,
     vtn_auth: VtnAuth,
+    engine: EngineService,
+    vtn: VtnService,
+    settlement: SettlementService,
 ) -> web.Application:
     """The admin face over services built elsewhere (csip.app.build)."""
     app = web.Application(middlewares=[admin_middleware], client_max_size=limits.ADMIN_MAX_BODY)
@@ -695,6 +701,11 @@ def create_app(
     from csip.web.admin_programs import PROGRAM_ADMIN
 
     app[PROGRAM_ADMIN] = programs
+    from csip.web.admin_engine import ENGINE, SETTLEMENT, VTN
+
+    app[ENGINE] = engine
+    app[VTN] = vtn
+    app[SETTLEMENT] = settlement
     for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)
     return app
