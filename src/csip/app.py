@@ -22,6 +22,7 @@ from csip.domain.clock import Clock
 from csip.errors import ConfigError
 from csip.sep2 import schema
 from csip.services.admin import AdminService
+from csip.services.boundaries import BoundaryNotices
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
@@ -67,6 +68,8 @@ class App:
     bus: LocalBus
     changes: Changes
     outbox: OutboxWorker
+    #: Tells DERControlList subscribers when controls start and end with no write.
+    boundaries: BoundaryNotices
     webhooks: WebhookSender
     mqtt: MqttSender | None
     notifier: Sep2Notifier
@@ -96,8 +99,10 @@ class App:
         await self.vtn_auth.start()
         await self.outbox.start()
         await self.reports.start()
+        await self.boundaries.start()
 
     async def stop(self) -> None:
+        await self.boundaries.stop()
         await self.reports.stop()
         await self.outbox.stop()
         for sender in (self.webhooks, self.mqtt, self.notifier):
@@ -149,6 +154,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         wake=outbox.wake,
         mqtt_prefix=settings.vtn_mqtt_topic_prefix if mqtt is not None else None,
     )
+
+    boundaries = BoundaryNotices(store, changes, clock, bus)
 
     # ---- 2030.5 --------------------------------------------------------------------------
     public_base = sep2_public_base(settings)
@@ -209,6 +216,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         bus=bus,
         changes=changes,
         outbox=outbox,
+        boundaries=boundaries,
         webhooks=webhooks,
         mqtt=mqtt,
         notifier=notifier,

@@ -127,6 +127,16 @@ class MessagesPublished:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlBoundaryPassed:
+    """The clock passed a moment at which a program's controls start or end (domain.der
+    notice_moments): no row changed, yet what its subscribers read did. `group_id` is None
+    for a deleted program (it is in no DERProgramList any more)."""
+
+    program_id: int
+    group_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DefaultControlChanged:
     program_id: int
 
@@ -226,6 +236,7 @@ Change = (
     | ControlsPublished
     | MessagingProgramChanged
     | MessagesPublished
+    | ControlBoundaryPassed
     | DefaultControlChanged
     | CurveAdded
     | ResponseAdded

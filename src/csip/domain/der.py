@@ -14,7 +14,7 @@ each DERControl's EventStatus (IEEE 2030.5 §12.1 events, §10.10 DER; CSIP IG �
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -334,6 +334,57 @@ def next_boundary(controls: Iterable[Control], now: int) -> int | None:
         if moment is not None and moment > now
     ]
     return min(upcoming) if upcoming else None
+
+
+def notice_moments(control: Control) -> tuple[int, ...]:
+    """When a DERControlList subscriber must hear of this control with no write: the moments
+    at which what it reads changes, told as they pass (services/boundaries.py).
+
+    * its start, where it becomes active (IEEE 2030.5 §12.1.2.1), unless cancelled by then;
+    * its latest end (`latest_end`: the end pushed out by randomization), where it leaves the
+      DERControlList and ActiveDERControlList. The nominal end on its own changes nothing a
+      device reads while a randomized device may still be running it (is_active and is_over
+      both use the latest end); with no randomization the two are one moment.
+
+    Moments not after the control's creationTime are left out: the write that created it
+    told subscribers then. A cancellation is always a write at the moment it happens
+    (store.der.update_controls_cancelled), told by that write, so it is never a moment here.
+    """
+    moments = []
+    cancelled = control.cancelled_at
+    if cancelled is None or cancelled > control.start:
+        moments.append(control.start)
+    moments.append(latest_end(control))
+    return tuple(sorted({m for m in moments if m > control.creation_time}))
+
+
+def untold_notices(
+    controls: Iterable[Control], after: int, told: Set[tuple[int, int]] = frozenset()
+) -> dict[int, list[int]]:
+    """Program id -> its notice moments later than `after` not yet in `told` ((program id,
+    moment) pairs), ascending: what a scheduler sleeps on (the first of each) and tells once
+    the clock reaches them (one notification per program per pass, however many passed)."""
+    found: dict[int, set[int]] = {}
+    for control in controls:
+        for moment in notice_moments(control):
+            if moment > after and (control.program_id, moment) not in told:
+                found.setdefault(control.program_id, set()).add(moment)
+    return {program: sorted(moments) for program, moments in sorted(found.items())}
+
+
+def due_notices(pending: Mapping[int, Sequence[int]], now: int) -> dict[int, list[int]]:
+    """Of `untold_notices`, the moments the clock has reached, per program."""
+    due = {}
+    for program, moments in pending.items():
+        passed = [m for m in moments if m <= now]
+        if passed:
+            due[program] = passed
+    return due
+
+
+def next_notice(pending: Mapping[int, Sequence[int]]) -> int | None:
+    """The earliest pending moment: how long a scheduler may sleep (None: until a write)."""
+    return min((moments[0] for moments in pending.values() if moments), default=None)
 
 
 def check_base(base: Mapping[str, Any], profile: str, curves: Mapping[int, Curve]) -> None:

@@ -28,6 +28,7 @@ from csip.domain.changes import (
     AggregatorRemoved,
     CertificateChanged,
     Change,
+    ControlBoundaryPassed,
     ControlsPublished,
     CurveAdded,
     DefaultControlChanged,
@@ -119,6 +120,15 @@ def messaging_group(group_id: int) -> str:
 def messaging(program_id: int) -> str:
     """One MessagingProgram: its TextMessages and what counts them."""
     return f"msg:{program_id}"
+
+
+def program_of(name: str) -> int | None:
+    """The program a `program()` tag names, else None (services/boundaries.py re-reads the
+    controls of programs a write touched)."""
+    if not name.startswith("program:"):
+        return None
+    ident = name[len("program:") :]
+    return int(ident) if ident.isdigit() else None
 
 
 def responses(program_id: int) -> str:
@@ -240,6 +250,12 @@ def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEff
             hrefs.text_message_list(change.program_id),
             hrefs.messaging_program_list(change.group_id),
         ]
+    elif isinstance(change, ControlBoundaryPassed):
+        # nothing to drop: every worker's renderings already expire at their own next boundary
+        # (ProgramState.boundary); subscribers of the lists that changed with no write hear it
+        notify.append(hrefs.control_list(change.program_id))
+        if change.group_id is not None:  # DERProgramList shows its active and listed counts
+            notify.append(hrefs.program_list(change.group_id))
     elif isinstance(change, DefaultControlChanged):
         tags.append(program(change.program_id))
         notify.append(hrefs.default_control(change.program_id))

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import case, func, or_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, delete, select
 
@@ -24,6 +25,7 @@ from csip.errors import Conflict, NotFound
 from csip.store.store import Store
 from csip.store.tables import EndDeviceRow
 from csip.store.tables_der import (
+    DerBoundaryNoticeRow,
     DerControlRow,
     DerCurveRow,
     DerDefaultControlRow,
@@ -384,6 +386,78 @@ async def update_controls_cancelled(
 
 
 # ---- default controls and curves ----------------------------------------------------------
+# ---- time boundaries told to subscribers (services/boundaries.py) -------------------------
+def _latest_end() -> Any:
+    """domain.der.latest_end in SQL: the end pushed out by positive randomizations."""
+    late = col(DerControlRow.randomize_start)
+    stretch = col(DerControlRow.randomize_duration)
+    return (
+        col(DerControlRow.start)
+        + col(DerControlRow.duration)
+        + case((late > 0, late), else_=0)
+        + case((stretch > 0, stretch), else_=0)
+    )
+
+
+async def select_controls_ending_after(
+    s: AsyncSession, after: int, program_ids: Sequence[int] | None = None
+) -> tuple[list[Control], dict[int, int | None]]:
+    """Controls whose latest end is after `after` (of these programs, or all), with each
+    program's group (None once the program is deleted): what may still start or end."""
+    query = (
+        select(DerControlRow, DerProgramRow.group_id, DerProgramRow.deleted_at)
+        .join(DerProgramRow, col(DerProgramRow.id) == col(DerControlRow.program_id))
+        .where(_latest_end() > after)
+        .order_by(col(DerControlRow.id))
+    )
+    if program_ids is not None:
+        if not program_ids:
+            return [], {}
+        query = query.where(col(DerControlRow.program_id).in_(sorted(program_ids)))
+    controls: list[Control] = []
+    groups: dict[int, int | None] = {}
+    for row, group_id, deleted_at in (await s.execute(query)).all():
+        controls.append(_control(row))
+        groups[row.program_id] = None if deleted_at is not None else group_id
+    return controls, groups
+
+
+async def insert_boundary_notices(
+    s: AsyncSession, notices: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Claim (program id, moment) pairs; answers those this transaction inserted. A pair
+    another transaction holds is skipped (on PostgreSQL, after waiting for it to commit or
+    roll back), so of several workers telling one boundary exactly one writes the intents."""
+    dialect = s.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    claimed: list[tuple[int, int]] = []
+    ordered = sorted(set(notices))  # one lock order for every worker
+    for begin in range(0, len(ordered), 500):
+        chunk = ordered[begin : begin + 500]
+        statement = (
+            insert(DerBoundaryNoticeRow)
+            .values([{"program_id": p, "moment": m} for p, m in chunk])
+            .on_conflict_do_nothing()
+            .returning(col(DerBoundaryNoticeRow.program_id), col(DerBoundaryNoticeRow.moment))
+        )
+        claimed += [(int(p), int(m)) for p, m in (await s.execute(statement)).all()]
+    return sorted(claimed)
+
+
+async def select_last_boundary_notice(s: AsyncSession, not_after: int) -> int | None:
+    """The latest moment told, not after `not_after`: where a starting worker resumes, so
+    boundaries passed while no worker ran are told when one starts."""
+    query = select(func.max(DerBoundaryNoticeRow.moment)).where(
+        col(DerBoundaryNoticeRow.moment) <= not_after
+    )
+    found = (await s.execute(query)).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+async def delete_boundary_notices_before(s: AsyncSession, moment: int) -> None:
+    await s.execute(delete(DerBoundaryNoticeRow).where(col(DerBoundaryNoticeRow.moment) < moment))
+
+
 async def select_default_control(s: AsyncSession, program_id: int) -> DefaultControl | None:
     row = await s.get(DerDefaultControlRow, program_id)
     if row is None:
@@ -514,6 +588,7 @@ async def delete_all(s: AsyncSession) -> None:
     """Lab reset: every group, program, control, default, curve and response, and the
     program engine's links to them."""
     for table in (
+        DerBoundaryNoticeRow,
         EngineForcedRow,
         EngineMappingRow,
         EngineControlRow,

@@ -133,3 +133,23 @@ class Sep2SubscriptionRow(SQLModel, table=True):
     encoding: int = 0
     level: str = Field(default="", max_length=16)
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class DerBoundaryNoticeRow(SQLModel, table=True):
+    """A moment at which a program's controls started or ended, told to its subscribers.
+
+    The primary key is the claim: every worker whose clock passes the moment tries to insert
+    this row in the unit of work that writes the notification intents (ON CONFLICT DO
+    NOTHING); only the one that inserted it writes them, so each subscriber hears of a
+    boundary once however many workers run (services/boundaries.py; migration 0011).
+    """
+
+    __tablename__ = "der_boundary_notice"
+
+    program_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("der_program.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    #: Server-clock epoch seconds (domain.der.notice_moments).
+    moment: int = Field(sa_column=Column(BigInteger, primary_key=True, index=True))

@@ -72,6 +72,25 @@ async def grant(bl: VtnClient, ven: VtnClient, name: str, targets: list[str]) ->
     return str(mine.body["id"])
 
 
+def heard(webhook: WebhookReceiver, token: str) -> list[dict[str, Any]]:
+    """The notifications one subscriber got (its bearer token tells them apart)."""
+    pairs = zip(webhook.notifications, webhook.authorizations, strict=True)
+    return [n for n, auth in pairs if auth == f"Bearer {token}"]
+
+
+async def until(webhook: WebhookReceiver, token: str, done: Any) -> list[dict[str, Any]]:
+    """Wait (15 s at most) until that subscriber's notifications satisfy `done`."""
+    while not done(heard(webhook, token)):
+        await webhook.wait_for(len(webhook.notifications) + 1, within=15)
+    return heard(webhook, token)
+
+
+def figures(report: dict[str, Any]) -> list[dict[str, Any]]:
+    (resource,) = report["resources"]
+    assert resource["resourceName"] == "feeder-7"
+    return [{p["type"]: p["values"][0] for p in i["payloads"]} for i in resource["intervals"]]
+
+
 async def test_one_program_two_standards(
     make_vtn: VtnFactory, receiver: Receiver, webhook: WebhookReceiver
 ) -> None:
@@ -124,6 +143,22 @@ async def test_one_program_two_standards(
         },
     )
     assert hook.status == 201, hook.body
+    reports_hook = await bl.post(
+        "/subscriptions",
+        {
+            "clientName": "utility-reports",
+            "programID": program_id,
+            "objectOperations": [
+                {
+                    "objects": ["REPORT"],
+                    "operations": ["CREATE", "UPDATE"],
+                    "callbackUrl": webhook.url("/bl-reports"),
+                    "bearerToken": "bl-hook",
+                }
+            ],
+        },
+    )
+    assert reports_hook.status == 201, reports_hook.body
 
     # the device finds the program through its group and subscribes to its controls
     fsa = (await client.get(f"{edev}/fsa")).xml()
@@ -144,6 +179,7 @@ async def test_one_program_two_standards(
             {"id": 0, "payloads": [{"type": "DISPATCH_SETPOINT", "values": [3.3]}]},
             {"id": 1, "payloads": [{"type": "DISPATCH_SETPOINT", "values": [1.5]}]},
         ],
+        "reportDescriptors": [{"payloadType": "DEMAND", "readingType": "MEAN", "units": "KW"}],
     }
     event = await bl.post("/events", event_body)
     assert event.status == 201, event.body
@@ -161,13 +197,17 @@ async def test_one_program_two_standards(
     assert len(note.findall(f"{SEP}Resource/{SEP}DERControl")) == 2
 
     # OpenADR: the VEN granted feeder-7 got the same event by webhook
-    (ven_note,) = await webhook.wait_for(1)
+    (ven_note,) = await until(webhook, "ven-hook", lambda notes: notes)
     assert ven_note["operation"] == "CREATE" and ven_note["object"]["id"] == event_id
 
     # the clock moves into the first interval: it is active, with no write
     await admin(srv, "PUT", "/api/clock", {"advance": 660})
     active = controls((await client.get(f"{derp}/actderc")).xml())
     assert [(c["watts"], c["status"]) for c in active] == [(3300, "1")]
+    started = (await receiver.wait(2))[1]  # told, though nothing was written
+    assert started.findtext(f"{SEP}subscribedResource") == f"{derp}/derc"
+    statuses = started.findall(f"{SEP}Resource/{SEP}DERControl/{SEP}EventStatus/{SEP}currentStatus")
+    assert sorted(s.text or "" for s in statuses) == ["0", "1"]
 
     # the device answers and reports what it does
     first = listed[0]
@@ -182,7 +222,7 @@ async def test_one_program_two_standards(
         assert reply.status == 201, reply.body
     responses = await admin(srv, "GET", f"/api/end-devices/{device.lfdi}/responses")
     assert sorted(r["status"] for r in responses) == [1, 2]
-    power = MirrorReading("W", uom=38, value=-3280)
+    power = MirrorReading("W", uom=38, value=3280)  # 2030.5 sign: positive is delivered
     soc = MirrorReading("SoC", uom=0, value=6400, multiplier=-2, kind=0, data_qualifier=None)
     site = mrid_for(device.lfdi, "site")
     lib = Sep2Client(srv.base, None, session=client.session, validator=srv.validator)
@@ -210,6 +250,21 @@ async def test_one_program_two_standards(
     )
     assert ven_report.status == 201, ven_report.body
 
+    # the answers come back to the BL as csip's report on the event, named by the group
+    def started(notes: list[dict[str, Any]]) -> bool:
+        return any(
+            n["object"].get("clientID") == "csip"
+            and figures(n["object"])[0].get("X_CSIP_RESPONSES_STARTED") == 1
+            and figures(n["object"])[0].get("STORAGE_CHARGE_LEVEL") == 0.64
+            for n in notes
+        )
+
+    await until(webhook, "bl-hook", started)
+    listed = (await bl.get("/reports", {"eventID": event_id})).body
+    assert sorted(r["clientName"] for r in listed) == ["csip", "fleetco"]
+    (ours,) = [r for r in listed if r["clientID"] == "csip"]
+    assert figures(ours)[0]["DEMAND"] == 3.28  # the battery mirrored 3,280 W delivered
+
     # update: the second interval changes; the device never sees a gap
     event_body["intervals"][1]["payloads"][0]["values"] = [2.0]  # type: ignore[index]
     assert (await bl.put(f"/events/{event_id}", event_body)).status == 200
@@ -232,5 +287,5 @@ async def test_one_program_two_standards(
     mapping = await admin(srv, "GET", f"/api/engine/events/{event_id}/mapping")
     assert mapping["deleted"] is True
     assert [g["target"] for g in mapping["groups"]] == ["feeder-7"]
-    notes = await webhook.wait_for(3)
+    notes = await until(webhook, "ven-hook", lambda notes: len(notes) >= 3)
     assert [n["operation"] for n in notes] == ["CREATE", "UPDATE", "DELETE"]
