@@ -25,6 +25,7 @@ from csip.services.admin import AdminService
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
+from csip.services.fleet import FleetService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
@@ -71,6 +72,8 @@ class App:
     subscriptions: SubscriptionService
     der_device: DerDeviceService
     telemetry: TelemetryService
+    #: typed DER facts, fleet capacity and forecast (issue 12)
+    fleet: FleetService
     admin: AdminService
     vtn_auth: VtnAuth
     vtn: VtnService
@@ -174,7 +177,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
-    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth)
+    fleet = FleetService(sep2)
+    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth, fleet)
 
     redirect_face = None
     if settings.http_redirect_port:
@@ -198,6 +202,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         subscriptions=subscriptions,
         der_device=der_device,
         telemetry=telemetry,
+        fleet=fleet,
         admin=admin,
         vtn_auth=vtn_auth,
         vtn=vtn,

@@ -23,6 +23,7 @@ from csip.logsafe import safe
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
+from csip.services.fleet import FleetService
 from csip.services.programs import ProgramService
 from csip.services.telemetry import TelemetryService
 from csip.services.vtn_auth import VtnAuth
@@ -425,6 +426,8 @@ class Route:
     summary: str
     body: type[BaseModel] | None = None
     ok: int = 200
+    #: Query parameters: (name, JSON schema type, description), for /openapi.json.
+    query: tuple[tuple[str, str, str], ...] = ()
 
 
 ROUTES: tuple[Route, ...] = (
@@ -571,9 +574,9 @@ ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """The foundation's routes and those of each function set's admin module."""
-    from csip.web import admin_programs
+    from csip.web import admin_fleet, admin_programs
 
-    return ROUTES + admin_programs.routes()
+    return ROUTES + admin_programs.routes() + admin_fleet.routes()
 
 
 def openapi_document() -> dict[str, Any]:
@@ -596,11 +599,15 @@ def openapi_document() -> dict[str, Any]:
             },
         }
         params = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
-        if params:
-            operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+        parameters = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ] + [
+            {"name": name, "in": "query", "description": text, "schema": {"type": kind}}
+            for name, kind, text in route.query
+        ]
+        if parameters:
+            operation["parameters"] = parameters
         if route.body is not None:
             name = route.body.__name__
             model_schema = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -678,10 +685,14 @@ def create_app(
     der_device: DerDeviceService,
     telemetry: TelemetryService,
     vtn_auth: VtnAuth,
+    fleet: FleetService,
 ) -> web.Application:
     """The admin face over services built elsewhere (csip.app.build)."""
+    from csip.web.admin_fleet import FLEET
+
     app = web.Application(middlewares=[admin_middleware], client_max_size=limits.ADMIN_MAX_BODY)
     app[ADMIN] = service
+    app[FLEET] = fleet
     app[limits.FACE] = "admin"
     app[DER_DEVICE] = der_device
     app[TELEMETRY] = telemetry

@@ -6,7 +6,9 @@ from sqlmodel import SQLModel
 import csip.store.tables
 import csip.store.tables_changes
 import csip.store.tables_der  # noqa: F401 - DER function set (issue 3)
-from csip.store import tables_openadr, tables_outbox  # noqa: F401 - VTN and outbox (issue 4)
+
+# VTN and outbox (issue 4), typed DER facts (issue 12)
+from csip.store import tables_fleet, tables_openadr, tables_outbox  # noqa: F401
 
 connection = context.config.attributes["connection"]
 context.configure(
