@@ -57,9 +57,7 @@ def test_status_and_availability_percentages_are_hundredths() -> None:
     availability = parse(
         f"<DERAvailability {SEP}><availabilityDuration>7200</availabilityDuration>"
         "<readingTime>5</readingTime><reserveChargePercent>1000</reserveChargePercent>"
-        "<reservePercent>2050</reservePercent>"
-        + power("statWAvail", 42, 2)
-        + "</DERAvailability>"
+        "<reservePercent>2050</reservePercent>" + power("statWAvail", 42, 2) + "</DERAvailability>"
     )
     assert der_document(availability) == Availability(
         reserve_percent=20.5,
