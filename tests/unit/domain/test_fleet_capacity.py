@@ -100,7 +100,7 @@ def test_the_forecast_follows_each_device_s_hour_of_day_behaviour() -> None:
     by_hour = {p.at // 3600 % 24: p for p in result.forecast}
     assert by_hour[8].energy_wh == pytest.approx((58 - 25) * 120)  # 08:00: before the drain
     assert by_hour[9].energy_wh == pytest.approx((58 - 100 / 6 - 25) * 120)  # 1960 Wh
-    assert by_hour[10].energy_wh == pytest.approx((58 - 100 / 6 + 100 / 12 - 25) * 120)  # 2920
+    assert by_hour[10].energy_wh == pytest.approx((58 - 100 / 6 + 100 / 12 - 25) * 120)  # 2960
     assert by_hour[9].power_w == pytest.approx(1960)  # energy-bound for the hour
     assert by_hour[7].power_w == pytest.approx(3960)
 
