@@ -241,25 +241,29 @@ class DerFacts:
     def usable_wh(self) -> float | None:
         return self.set_max_wh or self.rtg_max_wh
 
+    def latest_soc(self) -> tuple[float, int] | None:
+        """The newest state of charge (%) and its time, from DERStatus or a mirrored
+        reading (the reading when both describe the same second)."""
+        status, reading = self.state_of_charge, self.soc
+        status_at, reading_at = self.status_at, self.soc_at_reading
+        if reading is not None and reading_at is not None:
+            if status is not None and status_at is not None and status_at > reading_at:
+                return status, status_at
+            return reading, reading_at
+        if status is not None and status_at is not None:
+            return status, status_at
+        return None
+
     @property
     def soc_percent(self) -> float | None:
         """The newest state of charge, from DERStatus or from a mirrored reading."""
-        status = (self.status_at, self.state_of_charge)
-        reading = (self.soc_at_reading, self.soc)
-        found = [(at, v) for at, v in (status, reading) if at is not None and v is not None]
-        return max(found, key=lambda f: f[0])[1] if found else None
+        latest = self.latest_soc()
+        return None if latest is None else latest[0]
 
     @property
     def soc_at(self) -> int | None:
-        found = [
-            at
-            for at, v in (
-                (self.status_at, self.state_of_charge),
-                (self.soc_at_reading, self.soc),
-            )
-            if at is not None and v is not None
-        ]
-        return max(found) if found else None
+        latest = self.latest_soc()
+        return None if latest is None else latest[1]
 
     @property
     def max_discharge_w(self) -> float | None:
@@ -434,33 +438,41 @@ class FleetCapacity:
     unavailable: Mapping[int, str]
 
 
-def _clip(value: float, low: float, high: float) -> float:
-    return low if value < low else high if value > high else value
-
-
 def soc_path(facts: DerFacts, starts: Sequence[int]) -> list[float]:
     """The device's state of charge (%) at each of `starts` (ascending, after its last state
-    of charge), moved by its hour-of-day behaviour within its limits and 0-100 %."""
-    soc, at, usable = facts.soc_percent, facts.soc_at, facts.usable_wh
-    if soc is None or at is None:
+    of charge), moved by its hour-of-day behaviour within its limits and 0-100 %.
+
+    Written for speed (it runs 24 times per device of a 100,000-device fleet): no calls in
+    the loop, the clipping spelled out."""
+    latest = facts.latest_soc()
+    if latest is None:
         return [math.nan for _ in starts]
-    profile = facts.profile
+    soc, t = latest
+    profile, usable = facts.profile, facts.usable_wh
     if profile is None or not usable:
         return [soc for _ in starts]
-    discharge = facts.max_discharge_w
-    charge = facts.max_charge_w
+    discharge, charge = facts.max_discharge_w, facts.max_charge_w
     high = math.inf if discharge is None else discharge
     low = -math.inf if charge is None else -charge
     per_w_second = 1 / (36 * usable)  # percent of usable energy per W·s
     out = []
-    t = at
     for start in starts:
         while t < start:
             hour = t // 3600
-            end = min(start, (hour + 1) * 3600)
+            end = (hour + 1) * 3600
+            if end > start:
+                end = start
             w = profile[hour % HOURS_PER_DAY]
             if w == w:  # not NaN: the device has history for this hour of day
-                soc = _clip(soc - _clip(w, low, high) * (end - t) * per_w_second, 0.0, 100.0)
+                if w > high:
+                    w = high
+                elif w < low:
+                    w = low
+                soc -= w * (end - t) * per_w_second
+                if soc < 0.0:
+                    soc = 0.0
+                elif soc > 100.0:
+                    soc = 100.0
             t = end
         out.append(soc)
     return out
@@ -483,6 +495,9 @@ def fleet_capacity(
     """Capacity above reserve now and an hourly forecast, summed over the fleet; devices that
     cannot be counted add zero everywhere and are listed with why."""
     starts = forecast_starts(now, hours)
+    per_second = 3600 / duration  # W held for the duration, per Wh
+    # the hour of day each forecast hour k moves through (the one before its start)
+    hour_of_day = [(start // 3600 - 1) % HOURS_PER_DAY for start in starts]
     energy_now = power_now = 0.0
     energy = [0.0] * hours
     power = [0.0] * hours
@@ -496,22 +511,43 @@ def fleet_capacity(
             continue
         counted += 1
         reserve = reserve_percent(facts, program_floor)
-        usable = facts.usable_wh or 0.0
+        per_percent = (facts.usable_wh or 0.0) / 100
         limit = facts.max_discharge_w or 0.0
         e_now = energy_above_reserve_wh(facts, reserve)
+        p_now = min(limit, e_now * per_second)
         energy_now += e_now
-        power_now += min(limit, e_now * 3600 / duration)
+        power_now += p_now
         if facts.profile is None:  # no history: its state of charge stays where it is
-            p_now = min(limit, e_now * 3600 / duration)
-            for k in range(hours):
-                energy[k] += e_now
-                power[k] += p_now
+            if e_now > 0:
+                for k in range(hours):
+                    energy[k] += e_now
+                    power[k] += p_now
             continue
-        for k, soc in enumerate(soc_path(facts, starts)):
-            e = (soc - reserve) * usable / 100
+        # to the first whole hour as soc_path moves it, then hour by hour, inlined (this runs
+        # 24 times per device; tests check it against soc_path)
+        (soc,) = soc_path(facts, starts[:1])
+        profile = facts.profile
+        per_w_hour = 1 / per_percent  # percent of usable energy per W·h
+        charge = facts.max_charge_w
+        low = -math.inf if charge is None else -charge
+        for k in range(hours):
+            if k:
+                w = profile[hour_of_day[k]]
+                if w == w:
+                    if w > limit:
+                        w = limit
+                    elif w < low:
+                        w = low
+                    soc -= w * per_w_hour
+                    if soc < 0.0:
+                        soc = 0.0
+                    elif soc > 100.0:
+                        soc = 100.0
+            e = (soc - reserve) * per_percent
             if e > 0:
                 energy[k] += e
-                power[k] += min(limit, e * 3600 / duration)
+                p = e * per_second
+                power[k] += p if p < limit else limit
     return FleetCapacity(
         now=CapacityPoint(now, energy_now, power_now, counted),
         forecast=tuple(
