@@ -20,6 +20,7 @@ from csip.pki import testpki
 from csip.sep2 import schema
 from csip.web.server import Server
 
+from notify_receiver import receiver  # noqa: F401 - the 2030.5 notification receiver fixture
 from support import Pki, Running, ServerFactory
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

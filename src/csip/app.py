@@ -25,10 +25,12 @@ from csip.services.admin import AdminService
 from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
+from csip.services.engine import EngineService
 from csip.services.fleet import FleetService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
+from csip.services.settlement import SettlementService
 from csip.services.subscriptions import Sep2Notifier, SubscriptionService, cancellations
 from csip.services.telemetry import TelemetryService, count_mirror_usage_points
 from csip.services.vtn import VtnService
@@ -77,6 +79,8 @@ class App:
     admin: AdminService
     vtn_auth: VtnAuth
     vtn: VtnService
+    engine: EngineService
+    settlement: SettlementService
     sep2_app: web.Application
     admin_app: web.Application
     vtn_app: web.Application
@@ -172,13 +176,17 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     # ---- OpenADR 3 VTN -------------------------------------------------------------------
     vtn_auth = VtnAuth(store, settings, clock, changes)
-    vtn = VtnService(store, settings, clock, changes, vtn_auth)
+    engine = EngineService(programs)
+    settlement = SettlementService(programs)
+    vtn = VtnService(store, settings, clock, changes, vtn_auth, engine=engine)
     vtn_face = vtn_app.create_app(vtn)
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
     fleet = FleetService(sep2)
-    admin_face = admin_app.create_app(admin, programs, der_device, telemetry, vtn_auth, fleet)
+    admin_face = admin_app.create_app(
+        admin, programs, der_device, telemetry, vtn_auth, engine, vtn, settlement, fleet
+    )
 
     redirect_face = None
     if settings.http_redirect_port:
@@ -206,6 +214,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         admin=admin,
         vtn_auth=vtn_auth,
         vtn=vtn,
+        engine=engine,
+        settlement=settlement,
         sep2_app=sep2_face,
         admin_app=admin_face,
         vtn_app=vtn_face,

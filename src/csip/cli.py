@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     add_certs_parser(commands)
+    from csip.engine_cli import add_parsers as add_engine_parsers
+
+    add_engine_parsers(commands)
 
     serve = commands.add_parser("serve", help="run the server")
     _state_options(serve)

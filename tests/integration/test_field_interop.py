@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from test_der_programs import control, ok, server_now, statuses, topology
-from test_subscriptions import Receiver, lab_server, receiver, subscription_xml
+from test_subscriptions import lab_server
 from test_telemetry import NS, create_mup, declared, mmr, reading, readings
 
 from helpers import DEVICE_STATUS, register
+from notify_receiver import Receiver, subscription_xml
 from support import BACKENDS, Running, ServerFactory
 
-__all__ = ["receiver"]  # the notification receiver fixture, shared with test_subscriptions
 SEP = "{urn:ieee:std:2030.5:ns}"
 
 

@@ -153,6 +153,8 @@ class Group:
     level: str | None
     parent_id: int | None
     created_at: int
+    #: Its OpenADR 3.1 target name (unique): program events that name it reach the group.
+    target: str | None = None
 
     @property
     def href(self) -> str:

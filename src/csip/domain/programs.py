@@ -18,8 +18,9 @@ Terms (OpenADR 3.1.0 Definition, "event", "interval", "intervalPeriod", "targets
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import Any
 
 #: A payload value as OpenADR carries it (a Point is kept as an (x, y) pair).
@@ -112,3 +113,82 @@ class Enrollment:
     group_id: int
     target: str
     der_program_id: int
+
+
+#: Seasons as (first month, last month), inclusive, wrapping over the new year: the utility's
+#: summer (May-October) and winter (November-April) unless a program says otherwise.
+DEFAULT_SEASONS: tuple[tuple[int, int], ...] = ((5, 10), (11, 4))
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramTerms:
+    """What a program promises its customers (issue 12 item 6); None: no such limit.
+
+    `reserve_floor_percent` is the least backup reserve every battery keeps (percent of its
+    usable energy); the others limit the events the utility may call.
+    """
+
+    reserve_floor_percent: float | None = None
+    max_event_seconds: int | None = None
+    max_events_per_month: int | None = None
+    max_events_per_season: int | None = None
+    min_notice_seconds: int | None = None
+    seasons: tuple[tuple[int, int], ...] = DEFAULT_SEASONS
+
+
+def _season(month: int, seasons: tuple[tuple[int, int], ...]) -> int | None:
+    for index, (first, last) in enumerate(seasons):
+        inside = first <= month <= last if first <= last else (month >= first or month <= last)
+        if inside:
+            return index
+    return None
+
+
+def _season_year(month: int, year: int, season: tuple[int, int]) -> int:
+    """The year a season instance starts in (a winter from November belongs to that year)."""
+    first, last = season
+    return year - 1 if first > last and month <= last else year
+
+
+def broken_terms(
+    start: int,
+    end: int,
+    terms: ProgramTerms,
+    others: Sequence[int],
+    now: int,
+    tz: tzinfo,
+) -> list[str]:
+    """The terms an event from `start` to `end` would break, each named as the admin API
+    spells it, with the numbers. `others` are the starts of the program's other live events;
+    months and seasons are the utility's local ones (`tz`)."""
+    broken = []
+    if terms.max_event_seconds is not None and end - start > terms.max_event_seconds:
+        broken.append(f"max_event_seconds: {end - start} s > {terms.max_event_seconds} s")
+    if terms.min_notice_seconds is not None and start - now < terms.min_notice_seconds:
+        notice = max(0, start - now)
+        broken.append(f"min_notice_seconds: {notice} s notice < {terms.min_notice_seconds} s")
+    local = datetime.fromtimestamp(start, tz)
+    dates = [datetime.fromtimestamp(s, tz) for s in others]
+    if terms.max_events_per_month is not None:
+        same = 1 + sum(1 for d in dates if (d.year, d.month) == (local.year, local.month))
+        if same > terms.max_events_per_month:
+            broken.append(
+                f"max_events_per_month: {same} events in {local:%Y-%m} > "
+                f"{terms.max_events_per_month}"
+            )
+    season = _season(local.month, terms.seasons)
+    if terms.max_events_per_season is not None and season is not None:
+        bounds = terms.seasons[season]
+        key = _season_year(local.month, local.year, bounds)
+        same = 1 + sum(
+            1
+            for d in dates
+            if _season(d.month, terms.seasons) == season
+            and _season_year(d.month, d.year, bounds) == key
+        )
+        if same > terms.max_events_per_season:
+            broken.append(
+                f"max_events_per_season: {same} events in the season of months "
+                f"{bounds[0]}-{bounds[1]} from {key} > {terms.max_events_per_season}"
+            )
+    return broken

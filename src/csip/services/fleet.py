@@ -34,6 +34,7 @@ from csip.pki.identity import normalize_lfdi
 from csip.sep2 import convert
 from csip.services.sep2 import Sep2Service
 from csip.store import der as der_store
+from csip.store import engine as engine_store
 from csip.store import fleet as store
 from csip.store.uow import UnitOfWork
 
@@ -122,13 +123,16 @@ class FleetService:
         group_id: int | None = None,
         aggregator: str | None = None,
         program_id: int | None = None,
+        openadr_program: str | None = None,
         program_floor: float = 0.0,
         duration: int = 3600,
         hours: int = 24,
         with_error: bool = False,
     ) -> CapacityReport:
         """Capacity above reserve now and per hour ahead, for a group (and the groups below
-        it), a program's group, an aggregator's devices, or (none given) every device."""
+        it), a DERProgram's group, an OpenADR program's enrolled groups (its reserve floor
+        term applies when higher than `program_floor`), an aggregator's devices, or (none
+        given) every device."""
         scope: dict[str, object] = {}
         group_ids: set[int] | None = None
         aggregator_id: int | None = None
@@ -147,6 +151,18 @@ class FleetService:
                     raise NotFound(f"no group {group_id}")
                 group_ids = descendants(groups, group_id)
                 scope["group"] = group_id  # (a program's: its group)
+            if openadr_program is not None:
+                choices = await engine_store.select_choices(s, openadr_program)
+                enrolled = await engine_store.select_enrollments(s, openadr_program)
+                if choices is None and not enrolled:
+                    raise NotFound(f"no program {openadr_program!r} with enrolled groups")
+                groups = await der_store.select_groups(s)
+                group_ids = set()
+                for enrollment in enrolled:
+                    group_ids |= descendants(groups, enrollment.group_id)
+                floor = None if choices is None else choices.terms.reserve_floor_percent
+                program_floor = max(program_floor, floor or 0.0)
+                scope["openadr_program"] = openadr_program
             if aggregator is not None:
                 found = await self.sep2.store.get_aggregator(aggregator)
                 if found is None:

@@ -623,12 +623,16 @@ class ProgramService:
         AssociatedDERProgramList, FSA counts, ResponseSetList). A device holding its href still
         reads it, every control Cancelled; the admin API keeps its controls' history."""
         async with self.changes.unit_of_work() as tx:
-            program = await der_store.select_program(tx.session, program_id)
-            cancelled = await der_store.delete_program(tx.session, program_id, self.clock.now_int())
-            assert program is not None  # delete_program found it live
-            tx.record(ProgramDeleted(program.id, program.group_id))
-            if cancelled:
-                tx.record(ControlsPublished(program.id, tuple(c.id for c in cancelled)))
+            return await self.delete_program_in(tx, program_id)
+
+    async def delete_program_in(self, tx: UnitOfWork, program_id: int) -> list[Control]:
+        """delete_program inside the caller's unit of work (a group leaving a program)."""
+        program = await der_store.select_program(tx.session, program_id)
+        cancelled = await der_store.delete_program(tx.session, program_id, self.clock.now_int())
+        assert program is not None  # delete_program found it live
+        tx.record(ProgramDeleted(program.id, program.group_id))
+        if cancelled:
+            tx.record(ControlsPublished(program.id, tuple(c.id for c in cancelled)))
         return cancelled
 
     async def delete_group(self, group_id: int) -> list[Control]:
@@ -708,33 +712,63 @@ class ProgramService:
         now = self.clock.now_int()
         controls = []
         for index, spec in enumerate(specs):
-            if spec.duration <= 0:
-                raise InvalidValues("duration must be positive")
-            if spec.response_required is not None and not _is_hex8(spec.response_required):
-                raise InvalidValues("responseRequired is one hex byte, e.g. 03")
-            check_base(spec.base, self.sep2.settings.profile, curves)
-            control = Control(
-                id=-(index + 1),
-                mrid="0" * 32,
-                program_id=program_id,
-                description=spec.description,
-                creation_time=now,
-                start=spec.start,
-                duration=spec.duration,
-                base=dict(spec.base),
-                randomize_start=spec.randomize_start,
-                randomize_duration=spec.randomize_duration,
-                response_required=spec.response_required,
-            )
-            status = EventStatus(Status.SCHEDULED, now)
-            curve_hrefs = {c.id: c.href for c in curves.values()}
-            self._validate(
-                render.der_control(control, status, "/rsps/0/rsp", curve_hrefs), "DERControl"
-            )
-            controls.append(control)
+            self._check_spec(spec, curves, now)
+            controls.append(_draft(spec, program_id, now, -(index + 1)))
         created = await der_store.insert_controls(tx.session, controls, self.pen)
         tx.record(ControlsPublished(program_id, tuple(c.id for c in created)))
         return created
+
+    async def publish_schedules(
+        self, tx: UnitOfWork, schedules: Mapping[int, Sequence[ControlSpec]]
+    ) -> dict[int, list[Control]]:
+        """Inside the caller's unit of work, publish a schedule in each of many programs (the
+        program engine: one event, every enrolled group). Each distinct control is checked
+        and validated against the XSD once, however many programs receive it; curves are not
+        used (an engine schedule carries plain modes)."""
+        now = self.clock.now_int()
+        checked: set[tuple[Any, ...]] = set()
+        drafts: list[Control] = []
+        for program_id, specs in schedules.items():
+            for spec in specs:
+                key = _spec_key(spec)
+                if key not in checked:
+                    self._check_spec(spec, {}, now)
+                    checked.add(key)
+                drafts.append(_draft(spec, program_id, now, -(len(drafts) + 1)))
+        created = await der_store.insert_controls(tx.session, drafts, self.pen)
+        found: dict[int, list[Control]] = {pid: [] for pid in schedules}
+        for control in created:
+            found[control.program_id].append(control)
+        for program_id, controls in found.items():
+            if controls:
+                tx.record(ControlsPublished(program_id, tuple(c.id for c in controls)))
+        return found
+
+    async def cancel_controls(
+        self, tx: UnitOfWork, control_ids: Sequence[int], randomized: bool
+    ) -> list[Control]:
+        """Inside the caller's unit of work: cancel those of the controls not yet over."""
+        now = self.clock.now_int()
+        cancelled = await der_store.update_controls_cancelled(
+            tx.session, control_ids, now, randomized
+        )
+        for pid in sorted({c.program_id for c in cancelled}):
+            tx.record(ControlsPublished(pid, tuple(c.id for c in cancelled if c.program_id == pid)))
+        return cancelled
+
+    def _check_spec(self, spec: ControlSpec, curves: Mapping[int, Curve], now: int) -> Control:
+        if spec.duration <= 0:
+            raise InvalidValues("duration must be positive")
+        if spec.response_required is not None and not _is_hex8(spec.response_required):
+            raise InvalidValues("responseRequired is one hex byte, e.g. 03")
+        check_base(spec.base, self.sep2.settings.profile, curves)
+        control = _draft(spec, 0, now, -1)
+        status = EventStatus(Status.SCHEDULED, now)
+        curve_hrefs = {c.id: c.href for c in curves.values()}
+        self._validate(
+            render.der_control(control, status, "/rsps/0/rsp", curve_hrefs), "DERControl"
+        )
+        return control
 
     async def _live_program(self, tx: UnitOfWork, program_id: int) -> Program:
         program = await der_store.select_program(tx.session, program_id)
@@ -841,6 +875,35 @@ class ProgramService:
                 raise NotFound(f"no EndDevice with lFDI {lfdi}")
             device_id = device.id
         return await self.der.responses(program_id=program_id, device_id=device_id)
+
+
+def _draft(spec: ControlSpec, program_id: int, now: int, ident: int) -> Control:
+    """The Control a spec becomes once stored (id and mRID are the store's)."""
+    return Control(
+        id=ident,
+        mrid="0" * 32,
+        program_id=program_id,
+        description=spec.description,
+        creation_time=now,
+        start=spec.start,
+        duration=spec.duration,
+        base=dict(spec.base),
+        randomize_start=spec.randomize_start,
+        randomize_duration=spec.randomize_duration,
+        response_required=spec.response_required,
+    )
+
+
+def _spec_key(spec: ControlSpec) -> tuple[Any, ...]:
+    return (
+        spec.start,
+        spec.duration,
+        repr(sorted(spec.base.items())),
+        spec.description,
+        spec.randomize_start,
+        spec.randomize_duration,
+        spec.response_required,
+    )
 
 
 def _ref(device: EndDevice) -> DeviceRef:

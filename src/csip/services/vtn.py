@@ -33,6 +33,7 @@ from csip.openadr.rules import (
 from csip.services import changes as tag
 from csip.services.bus import EVERYTHING
 from csip.services.changes import Changes
+from csip.services.engine import EngineService
 from csip.services.oadr_views import dumps, render_object, rule_obj
 from csip.services.vtn_auth import VtnAuth
 from csip.services.vtn_notify import CallbackChecker
@@ -88,6 +89,7 @@ class VtnService:
         changes: Changes,
         auth: VtnAuth,
         checker: CallbackChecker | None = None,
+        engine: EngineService | None = None,
     ) -> None:
         """`changes`: the app's one Changes (its MQTT prefix set when MQTT is configured);
         writes record OadrObjectChanged there, which decides the notifications."""
@@ -105,6 +107,9 @@ class VtnService:
         self.cache_bytes = 0
         self._generation = 0
         self.changes = changes
+        #: The program engine (app.py sets it): events reach the enrolled 2030.5 groups in
+        #: the same unit of work that stores them.
+        self.engine = engine
         changes.bus.subscribe(self._on_tags)
 
     # ---- cache ------------------------------------------------------------------------
@@ -305,7 +310,10 @@ class VtnService:
         return obj
 
     # ---- writes -----------------------------------------------------------------------
-    async def create(self, principal: Principal, kind: str, raw: bytes) -> bytes:
+    async def create(
+        self, principal: Principal, kind: str, raw: bytes, *, force: bool = False
+    ) -> bytes:
+        """`force`: an event the utility calls against its program's terms (admin API)."""
         self.require(principal, WRITE_SCOPE[kind])
         request = models.parse(kind, raw, principal.role)
         await self._check_callbacks(kind, request)
@@ -316,9 +324,13 @@ class VtnService:
             obj = await self._build(s, principal, view, kind, request, None, now)
             stored = await oadr.insert(s, obj)
             tx.record(OadrObjectChanged(kind, stored.id, CREATE, stored))
+            if kind == EVENT and self.engine is not None:
+                await self.engine.event_written(tx, stored, force=force)
         return dumps(self.render(stored, view))
 
-    async def update(self, principal: Principal, kind: str, object_id: str, raw: bytes) -> bytes:
+    async def update(
+        self, principal: Principal, kind: str, object_id: str, raw: bytes, *, force: bool = False
+    ) -> bytes:
         self.require(principal, WRITE_SCOPE[kind])
         request = models.parse(kind, raw, principal.role)
         if kind == SUBSCRIPTION:  # no echo probe on behalf of someone who may not write it
@@ -333,6 +345,8 @@ class VtnService:
             obj = await self._build(s, principal, view, kind, request, existing, now)
             stored = await oadr.replace(s, obj)
             tx.record(OadrObjectChanged(kind, stored.id, UPDATE, stored))
+            if kind == EVENT and self.engine is not None:
+                await self.engine.event_written(tx, stored, previous=existing, force=force)
         return dumps(self.render(stored, view))
 
     async def delete(self, principal: Principal, kind: str, object_id: str) -> bytes:
@@ -352,6 +366,10 @@ class VtnService:
             # each as it was before it was marked deleted: what its subscribers are sent
             tx.record(*(OadrObjectChanged(o.kind, o.id, DELETE, o) for o in doomed))
             await oadr.mark_deleted(s, [o.id for o in doomed], now)
+            if self.engine is not None:
+                for gone in doomed:
+                    if gone.kind == EVENT:
+                        await self.engine.event_deleted(tx, gone)
         return dumps(self.render(existing, view))
 
     async def _check_callbacks(self, kind: str, request: Any) -> None:

@@ -32,6 +32,13 @@ from csip.store.tables_der import (
     DerProgramRow,
     DerResponseRow,
 )
+from csip.store.tables_engine import (
+    EngineControlRow,
+    EngineEnrollmentRow,
+    EngineForcedRow,
+    EngineMappingRow,
+    EngineProgramRow,
+)
 
 #: High bits of minted mRIDs, one per kind of object, so ids never collide across kinds.
 KIND_GROUP, KIND_PROGRAM, KIND_CONTROL, KIND_DEFAULT, KIND_CURVE = 1, 2, 3, 4, 5
@@ -44,7 +51,9 @@ def _mrid(kind: int, ident: int, pen: int, version: int = 0) -> str:
 
 def _group(row: DerGroupRow) -> Group:
     assert row.id is not None
-    return Group(row.id, row.mrid, row.description, row.level, row.parent_id, row.created_at)
+    return Group(
+        row.id, row.mrid, row.description, row.level, row.parent_id, row.created_at, row.target
+    )
 
 
 def _program(row: DerProgramRow) -> Program:
@@ -501,8 +510,14 @@ async def select_responses(
 
 
 async def delete_all(s: AsyncSession) -> None:
-    """Lab reset: every group, program, control, default, curve and response."""
+    """Lab reset: every group, program, control, default, curve and response, and the
+    program engine's links to them."""
     for table in (
+        EngineForcedRow,
+        EngineMappingRow,
+        EngineControlRow,
+        EngineEnrollmentRow,
+        EngineProgramRow,
         DerResponseRow,
         DerCurveRow,
         DerDefaultControlRow,

@@ -5,7 +5,7 @@ JSON columns hold DERControlBase exactly as the utility gave it (values with mul
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Integer, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -15,6 +15,7 @@ def _fk(target: str, ondelete: str = "CASCADE", nullable: bool = False) -> Colum
 
 class DerGroupRow(SQLModel, table=True):
     __tablename__ = "der_group"
+    __table_args__ = (Index("ix_der_group_target", "target", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     mrid: str = Field(max_length=32)
@@ -24,6 +25,8 @@ class DerGroupRow(SQLModel, table=True):
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
     #: Deleted through the admin API: out of every list, kept as history (migration 0008).
     deleted_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    #: The group's OpenADR 3.1 target name, unique: BL targets reach the group by it (0009).
+    target: str | None = Field(default=None, max_length=128)
 
 
 class DerGroupMemberRow(SQLModel, table=True):

@@ -23,9 +23,12 @@ from csip.logsafe import safe
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
+from csip.services.engine import EngineService
 from csip.services.fleet import FleetService
 from csip.services.programs import ProgramService
+from csip.services.settlement import SettlementService
 from csip.services.telemetry import TelemetryService
+from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
 from csip.web import limits
 from csip.web.paths import path_id
@@ -574,9 +577,9 @@ ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """The foundation's routes and those of each function set's admin module."""
-    from csip.web import admin_fleet, admin_programs
+    from csip.web import admin_engine, admin_fleet, admin_programs
 
-    return ROUTES + admin_programs.routes() + admin_fleet.routes()
+    return ROUTES + admin_programs.routes() + admin_engine.routes() + admin_fleet.routes()
 
 
 def openapi_document() -> dict[str, Any]:
@@ -685,6 +688,9 @@ def create_app(
     der_device: DerDeviceService,
     telemetry: TelemetryService,
     vtn_auth: VtnAuth,
+    engine: EngineService,
+    vtn: VtnService,
+    settlement: SettlementService,
     fleet: FleetService,
 ) -> web.Application:
     """The admin face over services built elsewhere (csip.app.build)."""
@@ -706,6 +712,11 @@ def create_app(
     from csip.web.admin_programs import PROGRAM_ADMIN
 
     app[PROGRAM_ADMIN] = programs
+    from csip.web.admin_engine import ENGINE, SETTLEMENT, VTN
+
+    app[ENGINE] = engine
+    app[VTN] = vtn
+    app[SETTLEMENT] = settlement
     for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)
     return app

@@ -27,6 +27,11 @@ CAPACITY_QUERY = (
     ("group", "integer", "a group id: its devices and those of every group below it"),
     ("aggregator", "string", "an aggregator's name: the devices it manages"),
     ("program", "integer", "a DERProgram id: the devices of its group"),
+    (
+        "openadr_program",
+        "string",
+        "an OpenADR programID: its enrolled groups, with its reserve floor term",
+    ),
     ("floor", "number", "the program's reserve floor, percent of usable energy (default 0)"),
     ("duration", "integer", "seconds the power must be held for (default 3600)"),
     ("hours", "integer", "hours of forecast (default 24, at most 168)"),
@@ -192,9 +197,9 @@ def capacity_csv(report: CapacityReport) -> str:
 
 async def get_capacity(request: web.Request) -> web.Response:
     query = request.query
-    chosen = [name for name in ("group", "aggregator", "program") if name in query]
-    if len(chosen) > 1:
-        raise BadRequest("give one of group, aggregator, program (or none for every device)")
+    scopes = ("group", "aggregator", "program", "openadr_program")
+    if sum(1 for name in scopes if name in query) > 1:
+        raise BadRequest(f"give one of {', '.join(scopes)} (or none for every device)")
     ids = {}
     for name in ("group", "program"):
         if name in query:
@@ -205,6 +210,7 @@ async def get_capacity(request: web.Request) -> web.Response:
         group_id=ids.get("group"),
         program_id=ids.get("program"),
         aggregator=query.get("aggregator"),
+        openadr_program=query.get("openadr_program"),
         program_floor=_number(request, "floor", 0.0, 0.0, 100.0),
         duration=int(_number(request, "duration", 3600, 60, 86400)),
         hours=int(_number(request, "hours", 24, 1, 168)),

@@ -215,3 +215,48 @@ async def test_the_fleet_is_read_by_group_aggregator_or_whole(env: Env) -> None:
         await store.update_requested_post_rate(tx.session, c, 60)
     found = await facts(env, c)
     assert (found.site_reserve_percent, found.post_rate) == (35.0, 60)
+
+
+@BACKENDS
+async def test_an_openadr_program_s_capacity_uses_its_groups_and_reserve_floor(env: Env) -> None:
+    from csip.domain.programs import ProgramTerms
+    from csip.services.fleet import FleetService
+    from csip.store import engine as engine_store
+
+    a = env.ids["a"]
+    now = env.sep2.clock.now_int()
+    top = await env.programs.create_group("zone", None, None)
+    below = await env.programs.create_group("feeder", None, top.id)
+    lfdis = {d.id: d.lfdi for d in (await env.admin.end_devices(0, 10, None))[1]}
+    await env.programs.add_members(below.id, [lfdis[a]])
+    der_program = await env.programs.create_program(top.id, "peak", 5)
+    await put(
+        env,
+        a,
+        f"<DERCapability {SEP}><modesSupported>00</modesSupported><rtgMaxW><multiplier>3"
+        "</multiplier><value>5</value></rtgMaxW><rtgMaxWh><multiplier>3</multiplier><value>10"
+        "</value></rtgMaxWh><type>83</type></DERCapability>",
+        now=now,
+    )
+    await put(
+        env,
+        a,
+        f"<DERStatus {SEP}><readingTime>1</readingTime><stateOfChargeStatus><dateTime>1"
+        "</dateTime><value>6000</value></stateOfChargeStatus></DERStatus>",
+        now=now,
+    )
+    async with env.sep2.changes.unit_of_work() as tx:
+        await engine_store.insert_enrollment(tx.session, "cbes", top.id, der_program.id, now)
+        await engine_store.upsert_choices(
+            tx.session,
+            engine_store.ProgramChoices(
+                "cbes", 5, {}, None, None, 0, "", ProgramTerms(reserve_floor_percent=40)
+            ),
+        )
+    service = FleetService(env.sep2)
+    report = await service.capacity(openadr_program="cbes")
+    # enrolled at the zone, A is in the feeder below: (60 - 40) % of 10 kWh
+    assert report.capacity.devices == 1 and report.capacity.program_floor == 40
+    assert report.capacity.now.energy_wh == pytest.approx(2000)
+    higher = await service.capacity(openadr_program="cbes", program_floor=50)
+    assert higher.capacity.now.energy_wh == pytest.approx(1000)

@@ -5,7 +5,8 @@ from sqlmodel import SQLModel
 
 import csip.store.tables
 import csip.store.tables_changes
-import csip.store.tables_der  # noqa: F401 - DER function set (issue 3)
+import csip.store.tables_der
+import csip.store.tables_engine  # noqa: F401 - program engine (issue 10)
 
 # VTN and outbox (issue 4), typed DER facts (issue 12)
 from csip.store import tables_fleet, tables_openadr, tables_outbox  # noqa: F401

@@ -1,14 +1,14 @@
 """Issue 12: typed DER facts, one row per DER, and each device's hourly reading record.
 
 Revision ID: 0012
-Revises: 0008 (the lead re-chains numbers at merge)
+Revises: 0009 (the lead re-chains numbers at merge)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
