@@ -28,6 +28,7 @@ from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
 from csip.services.engine_reports import EngineReports
+from csip.services.fleet import FleetService
 from csip.services.messaging import MessagingService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
@@ -79,6 +80,8 @@ class App:
     subscriptions: SubscriptionService
     der_device: DerDeviceService
     telemetry: TelemetryService
+    #: typed DER facts, fleet capacity and forecast (issue 12)
+    fleet: FleetService
     admin: AdminService
     vtn_auth: VtnAuth
     vtn: VtnService
@@ -198,8 +201,18 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
+    fleet = FleetService(sep2)
     admin_face = admin_app.create_app(
-        admin, programs, der_device, telemetry, vtn_auth, engine, vtn, settlement, messaging
+        admin,
+        programs,
+        der_device,
+        telemetry,
+        vtn_auth,
+        engine,
+        vtn,
+        settlement,
+        messaging,
+        fleet,
     )
 
     redirect_face = None
@@ -226,6 +239,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         subscriptions=subscriptions,
         der_device=der_device,
         telemetry=telemetry,
+        fleet=fleet,
         admin=admin,
         vtn_auth=vtn_auth,
         vtn=vtn,

@@ -4,6 +4,7 @@ packages, only web imports aiohttp.web, only store imports sqlmodel/sqlalchemy."
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "csip"
@@ -53,3 +54,11 @@ def test_only_web_imports_aiohttp_web_and_only_store_imports_the_orm() -> None:
         assert offenders(package, ("aiohttp.web",)) == [], package
     for package in ("domain", "sep2", "services", "web", "pki"):
         assert offenders(package, ("sqlmodel", "sqlalchemy")) == [], package
+
+
+def test_test_modules_have_unique_names() -> None:
+    """Test folders have no __init__.py, so pytest imports modules by basename: two files
+    of one name stop the whole run at collection."""
+    tests = Path(__file__).resolve().parents[1]
+    names = Counter(p.name for p in tests.rglob("test_*.py"))
+    assert [n for n, count in names.items() if count > 1] == []

@@ -32,6 +32,7 @@ from csip.errors import BadRequest, InvalidValues, NotFound
 from csip.sep2.schema import CSIPAUS_NS, SEP_NS
 from csip.sep2.xml import PARSER, E, link, read_document, schema_error, serialize, text
 from csip.services import changes as tag
+from csip.services import fleet
 from csip.services.cache import Entry
 from csip.services.sep2 import SETTINGS_TAG, Sep2Service
 from csip.store import store as db
@@ -242,13 +243,23 @@ class DerDeviceService:
                 raise InvalidValues("DERSettings: " + "; ".join(problems))
         href = f"{device.href}/der/{DER_ID}/{part}"
         root.set("href", href)
-        return await self._put(device_id, part, serialize(root), href)
+        return await self._put(device_id, part, serialize(root), href, root)
 
-    async def _put(self, device_id: int, kind: str, xml: bytes, href: str) -> str | None:
-        """Store the document; its href when this PUT created it (201 + Location), else None."""
+    async def _put(
+        self,
+        device_id: int,
+        kind: str,
+        xml: bytes,
+        href: str,
+        der: etree._Element | None = None,
+    ) -> str | None:
+        """Store the document (and, for a DER document, its typed facts, in the same unit of
+        work); its href when this PUT created it (201 + Location), else None."""
         async with self.sep2.changes.unit_of_work() as tx:
             now = self.sep2.clock.now_int()
             created = await db.update_document(tx.session, device_id, kind, xml, now)
+            if der is not None:
+                await fleet.record_document(tx, device_id, der, now)
             tx.record(DerDocumentChanged(device_id))
         return href if created else None
 

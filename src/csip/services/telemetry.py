@@ -43,6 +43,7 @@ from csip.errors import BadRequest, Forbidden, InvalidValues, NotFound
 from csip.pki.identity import normalize_lfdi
 from csip.sep2.xml import E, serialize, tag, text
 from csip.services import changes as tags_of
+from csip.services import fleet
 from csip.services.cache import Entry
 from csip.services.sep2 import SETTINGS_TAG, Sep2Service, device_ref
 from csip.store import store as db
@@ -407,9 +408,10 @@ class TelemetryService:
                 check_reading_type(mmr.mrid, mmr.reading_type)
         device = await self._target(principal, draft.device_lfdi)
         async with self.sep2.changes.unit_of_work() as tx:
-            result = await self.store.update_mup(
-                tx.session, device, draft, self.sep2.clock.now_int()
-            )
+            now = self.sep2.clock.now_int()
+            result = await self.store.update_mup(tx.session, device, draft, now)
+            await fleet.record_post_rate(tx, device.id, draft.post_rate)
+            await fleet.record_readings(tx, device.id, result.mup, draft.readings, now)
             tx.record(MirrorUsagePointChanged(result.mup.id, device_ref(device)))
         return result
 
@@ -438,6 +440,7 @@ class TelemetryService:
         async with self.sep2.changes.unit_of_work() as tx:
             now = self.sep2.clock.now_int()
             result = await self.store.insert_readings(tx.session, mup_id, drafts, now)
+            await fleet.record_readings(tx, device.id, result.mup, drafts, now)
             if any(d.reading_type is not None or d.description is not None for d in drafts):
                 tx.record(MirrorUsagePointChanged(mup_id, device_ref(device)))
             else:  # only the metering read side (/upt) shows readings

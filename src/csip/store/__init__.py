@@ -5,6 +5,7 @@ from csip.store import (  # noqa: F401 - every table on SQLModel.metadata
     tables_der,
     tables_engine,
     tables_engine_reports,
+    tables_fleet,
     tables_messaging,
 )
 from csip.store.der_device import DerDeviceStore  # DER documents, LogEvents (issue 3)

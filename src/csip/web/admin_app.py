@@ -24,6 +24,7 @@ from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import EVERYTHING
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
+from csip.services.fleet import FleetService
 from csip.services.messaging import MessagingService
 from csip.services.programs import ProgramService
 from csip.services.settlement import SettlementService
@@ -429,6 +430,8 @@ class Route:
     summary: str
     body: type[BaseModel] | None = None
     ok: int = 200
+    #: Query parameters: (name, JSON schema type, description), for /openapi.json.
+    query: tuple[tuple[str, str, str], ...] = ()
 
 
 ROUTES: tuple[Route, ...] = (
@@ -575,9 +578,15 @@ ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """The foundation's routes and those of each function set's admin module."""
-    from csip.web import admin_engine, admin_messaging, admin_programs
+    from csip.web import admin_engine, admin_fleet, admin_messaging, admin_programs
 
-    return ROUTES + admin_programs.routes() + admin_engine.routes() + admin_messaging.routes()
+    return (
+        ROUTES
+        + admin_programs.routes()
+        + admin_engine.routes()
+        + admin_messaging.routes()
+        + admin_fleet.routes()
+    )
 
 
 def openapi_document() -> dict[str, Any]:
@@ -600,11 +609,15 @@ def openapi_document() -> dict[str, Any]:
             },
         }
         params = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
-        if params:
-            operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+        parameters = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ] + [
+            {"name": name, "in": "query", "description": text, "schema": {"type": kind}}
+            for name, kind, text in route.query
+        ]
+        if parameters:
+            operation["parameters"] = parameters
         if route.body is not None:
             name = route.body.__name__
             model_schema = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -686,31 +699,32 @@ def create_app(
     vtn: VtnService,
     settlement: SettlementService,
     messaging: MessagingService,
+    fleet: FleetService,
 ) -> web.Application:
     """The admin face over services built elsewhere (csip.app.build)."""
+    from csip.web.admin_engine import ENGINE, SETTLEMENT, VTN
+    from csip.web.admin_fleet import FLEET
+    from csip.web.admin_messaging import MESSAGING_ADMIN
+    from csip.web.admin_programs import PROGRAM_ADMIN
+
     app = web.Application(middlewares=[admin_middleware], client_max_size=limits.ADMIN_MAX_BODY)
-    app[ADMIN] = service
     app[limits.FACE] = "admin"
+    app[ADMIN] = service
     app[DER_DEVICE] = der_device
     app[TELEMETRY] = telemetry
     app[VTN_AUTH] = vtn_auth
+    app[PROGRAM_ADMIN] = programs
+    app[ENGINE] = engine
+    app[VTN] = vtn
+    app[SETTLEMENT] = settlement
+    app[MESSAGING_ADMIN] = messaging
+    app[FLEET] = fleet
     document = openapi_document()
 
     async def get_openapi(_request: web.Request) -> web.Response:
         return _json(document)
 
     app.router.add_get("/openapi.json", get_openapi)
-    from csip.web.admin_programs import PROGRAM_ADMIN
-
-    app[PROGRAM_ADMIN] = programs
-    from csip.web.admin_engine import ENGINE, SETTLEMENT, VTN
-
-    app[ENGINE] = engine
-    app[VTN] = vtn
-    app[SETTLEMENT] = settlement
-    from csip.web.admin_messaging import MESSAGING_ADMIN
-
-    app[MESSAGING_ADMIN] = messaging
     for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)
     return app

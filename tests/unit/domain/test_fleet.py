@@ -35,7 +35,7 @@ def battery(
     }
     if reserve is not None:
         facts["reservePercent"] = Fact(reserve, NOW - 60)
-    return DerFacts(device_id, facts)
+    return DerFacts.of(device_id, facts)
 
 
 def test_reserve_is_the_largest_of_floor_override_and_device() -> None:

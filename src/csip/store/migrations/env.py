@@ -9,7 +9,9 @@ import csip.store.tables_der
 import csip.store.tables_engine  # program engine (issue 10)
 import csip.store.tables_engine_reports  # its reports (issue 10 item 5)
 import csip.store.tables_messaging  # noqa: F401 - Messaging function set (issue 10)
-from csip.store import tables_openadr, tables_outbox  # noqa: F401 - VTN and outbox (issue 4)
+
+# VTN and outbox (issue 4), typed DER facts (issue 12)
+from csip.store import tables_fleet, tables_openadr, tables_outbox  # noqa: F401
 
 connection = context.config.attributes["connection"]
 context.configure(

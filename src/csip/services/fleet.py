@@ -1,0 +1,186 @@
+"""The fleet's facts and capacity: what each DER posted, taken at write time, and what a
+group, an aggregator's devices or the whole fleet can give above its reserves, now and for
+each of the next 24 hours (issue 12 items 1 and 5).
+
+The write side is two functions the device-facing services call inside their own unit of
+work (`record_document` from a DER document PUT, `record_readings` from a reading batch), so
+the facts commit with the post or not at all, at the cost of one upsert each (plus, once an
+hour per device, recomputing its hour-of-day behaviour from at most 216 rows).
+
+The read side (`FleetService`) answers the admin API: one query reads the facts of every
+device in scope, and `domain.fleet` sums them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lxml import etree
+
+from csip.domain.devices import EndDevice
+from csip.domain.fleet import (
+    DerFacts,
+    FleetCapacity,
+    ForecastError,
+    fleet_capacity,
+    hour_of_day_profile,
+    yesterday_error,
+)
+from csip.domain.groups import descendants
+from csip.domain.telemetry import MeterReadingDraft, MirrorUsagePoint
+from csip.errors import NotFound
+from csip.pki.identity import normalize_lfdi
+from csip.sep2 import convert
+from csip.services.sep2 import Sep2Service
+from csip.store import der as der_store
+from csip.store import engine as engine_store
+from csip.store import fleet as store
+from csip.store.uow import UnitOfWork
+
+#: Flagged devices listed by LFDI in one answer (all are counted).
+FLAGGED_LISTED = 1000
+
+
+# ---- write side: called inside the posting service's unit of work ---------------------------
+async def record_document(tx: UnitOfWork, device_id: int, root: etree._Element, at: int) -> None:
+    """A DER document was PUT: its facts replace those of its part."""
+    document = convert.der_document(root)
+    if document is not None:
+        await store.update_der_document_facts(tx.session, device_id, document, at)
+
+
+async def record_readings(
+    tx: UnitOfWork,
+    device_id: int,
+    mup: MirrorUsagePoint,
+    drafts: Sequence[MeterReadingDraft],
+    received_at: int,
+) -> None:
+    """A batch of readings was stored under `mup` (which holds each MirrorMeterReading's
+    ReadingType, declared now or before): the newest W and state of charge, the hours it
+    covers, and, when an hour has passed since the last time, the hour-of-day behaviour."""
+    types = {m.mrid: m.reading_type for m in mup.meter_readings}
+    batches = [(types[d.mrid], d.readings) for d in drafts if d.readings and d.mrid in types]
+    facts = convert.reading_facts(batches, mup.role_flags, received_at)
+    if facts is None:
+        return
+    computed_before = await store.update_reading_facts(tx.session, device_id, facts)
+    hour = max(h.hour for h in facts.hours)
+    if computed_before is None or computed_before < hour:
+        samples = await store.select_hour_samples(tx.session, [device_id])
+        profile = hour_of_day_profile(samples[device_id], hour)
+        await store.update_profile(tx.session, device_id, profile, hour)
+
+
+async def record_post_rate(tx: UnitOfWork, device_id: int, post_rate: int | None) -> None:
+    """The postRate a posted MirrorUsagePoint asked for."""
+    await store.update_requested_post_rate(tx.session, device_id, post_rate)
+
+
+# ---- read side --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CapacityReport:
+    """A fleet's capacity with what it was asked for, and the flagged devices by LFDI."""
+
+    scope: dict[str, object]
+    capacity: FleetCapacity
+    flagged: dict[str, str]
+    error: ForecastError | None = None
+
+
+class FleetService:
+    def __init__(self, sep2: Sep2Service) -> None:
+        self.sep2 = sep2
+
+    async def _device(self, lfdi: str) -> EndDevice:
+        found = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
+        if found is None:
+            raise NotFound(f"no EndDevice with lFDI {lfdi}")
+        return found
+
+    async def facts(self, lfdi: str) -> tuple[EndDevice, DerFacts]:
+        """One device's facts, with the postRate that decides when they go stale."""
+        device = await self._device(lfdi)
+        default = await self.sep2.default_post_rate()
+        async with self.sep2.store.transaction() as s:
+            found = await store.select_der_facts(
+                s, device_ids=[device.id], default_post_rate=default
+            )
+        return device, found[0] if found else DerFacts(device.id)
+
+    async def set_site_reserve(self, lfdi: str, percent: float | None) -> DerFacts:
+        """The utility's reserve for this site (None: no override). No rendered resource or
+        subscriber depends on it, so the unit of work records no change."""
+        device = await self._device(lfdi)
+        async with self.sep2.changes.unit_of_work() as tx:
+            await store.update_site_reserve(tx.session, device.id, percent)
+        return (await self.facts(lfdi))[1]
+
+    async def capacity(
+        self,
+        *,
+        group_id: int | None = None,
+        aggregator: str | None = None,
+        program_id: int | None = None,
+        openadr_program: str | None = None,
+        program_floor: float = 0.0,
+        duration: int = 3600,
+        hours: int = 24,
+        with_error: bool = False,
+    ) -> CapacityReport:
+        """Capacity above reserve now and per hour ahead, for a group (and the groups below
+        it), a DERProgram's group, an OpenADR program's enrolled groups (its reserve floor
+        term applies when higher than `program_floor`), an aggregator's devices, or (none
+        given) every device."""
+        scope: dict[str, object] = {}
+        group_ids: set[int] | None = None
+        aggregator_id: int | None = None
+        now = self.sep2.clock.now_int()
+        default = await self.sep2.default_post_rate()
+        async with self.sep2.store.transaction() as s:
+            if program_id is not None:
+                program = await der_store.select_program(s, program_id)
+                if program is None or program.deleted_at is not None:
+                    raise NotFound(f"no program {program_id}")
+                scope["program"] = program_id
+                group_id = program.group_id
+            if group_id is not None:
+                groups = await der_store.select_groups(s)
+                if group_id not in groups:
+                    raise NotFound(f"no group {group_id}")
+                group_ids = descendants(groups, group_id)
+                scope["group"] = group_id  # (a program's: its group)
+            if openadr_program is not None:
+                choices = await engine_store.select_choices(s, openadr_program)
+                enrolled = await engine_store.select_enrollments(s, openadr_program)
+                if choices is None and not enrolled:
+                    raise NotFound(f"no program {openadr_program!r} with enrolled groups")
+                groups = await der_store.select_groups(s)
+                group_ids = set()
+                for enrollment in enrolled:
+                    group_ids |= descendants(groups, enrollment.group_id)
+                floor = None if choices is None else choices.terms.reserve_floor_percent
+                program_floor = max(program_floor, floor or 0.0)
+                scope["openadr_program"] = openadr_program
+            if aggregator is not None:
+                found = await self.sep2.store.get_aggregator(aggregator)
+                if found is None:
+                    raise NotFound(f"no aggregator named {aggregator!r}")
+                aggregator_id = found.id
+                scope["aggregator"] = aggregator
+            fleet = await store.select_der_facts(
+                s, group_ids=group_ids, aggregator_id=aggregator_id, default_post_rate=default
+            )
+            result = fleet_capacity(
+                fleet, now, duration=duration, program_floor=program_floor, hours=hours
+            )
+            flagged_ids = sorted(result.unavailable)[:FLAGGED_LISTED]
+            lfdis = await store.select_lfdis(s, flagged_ids)
+            error = None
+            if with_error:
+                first = (now // 86400 - 1) * 86400 // 3600 - 7 * 24 - 1
+                samples = await store.select_hour_samples(s, [f.device_id for f in fleet], first)
+                error = yesterday_error(fleet, samples, now, program_floor)
+        flagged = {lfdis[d]: result.unavailable[d] for d in flagged_ids if d in lfdis}
+        return CapacityReport(scope, result, flagged, error)
