@@ -23,7 +23,7 @@ from csip.errors import ConfigError
 from csip.sep2 import schema
 from csip.services.admin import AdminService
 from csip.services.boundaries import BoundaryNotices
-from csip.services.bus import LocalBus, PgBus, asyncpg_dsn
+from csip.services.bus import LocalBus, PgBus, SqliteBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
@@ -118,7 +118,8 @@ class App:
 def _bus(store: Store, settings: Settings) -> LocalBus:
     if store.dialect == "postgresql":
         return PgBus(asyncpg_dsn(settings.db_url))
-    return LocalBus()
+    # its own engine, as PgBus has its own connection: the poll never queues behind requests
+    return SqliteBus(Store(settings.db_url))
 
 
 def build(settings: Settings, clock: Clock | None = None) -> App:

@@ -7,8 +7,10 @@ sends a NOTIFY carrying only the row's sequence number (payloads are capped belo
 bytes; a bulk membership change of thousands of devices is far bigger); every other worker
 reads the rows after the last one it applied, in order, and skips its own. A worker whose
 listening connection dropped reconnects and replays from where it stopped; only if the rows
-it missed were pruned meanwhile does it drop everything. SQLite is one process: the local
-delivery after commit is all there is.
+it missed were pruned meanwhile does it drop everything. SQLite serves from one process, but
+the CLI writes the same file while it runs (`csip programs enroll`, `csip clients add`): the
+server reads the change-log rows of other processes once a second (`SqliteBus`), so a cached
+answer never outlives such a write by more than that.
 """
 
 from __future__ import annotations
@@ -157,6 +159,52 @@ class PgBus(LocalBus):
                     await task
         if self._conn is not None:
             await self._conn.close()
+
+
+class SqliteBus(LocalBus):
+    """Reads the change-log rows other processes (the CLI) committed to the same SQLite file,
+    every `poll_interval` seconds: one indexed query that finds nothing almost always."""
+
+    def __init__(self, store: Any, poll_interval: float = 1.0) -> None:
+        super().__init__()
+        self.store = store
+        self.poll_interval = poll_interval
+        self.last_seq = 0
+        self.replayed = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from csip.store.uow import select_last_change_seq
+
+        async with self.store.transaction() as s:
+            self.last_seq = await select_last_change_seq(s)
+        self._task = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.replay()
+            except Exception:  # a locked or busy file: the next tick tries again
+                log.warning("reading the change log failed; retrying", exc_info=True)
+
+    async def replay(self) -> None:
+        from csip.store.uow import select_changes_after
+
+        async with self.store.transaction() as s:
+            rows = await select_changes_after(s, self.last_seq)
+        for seq, origin, tags in rows:
+            if origin != self.worker_id:
+                self.replayed += 1
+                self.deliver(tags)
+            self.last_seq = seq
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        await self.store.close()
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:

@@ -112,6 +112,11 @@ async def select_changes_after(session: AsyncSession, seq: int) -> list[tuple[in
     return [(r.seq or 0, r.origin, [t for t in r.payload.split("\n") if t]) for r in rows]
 
 
+async def select_last_change_seq(session: AsyncSession) -> int:
+    last = await session.scalar(select(func.max(col(ChangeLogRow.seq))))
+    return int(last or 0)
+
+
 @asynccontextmanager
 async def unit_of_work(store: Store, effects: Effects) -> AsyncIterator[UnitOfWork]:
     """One transaction for one use case; see the module docstring."""
