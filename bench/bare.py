@@ -21,6 +21,7 @@ import asyncio
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 from csip.web.tls import server_context
 
@@ -46,12 +47,11 @@ class Bare(asyncio.Protocol):
     def __init__(self, keep: dict[bytes, bytes], close: dict[bytes, bytes]) -> None:
         self.keep = keep
         self.close = close
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None
         self.buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # uvloop's TLS transport is no asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data if self.buffer else data
@@ -71,7 +71,6 @@ class Bare(asyncio.Protocol):
             if closing:
                 break
         self.buffer = buffer[start:]
-        assert self.transport is not None
         if out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         if closing:
