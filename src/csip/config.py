@@ -75,6 +75,9 @@ class Settings:
     #: Pages of one list that are cached (s = 0, l, 2l, ... with no `a`); others are
     #: rendered per request, so a client asking for ever new pages cannot grow memory.
     cache_pages_per_list: int = 64
+    #: Answer unchanged polls from ready bytes in front of the HTTP framework (README
+    #: "Performance": the two lanes); off sends every request through aiohttp.
+    fast_lane: bool = True
     # ---- listener limits (every listener; README "Security") --------------------
     #: Seconds from a request's first byte to the end of its headers (408, then closed).
     header_timeout: float = 10.0

@@ -16,10 +16,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from csip.domain.paging import UNCACHED
+
+#: While a request that the fast lane may learn from runs (web/fastlane.py), every entry it
+#: reads or stores is appended here: its answer is current exactly as long as each of those
+#: entries is still the one in the cache. None (the default) records nothing.
+READS: ContextVar[list[tuple[Hashable, Entry]] | None] = ContextVar(
+    "csip_cache_reads", default=None
+)
 
 #: What one entry costs beyond its bytes (the Entry, its key tuple, the dict slot, tag sets).
 ENTRY_OVERHEAD = 320
@@ -41,6 +49,9 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     renders: int = 0
+    #: Polls answered by the web layer's fast lane from an answer it checked against this
+    #: cache (those do not pass through `get`).
+    fast_lane: int = 0
 
 
 def _no_clock() -> float:
@@ -88,12 +99,18 @@ class RenderCache:
             self.stats.misses += 1
         else:
             self.stats.hits += 1
+            reads = READS.get()
+            if reads is not None:
+                reads.append((key, entry))
         return entry
 
     def put(self, key: Hashable, entry: Entry, generation: int) -> None:
         """Store unless one of the entry's tags was invalidated since `generation` was read
         (the fill began)."""
         self.stats.renders += 1
+        reads = READS.get()
+        if reads is not None:
+            reads.append((key, entry))  # not stored below: the answer is never current
         if generation < self.floor:
             return
         changed_at = self.changed_at
@@ -129,6 +146,9 @@ class RenderCache:
             future, began = flight
             entry = await asyncio.shield(future)
             if arrived == began or not self._stale(entry, began):
+                reads = READS.get()
+                if reads is not None:
+                    reads.append((key, entry))
                 return entry
             # an invalidation of its own tags came between that fill's start and our arrival
 
@@ -143,6 +163,9 @@ class RenderCache:
     async def _fill(
         self, key: Hashable, load: Callable[[], Awaitable[Entry]], generation: int
     ) -> Entry:
+        # the fill is its own task (a copy of the first caller's context): what it reads is
+        # covered by the tags of the entry it makes, not a dependency of that caller's answer
+        READS.set(None)
         try:
             entry = await load()
             self.put(key, entry, generation)

@@ -6,6 +6,7 @@ OpenAPI document served at /openapi.json, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -186,6 +187,9 @@ async def get_status(request: web.Request) -> web.Response:
             # which worker answered (several share the port, see `csip serve --workers`)
             "pid": os.getpid(),
             "workers": svc.settings.workers,
+            # this worker's 2030.5 reads: render-cache hits, misses, renders, and the polls
+            # the fast lane answered (those never reach the cache's get)
+            "sep2_cache": dataclasses.asdict(svc.sep2.cache.stats),
         }
     )
 

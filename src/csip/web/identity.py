@@ -9,6 +9,7 @@ come from a header, but only when the peer address is a configured trusted proxy
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
 from dataclasses import dataclass
@@ -84,6 +85,14 @@ class IdentityResolver:
         transport = request.transport
         if transport is None:
             return None
+        return self.of_transport(transport)
+
+    def of_transport(self, transport: asyncio.BaseTransport) -> ConnectionIdentity | None:
+        """The identity of a TLS connection's client certificate, computed on its first
+        request and remembered for the connection (the fast lane and the app share it).
+
+        A resumed TLS session carries the certificate of its first handshake: the same DER
+        bytes, so `identity_from_der` answers from its cache without parsing anything."""
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is None:
             return None
@@ -95,6 +104,17 @@ class IdentityResolver:
             identity = identity_from_der(der)
             self._by_connection[ssl_object] = identity
         return identity
+
+    def trusted_proxy(self, host: str) -> bool:
+        """Whether `host` is a configured trusted proxy (its requests may carry the
+        client certificate in a header, so their identity is per request)."""
+        if not self._proxies or not host:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._proxies)
 
     @property
     def connections_seen(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -14,11 +15,14 @@ from csip.services.sep2 import DOCUMENTS, Sep2Service
 from csip.services.subscriptions import SubscriptionService
 from csip.services.telemetry import TelemetryService
 from csip.web import limits, sep2_der, sep2_messaging, sep2_programs, sep2_telemetry
+from csip.web.fastlane import FastLane, FastLaneHandler
 from csip.web.identity import IdentityResolver
 from csip.web.sep2_common import (
     IDENTITY,
+    LANE,
     PRINCIPAL,
     SERVICE,
+    cached,
     created,
     device_id,
     guarded,
@@ -94,13 +98,17 @@ def create_app(
     app[SERVICE] = service
     app[limits.FACE] = "sep2"
     app[IDENTITY] = identity
+    # the fast lane: unchanged polls answered before aiohttp sees them (web/fastlane.py)
+    lane = app[LANE] = FastLane(service, identity)
+    protocol: Callable[..., limits.GuardedHandler] = functools.partial(FastLaneHandler, lane=lane)
+    app[limits.PROTOCOL] = protocol
     documents = "|".join(DOCUMENTS)
     routes = app.router
-    routes.add_get("/dcap", guarded(get_dcap))
+    routes.add_get("/dcap", cached(get_dcap))
     routes.add_get("/tm", guarded(get_time))
-    routes.add_get("/edev", guarded(get_edev_list))
+    routes.add_get("/edev", cached(get_edev_list))
     routes.add_post("/edev", guarded(post_edev))
-    routes.add_get(r"/edev/{id:\d+}", guarded(get_edev))
+    routes.add_get(r"/edev/{id:\d+}", cached(get_edev))
     routes.add_put(r"/edev/{id:\d+}", guarded(put_edev))
     routes.add_delete(r"/edev/{id:\d+}", guarded(delete_edev))
     # function sets beyond the foundation each add their own routes; aiohttp tries the
@@ -109,8 +117,8 @@ def create_app(
     sep2_der.setup(app, der_device)
     sep2_telemetry.setup(app, telemetry)
     sep2_messaging.setup(app, messaging)
-    routes.add_get(r"/edev/{id:\d+}/rg", guarded(get_registration))
-    routes.add_get(rf"/edev/{{id:\d+}}/{{part:{documents}}}", guarded(get_edev))
+    routes.add_get(r"/edev/{id:\d+}/rg", cached(get_registration))
+    routes.add_get(rf"/edev/{{id:\d+}}/{{part:{documents}}}", cached(get_edev))
     routes.add_put(rf"/edev/{{id:\d+}}/{{part:{documents}}}", guarded(put_document))
     routes.add_route("*", "/{tail:.*}", unmatched)  # last: 404 / 405 as 2030.5 Errors
     return app

@@ -10,6 +10,7 @@ from csip.services.der_device import DerDeviceService
 from csip.web.paths import path_id
 from csip.web.sep2_common import (
     PRINCIPAL,
+    cached,
     created,
     device_id,
     guarded,
@@ -97,12 +98,12 @@ def setup(app: web.Application, der_device: DerDeviceService) -> None:
     edev = r"/edev/{id:\d+}"
     der = edev + r"/der/{der:\d{1,9}}"
     routes = app.router
-    routes.add_get(edev + "/der", guarded(get_der_list))
-    routes.add_get(der, guarded(get_der))
-    routes.add_get(der + "/derp", guarded(get_der_programs))
-    routes.add_get(der + f"/{{part:{documents}}}", guarded(get_der_document))
+    routes.add_get(edev + "/der", cached(get_der_list))
+    routes.add_get(der, cached(get_der))
+    routes.add_get(der + "/derp", cached(get_der_programs))
+    routes.add_get(der + f"/{{part:{documents}}}", cached(get_der_document))
     routes.add_put(der + f"/{{part:{documents}}}", guarded(put_der_document))
-    routes.add_get(edev + "/cp", guarded(get_connection_point))
+    routes.add_get(edev + "/cp", cached(get_connection_point))
     routes.add_put(edev + "/cp", guarded(put_connection_point))
     routes.add_get(edev + "/lel", guarded(get_log_events))
     routes.add_post(edev + "/lel", guarded(post_log_event))

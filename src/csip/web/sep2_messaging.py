@@ -7,7 +7,7 @@ from aiohttp import web
 
 from csip.services.messaging import MessagingService
 from csip.web.paths import path_id
-from csip.web.sep2_common import PRINCIPAL, guarded, page_of, xml
+from csip.web.sep2_common import PRINCIPAL, cached, page_of, xml
 
 MESSAGING = web.AppKey("messaging_service", MessagingService)
 
@@ -44,8 +44,8 @@ def setup(app: web.Application, messaging: MessagingService) -> None:
     """Add this function set's routes to the 2030.5 app."""
     app[MESSAGING] = messaging
     routes = app.router
-    routes.add_get(r"/fsa/{gid:\d+}/msg", guarded(get_program_list))
-    routes.add_get(r"/msg/{mid:\d+}", guarded(get_program))
-    routes.add_get(r"/msg/{mid:\d+}/txt", guarded(get_message_list))
-    routes.add_get(r"/msg/{mid:\d+}/txt/{tid:\d+}", guarded(get_message))
-    routes.add_get(r"/msg/{mid:\d+}/acttxt", guarded(get_active_list))
+    routes.add_get(r"/fsa/{gid:\d+}/msg", cached(get_program_list))
+    routes.add_get(r"/msg/{mid:\d+}", cached(get_program))
+    routes.add_get(r"/msg/{mid:\d+}/txt", cached(get_message_list))
+    routes.add_get(r"/msg/{mid:\d+}/txt/{tid:\d+}", cached(get_message))
+    routes.add_get(r"/msg/{mid:\d+}/acttxt", cached(get_active_list))

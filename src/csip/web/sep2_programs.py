@@ -11,6 +11,7 @@ from csip.services.subscriptions import SubscriptionService
 from csip.web.paths import path_id
 from csip.web.sep2_common import (
     PRINCIPAL,
+    cached,
     created,
     device_id,
     guarded,
@@ -135,16 +136,16 @@ def setup(
     app[PROGRAMS] = programs
     app[SUBSCRIPTIONS] = subscriptions
     routes = app.router
-    routes.add_get(r"/edev/{id:\d+}/fsa", guarded(get_fsa_list))
-    routes.add_get(r"/fsa/{gid:\d+}", guarded(get_fsa))
-    routes.add_get(r"/fsa/{gid:\d+}/derp", guarded(get_program_list))
-    routes.add_get(r"/derp/{pid:\d+}", guarded(get_program))
-    routes.add_get(r"/derp/{pid:\d+}/derc", guarded(get_control_list))
-    routes.add_get(r"/derp/{pid:\d+}/derc/{cid:\d+}", guarded(get_control))
-    routes.add_get(r"/derp/{pid:\d+}/actderc", guarded(get_active_list))
-    routes.add_get(r"/derp/{pid:\d+}/dderc", guarded(get_default_control))
-    routes.add_get(r"/derp/{pid:\d+}/dc", guarded(get_curve_list))
-    routes.add_get(r"/derp/{pid:\d+}/dc/{cid:\d+}", guarded(get_curve))
+    routes.add_get(r"/edev/{id:\d+}/fsa", cached(get_fsa_list))
+    routes.add_get(r"/fsa/{gid:\d+}", cached(get_fsa))
+    routes.add_get(r"/fsa/{gid:\d+}/derp", cached(get_program_list))
+    routes.add_get(r"/derp/{pid:\d+}", cached(get_program))
+    routes.add_get(r"/derp/{pid:\d+}/derc", cached(get_control_list))
+    routes.add_get(r"/derp/{pid:\d+}/derc/{cid:\d+}", cached(get_control))
+    routes.add_get(r"/derp/{pid:\d+}/actderc", cached(get_active_list))
+    routes.add_get(r"/derp/{pid:\d+}/dderc", cached(get_default_control))
+    routes.add_get(r"/derp/{pid:\d+}/dc", cached(get_curve_list))
+    routes.add_get(r"/derp/{pid:\d+}/dc/{cid:\d+}", cached(get_curve))
     routes.add_get("/rsps", guarded(get_response_sets))
     routes.add_get(r"/rsps/{pid:\d+}", guarded(get_response_set))
     routes.add_get(r"/rsps/{pid:\d+}/rsp", guarded(get_responses))
