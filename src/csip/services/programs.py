@@ -752,8 +752,7 @@ class ProgramService:
         cancelled = await der_store.update_controls_cancelled(
             tx.session, control_ids, now, randomized
         )
-        for pid in sorted({c.program_id for c in cancelled}):
-            tx.record(ControlsPublished(pid, tuple(c.id for c in cancelled if c.program_id == pid)))
+        _record_published(tx, cancelled)
         return cancelled
 
     def _check_spec(self, spec: ControlSpec, curves: Mapping[int, Curve], now: int) -> Control:
@@ -812,9 +811,7 @@ class ProgramService:
             cancelled = await der_store.update_controls_cancelled(
                 s, [c.id for c in candidates], now, randomized
             )
-            for pid in sorted({c.program_id for c in cancelled}):
-                ids = tuple(c.id for c in cancelled if c.program_id == pid)
-                tx.record(ControlsPublished(pid, ids))
+            _record_published(tx, cancelled)
             return cancelled
 
     async def put_default_control(
@@ -904,6 +901,16 @@ def _spec_key(spec: ControlSpec) -> tuple[Any, ...]:
         spec.randomize_duration,
         spec.response_required,
     )
+
+
+def _record_published(tx: UnitOfWork, controls: Sequence[Control]) -> None:
+    """One ControlsPublished per program, programs in id order (grouped in one pass: a
+    program-engine event cancels 12,000 controls in 1,000 programs)."""
+    by_program: dict[int, list[int]] = {}
+    for c in controls:
+        by_program.setdefault(c.program_id, []).append(c.id)
+    for pid in sorted(by_program):
+        tx.record(ControlsPublished(pid, tuple(by_program[pid])))
 
 
 def _ref(device: EndDevice) -> DeviceRef:
