@@ -203,11 +203,10 @@ class ProgramService:
         return state
 
     async def _load_state(self, program_id: int) -> Entry:
-        program = await self.der.program(program_id)
+        program, controls, curves, default = await self.der.program_data(program_id)
         if program is None:
             raise NotFound(f"no DERProgram {program_id}")
         now = self.clock.now_int()
-        controls = await self.der.controls([program_id])
         related = sorted((await self._related()).get(program.group_id, {program.group_id}))
         ranked = [p for g in related for p in await self._programs_of(g) if p.id != program_id]
         higher = [p.id for p in ranked if p.primacy < program.primacy]
@@ -217,8 +216,8 @@ class ProgramService:
             program,
             tuple(controls),
             statuses,
-            tuple(await self.der.curves(program_id)),
-            await self.der.default_control(program_id),
+            tuple(curves),
+            default,
             next_boundary([*controls, *higher_controls], now),
             (
                 tag.program(program_id),

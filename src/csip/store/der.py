@@ -57,7 +57,8 @@ def _group(row: DerGroupRow) -> Group:
     )
 
 
-def _program(row: DerProgramRow) -> Program:
+def _program(row: Any) -> Program:
+    """From an ORM DerProgramRow or a core row of der_program."""
     assert row.id is not None
     return Program(
         row.id,
@@ -71,7 +72,8 @@ def _program(row: DerProgramRow) -> Program:
     )
 
 
-def _curve(row: DerCurveRow) -> Curve:
+def _curve(row: Any) -> Curve:
+    """From an ORM DerCurveRow or a core row of der_curve."""
     assert row.id is not None
     points = tuple((int(x), int(y)) for x, y in json.loads(row.points))
     return Curve(
@@ -225,8 +227,11 @@ async def select_programs(s: AsyncSession, group_id: int | None = None) -> list[
 
 
 async def select_program(s: AsyncSession, program_id: int) -> Program | None:
-    """A program, deleted ones included (Program.deleted_at): their hrefs still answer."""
-    row = await s.get(DerProgramRow, program_id)
+    """A program, deleted ones included (Program.deleted_at): their hrefs still answer.
+    (Core reads here and below: no ORM objects for what is only read; every writer of these
+    tables flushes before it returns.)"""
+    table = DerProgramRow.__table__  # type: ignore[attr-defined]
+    row = (await s.execute(select(table).where(table.c.id == program_id))).first()
     return None if row is None else _program(row)
 
 
@@ -466,7 +471,8 @@ def _refresh_loaded(s: AsyncSession, controls: Sequence[Control]) -> None:
 
 # ---- default controls and curves ----------------------------------------------------------
 async def select_default_control(s: AsyncSession, program_id: int) -> DefaultControl | None:
-    row = await s.get(DerDefaultControlRow, program_id)
+    table = DerDefaultControlRow.__table__  # type: ignore[attr-defined]
+    row = (await s.execute(select(table).where(table.c.program_id == program_id))).first()
     if row is None:
         return None
     return DefaultControl(
@@ -529,12 +535,9 @@ async def insert_curve(s: AsyncSession, curve: Curve, pen: int) -> Curve:
 
 
 async def select_curves(s: AsyncSession, program_id: int) -> list[Curve]:
-    query = (
-        select(DerCurveRow)
-        .where(col(DerCurveRow.program_id) == program_id)
-        .order_by(col(DerCurveRow.id))
-    )
-    return [_curve(r) for r in await s.scalars(query)]
+    table = DerCurveRow.__table__  # type: ignore[attr-defined]
+    query = select(table).where(table.c.program_id == program_id).order_by(table.c.id)
+    return [_curve(r) for r in await s.execute(query)]
 
 
 # ---- responses ----------------------------------------------------------------------------
@@ -644,6 +647,23 @@ class DerStore:
     async def program(self, program_id: int) -> Program | None:
         async with self.store.transaction() as s:
             return await select_program(s, program_id)
+
+    async def program_data(
+        self, program_id: int
+    ) -> tuple[Program | None, list[Control], list[Curve], DefaultControl | None]:
+        """A program with its controls, curves and default control, read in one transaction
+        (what a DERControlList's rendering needs: after an event reached 1,000 programs,
+        1,000 of these, so one transaction each rather than four)."""
+        async with self.store.transaction() as s:
+            program = await select_program(s, program_id)
+            if program is None:
+                return None, [], [], None
+            return (
+                program,
+                await select_controls(s, [program_id]),
+                await select_curves(s, program_id),
+                await select_default_control(s, program_id),
+            )
 
     async def controls(self, program_ids: Sequence[int]) -> list[Control]:
         if not program_ids:
