@@ -11,6 +11,7 @@ cancellation), which the server clock drives, so a moved clock shows new statuse
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -112,6 +113,62 @@ class ControlSpec:
     response_required: str | None = None
 
 
+class StateBatches:
+    """Misses of program states that arrive together load together.
+
+    One write can invalidate the states of 1,000 programs (an event reaching every enrolled
+    group); their DERControlLists are then polled at once, and loading each state on its own
+    costs a transaction and four queries. A miss waits one loop turn for the others of that
+    turn, and misses arriving while a batch loads form the next batch. Each caller still fills
+    its own cache key through RenderCache.fetch, so the cache's staleness rules (a fill that
+    raced with an invalidation of its tags is not stored) hold per key as before."""
+
+    def __init__(self, load: Callable[[list[int]], Awaitable[Mapping[int, Entry]]]) -> None:
+        self._load = load
+        self._pending: dict[int, asyncio.Future[Entry]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def load(self, program_id: int) -> Entry:
+        future = self._pending.get(program_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._pending[program_id] = future
+            if self._task is None:
+                self._task = asyncio.ensure_future(self._run())
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the other misses of this loop turn join
+            while self._pending:
+                batch, self._pending = self._pending, {}
+                try:
+                    entries = await self._load(list(batch))
+                except Exception as error:  # every waiter of the batch sees it
+                    for future in batch.values():
+                        if not future.done():
+                            future.set_exception(error)
+                            future.add_done_callback(_retrieved)
+                    continue
+                for program_id, future in batch.items():
+                    if future.done():
+                        continue
+                    found = entries.get(program_id)
+                    if found is None:
+                        future.set_exception(NotFound(f"no DERProgram {program_id}"))
+                        future.add_done_callback(_retrieved)
+                    else:
+                        future.set_result(found)
+        finally:
+            self._task = None
+
+
+def _retrieved(future: asyncio.Future[Entry]) -> None:
+    """A waiter that went away (a closed connection) leaves its batch's error unread."""
+    if not future.cancelled():
+        future.exception()
+
+
 class ProgramService:
     def __init__(self, sep2: Sep2Service) -> None:
         self.sep2 = sep2
@@ -120,6 +177,7 @@ class ProgramService:
         self.changes = sep2.changes
         self.pen = sep2.settings.pen
         self.der = DerStore(sep2.store, sep2.settings.pen)
+        self._batches = StateBatches(self._load_states)
 
     # ---- cached derived data ---------------------------------------------------------
     async def _cached(self, key: tuple[Any, ...], tags: tuple[str, ...], load: Any) -> Any:
@@ -198,35 +256,50 @@ class ProgramService:
         if entry is not None:
             state: ProgramState = entry.owner
             return state
-        entry = await self.cache.fetch(key, lambda: self._load_state(program_id))
+        entry = await self.cache.fetch(key, lambda: self._batches.load(program_id))
         state = entry.owner
         return state
 
-    async def _load_state(self, program_id: int) -> Entry:
-        program, controls, curves, default = await self.der.program_data(program_id)
-        if program is None:
-            raise NotFound(f"no DERProgram {program_id}")
+    async def _load_states(self, program_ids: list[int]) -> dict[int, Entry]:
+        """The states of every program whose miss arrived together (see StateBatches): one
+        transaction for their programs, controls, curves and default controls, one for the
+        controls of the programs they are ranked below."""
+        data = await self.der.program_data(program_ids)
         now = self.clock.now_int()
-        related = sorted((await self._related()).get(program.group_id, {program.group_id}))
-        ranked = [p for g in related for p in await self._programs_of(g) if p.id != program_id]
-        higher = [p.id for p in ranked if p.primacy < program.primacy]
-        higher_controls = await self.der.controls(higher)
-        statuses = event_statuses(controls, now, higher_controls)
-        state = ProgramState(
-            program,
-            tuple(controls),
-            statuses,
-            tuple(curves),
-            default,
-            next_boundary([*controls, *higher_controls], now),
-            (
-                tag.program(program_id),
-                # a program created in a group it shares devices with is ranked against it
-                *(tag.group(g) for g in related),
-                *(tag.program(p.id) for p in ranked),
-            ),
-        )
-        return Entry(b"", state, state.tags, state.boundary)
+        related_of = await self._related()
+        plans = {}
+        for pid, (program, *_) in data.items():
+            related = sorted(related_of.get(program.group_id, {program.group_id}))
+            ranked = [p for g in related for p in await self._programs_of(g) if p.id != pid]
+            higher = [p.id for p in ranked if p.primacy < program.primacy]
+            plans[pid] = (related, ranked, higher)
+        wanted = sorted({h for _, _, higher in plans.values() for h in higher})
+        above = await self.der.controls_by_program(wanted)
+        entries = {}
+        for pid, (program, controls, curves, default) in data.items():
+            related, ranked, higher = plans[pid]
+            # DERControlList order across those programs, as one query over them answers
+            higher_controls = sorted(
+                (c for h in higher for c in above[h]),
+                key=lambda c: (c.start, -c.creation_time, -c.id),
+            )
+            statuses = event_statuses(controls, now, higher_controls)
+            state = ProgramState(
+                program,
+                tuple(controls),
+                statuses,
+                tuple(curves),
+                default,
+                next_boundary([*controls, *higher_controls], now),
+                (
+                    tag.program(pid),
+                    # a program created in a group it shares devices with is ranked against it
+                    *(tag.group(g) for g in related),
+                    *(tag.program(p.id) for p in ranked),
+                ),
+            )
+            entries[pid] = Entry(b"", state, state.tags, state.boundary)
+        return entries
 
     # ---- reads -------------------------------------------------------------------------
     async def _visible_program(self, principal: Principal, program_id: int) -> ProgramState:
