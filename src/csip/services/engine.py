@@ -278,12 +278,10 @@ class EngineService:
         """The controls still in force: not over, not cancelled, not superseded."""
         now = self.clock.now_int()
         keep = []
-        by_program: dict[int, list[Control]] = {}
-        for link in links:
-            by_program.setdefault(link.control.program_id, []).append(link.control)
+        programs = list(dict.fromkeys(link.control.program_id for link in links))
         statuses = {}
-        for pid in by_program:
-            controls = await der_store.select_controls(tx.session, [pid])
+        # one query per 500 programs: an event reaches every enrolled group at once
+        for controls in (await der_store.select_controls_by_program(tx.session, programs)).values():
             statuses.update(event_statuses(controls, now))
         for link in links:
             status = statuses.get(link.control.id)
@@ -401,12 +399,16 @@ class EngineService:
             links = await engine_store.select_engine_controls(s, event_id)
             groups = await der_store.select_groups(s)
             statuses: dict[int, Any] = {}
-            for pid in sorted({link.control.program_id for link in links}):
-                statuses.update(event_statuses(await der_store.select_controls(s, [pid]), now))
+            programs = sorted({link.control.program_id for link in links})
+            for controls in (await der_store.select_controls_by_program(s, programs)).values():
+                statuses.update(event_statuses(controls, now))
+            of_group: dict[int, list[EngineControl]] = {}
+            for link in links:
+                of_group.setdefault(link.group_id, []).append(link)
             result = []
             for m in mappings:
                 group = groups.get(m.group_id)
-                mine = [link for link in links if link.group_id == m.group_id]
+                mine = of_group.get(m.group_id, [])
                 result.append(
                     {
                         "group": m.group_id,

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import case, func, or_
+from sqlalchemy import bindparam, case, func, insert, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import col, delete, select
 
 from csip.domain.der import Control, Curve, DefaultControl, Group, Program
@@ -59,7 +61,8 @@ def _group(row: DerGroupRow) -> Group:
     )
 
 
-def _program(row: DerProgramRow) -> Program:
+def _program(row: Any) -> Program:
+    """From an ORM DerProgramRow or a core row of der_program."""
     assert row.id is not None
     return Program(
         row.id,
@@ -73,27 +76,8 @@ def _program(row: DerProgramRow) -> Program:
     )
 
 
-def _control(row: DerControlRow) -> Control:
-    assert row.id is not None
-    return Control(
-        id=row.id,
-        mrid=row.mrid,
-        program_id=row.program_id,
-        description=row.description,
-        creation_time=row.creation_time,
-        start=row.start,
-        duration=row.duration,
-        base=json.loads(row.base),
-        randomize_start=row.randomize_start,
-        randomize_duration=row.randomize_duration,
-        response_required=row.response_required,
-        cancelled_at=row.cancelled_at,
-        cancel_randomized=row.cancel_randomized,
-        version=row.version,
-    )
-
-
-def _curve(row: DerCurveRow) -> Curve:
+def _curve(row: Any) -> Curve:
+    """From an ORM DerCurveRow or a core row of der_curve."""
     assert row.id is not None
     points = tuple((int(x), int(y)) for x, y in json.loads(row.points))
     return Curve(
@@ -247,8 +231,11 @@ async def select_programs(s: AsyncSession, group_id: int | None = None) -> list[
 
 
 async def select_program(s: AsyncSession, program_id: int) -> Program | None:
-    """A program, deleted ones included (Program.deleted_at): their hrefs still answer."""
-    row = await s.get(DerProgramRow, program_id)
+    """A program, deleted ones included (Program.deleted_at): their hrefs still answer.
+    (Core reads here and below: no ORM objects for what is only read; every writer of these
+    tables flushes before it returns.)"""
+    table = DerProgramRow.__table__  # type: ignore[attr-defined]
+    row = (await s.execute(select(table).where(table.c.id == program_id))).first()
     return None if row is None else _program(row)
 
 
@@ -318,71 +305,172 @@ async def delete_group(s: AsyncSession, group_id: int, now: int) -> DeletedGroup
 
 
 # ---- controls ---------------------------------------------------------------------------
+#: Ids per IN (...) list: well under what SQLite (32,766) and asyncpg (32,767) bind.
+CHUNK = 500
+_CONTROLS = DerControlRow.__table__  # type: ignore[attr-defined]
+
+
+def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+    return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
+
+
+def _control_of(row: Any) -> Control:
+    """A Control from a core row of der_control (no ORM object: nothing in the session's
+    identity map to go stale when a bulk statement changes the row)."""
+    return Control(
+        id=row.id,
+        mrid=row.mrid,
+        program_id=row.program_id,
+        description=row.description,
+        creation_time=row.creation_time,
+        start=row.start,
+        duration=row.duration,
+        base=json.loads(row.base),
+        randomize_start=row.randomize_start,
+        randomize_duration=row.randomize_duration,
+        response_required=row.response_required,
+        cancelled_at=row.cancelled_at,
+        cancel_randomized=row.cancel_randomized,
+        version=row.version,
+    )
+
+
 async def insert_controls(s: AsyncSession, controls: Sequence[Control], pen: int) -> list[Control]:
-    """Insert controls (ids ignored): with the unit of work, a schedule lands whole or not."""
-    rows = []
-    for c in controls:
-        if await s.get(DerProgramRow, c.program_id) is None:
-            raise NotFound(f"no program {c.program_id}")
-        rows.append(
-            DerControlRow(
-                mrid="",
-                program_id=c.program_id,
-                description=c.description,
-                creation_time=c.creation_time,
-                start=c.start,
-                duration=c.duration,
-                base=json.dumps(dict(c.base)),
-                randomize_start=c.randomize_start,
-                randomize_duration=c.randomize_duration,
-                response_required=c.response_required,
-            )
+    """Insert controls (ids ignored): with the unit of work, a schedule lands whole or not.
+
+    One executemany INSERT whatever the count (the program engine writes 12,000 at once),
+    ids and mRIDs minted first; the programs are checked with one query per 500."""
+    if not controls:
+        return []
+    wanted = list(dict.fromkeys(c.program_id for c in controls))
+    found: set[int] = set()
+    for chunk in _chunks(wanted):
+        found.update(
+            await s.scalars(select(DerProgramRow.id).where(col(DerProgramRow.id).in_(chunk)))
         )
-    s.add_all(rows)
-    await s.flush()
-    for row in rows:
-        assert row.id is not None
-        row.mrid = _mrid(KIND_CONTROL, row.id, pen)
-    await s.flush()
-    return [_control(r) for r in rows]
+    missing = [p for p in wanted if p not in found]
+    if missing:
+        raise NotFound(f"no program {missing[0]}")
+    ids = await _new_control_ids(s, len(controls))
+    mrids = [_mrid(KIND_CONTROL, i, pen) for i in ids]
+    params = [
+        {
+            "id": i,
+            "mrid": m,
+            "program_id": c.program_id,
+            "description": c.description,
+            "creation_time": c.creation_time,
+            "start": c.start,
+            "duration": c.duration,
+            "base": json.dumps(dict(c.base)),
+            "randomize_start": c.randomize_start,
+            "randomize_duration": c.randomize_duration,
+            "response_required": c.response_required,
+            "cancelled_at": None,
+            "cancel_randomized": False,
+            "version": 0,
+        }
+        for c, i, m in zip(controls, ids, mrids, strict=True)
+    ]
+    await s.execute(insert(_CONTROLS), params)
+    return [
+        replace(c, id=i, mrid=m, cancelled_at=None, cancel_randomized=False, version=0)
+        for c, i, m in zip(controls, ids, mrids, strict=True)
+    ]
+
+
+async def _new_control_ids(s: AsyncSession, count: int) -> list[int]:
+    """Ids for new controls, known before the INSERT so that their mRIDs go in with them.
+
+    PostgreSQL: the column's own sequence. SQLite: the ids it would pick itself (rowid:
+    max + 1, ...); the unit of work holds the database's write lock (BEGIN IMMEDIATE), so
+    no other writer, in this process or another, can take them meanwhile."""
+    if s.get_bind().dialect.name == "postgresql":
+        query = text(
+            "SELECT nextval(pg_get_serial_sequence('der_control', 'id')) "
+            "FROM generate_series(1, :n)"
+        )
+        return sorted(int(i) for i in await s.scalars(query, {"n": count}))
+    top = await s.scalar(select(func.max(_CONTROLS.c.id)))
+    first = int(top or 0) + 1
+    return list(range(first, first + count))
+
+
+def _controls_query(program_ids: Sequence[int]) -> Any:
+    return (
+        select(_CONTROLS)
+        .where(_CONTROLS.c.program_id.in_(program_ids))
+        .order_by(_CONTROLS.c.start, _CONTROLS.c.creation_time.desc(), _CONTROLS.c.id.desc())
+    )
 
 
 async def select_controls(s: AsyncSession, program_ids: Sequence[int]) -> list[Control]:
     """All controls of these programs, in DERControlList order (start, newest first)."""
     if not program_ids:
         return []
-    query = (
-        select(DerControlRow)
-        .where(col(DerControlRow.program_id).in_(program_ids))
-        .order_by(
-            col(DerControlRow.start),
-            col(DerControlRow.creation_time).desc(),
-            col(DerControlRow.id).desc(),
-        )
-    )
-    return [_control(r) for r in await s.scalars(query)]
+    if len(program_ids) <= CHUNK:
+        return [_control_of(r) for r in await s.execute(_controls_query(program_ids))]
+    by_program = await select_controls_by_program(s, program_ids)
+    merged = [c for controls in by_program.values() for c in controls]
+    return sorted(merged, key=lambda c: (c.start, -c.creation_time, -c.id))
+
+
+async def select_controls_by_program(
+    s: AsyncSession, program_ids: Sequence[int]
+) -> dict[int, list[Control]]:
+    """Every program's controls in DERControlList order, one query per 500 programs (what the
+    program engine reads for all the groups an event reached)."""
+    found: dict[int, list[Control]] = {p: [] for p in program_ids}
+    for chunk in _chunks(list(found)):
+        for row in await s.execute(_controls_query(chunk)):
+            found[row.program_id].append(_control_of(row))
+    return found
 
 
 async def select_control(s: AsyncSession, control_id: int) -> Control | None:
-    row = await s.get(DerControlRow, control_id)
-    return None if row is None else _control(row)
+    row = (await s.execute(select(_CONTROLS).where(_CONTROLS.c.id == control_id))).first()
+    return None if row is None else _control_of(row)
 
 
 async def update_controls_cancelled(
     s: AsyncSession, control_ids: Sequence[int], now: int, randomized: bool
 ) -> list[Control]:
-    """Cancel the given controls that have not ended or been cancelled yet."""
-    changed = []
-    for control_id in control_ids:
-        row = await s.get(DerControlRow, control_id)
-        if row is None or row.cancelled_at is not None or row.start + row.duration <= now:
-            continue
-        row.cancelled_at = now
-        row.cancel_randomized = randomized
-        row.version += 1
-        changed.append(_control(row))
-    await s.flush()
+    """Cancel the given controls that have not ended or been cancelled yet (in the order
+    given). One query per 500 to read them and one executemany UPDATE, however many."""
+    ids = list(dict.fromkeys(control_ids))
+    rows: dict[int, Any] = {}
+    for chunk in _chunks(ids):
+        query = select(_CONTROLS).where(
+            _CONTROLS.c.id.in_(chunk),
+            _CONTROLS.c.cancelled_at.is_(None),
+            _CONTROLS.c.start + _CONTROLS.c.duration > now,
+        )
+        rows.update((r.id, r) for r in await s.execute(query))
+    changed = [
+        replace(c, cancelled_at=now, cancel_randomized=randomized, version=c.version + 1)
+        for c in (_control_of(rows[i]) for i in ids if i in rows)
+    ]
+    if not changed:
+        return []
+    await s.execute(
+        update(_CONTROLS)
+        .where(_CONTROLS.c.id == bindparam("b_id"))
+        .values(cancelled_at=now, cancel_randomized=randomized, version=bindparam("b_version")),
+        [{"b_id": c.id, "b_version": c.version} for c in changed],
+    )
+    _refresh_loaded(s, changed)
     return changed
+
+
+def _refresh_loaded(s: AsyncSession, controls: Sequence[Control]) -> None:
+    """Bulk statements bypass the ORM: bring any DerControlRow this session already holds up
+    to date, so a later read in the same unit of work sees what was written."""
+    identity = s.sync_session.identity_map
+    for c in controls:
+        row = identity.get(identity_key(DerControlRow, c.id))
+        if row is not None:
+            for name in ("cancelled_at", "cancel_randomized", "version", "mrid"):
+                set_committed_value(row, name, getattr(c, name))
 
 
 # ---- default controls and curves ----------------------------------------------------------
@@ -404,11 +492,12 @@ async def select_controls_ending_after(
 ) -> tuple[list[Control], dict[int, int | None]]:
     """Controls whose latest end is after `after` (of these programs, or all), with each
     program's group (None once the program is deleted): what may still start or end."""
-    query = (
-        select(DerControlRow, DerProgramRow.group_id, DerProgramRow.deleted_at)
-        .join(DerProgramRow, col(DerProgramRow.id) == col(DerControlRow.program_id))
+    deleted: Any = col(DerProgramRow.deleted_at).label("deleted_at")
+    query: Any = (
+        select(_CONTROLS, DerProgramRow.group_id, deleted)
+        .join(DerProgramRow, col(DerProgramRow.id) == _CONTROLS.c.program_id)
         .where(_latest_end() > after)
-        .order_by(col(DerControlRow.id))
+        .order_by(_CONTROLS.c.id)
     )
     if program_ids is not None:
         if not program_ids:
@@ -416,9 +505,9 @@ async def select_controls_ending_after(
         query = query.where(col(DerControlRow.program_id).in_(sorted(program_ids)))
     controls: list[Control] = []
     groups: dict[int, int | None] = {}
-    for row, group_id, deleted_at in (await s.execute(query)).all():
-        controls.append(_control(row))
-        groups[row.program_id] = None if deleted_at is not None else group_id
+    for row in (await s.execute(query)).all():
+        controls.append(_control_of(row))
+        groups[row.program_id] = None if row.deleted_at is not None else row.group_id
     return controls, groups
 
 
@@ -459,9 +548,12 @@ async def delete_boundary_notices_before(s: AsyncSession, moment: int) -> None:
 
 
 async def select_default_control(s: AsyncSession, program_id: int) -> DefaultControl | None:
-    row = await s.get(DerDefaultControlRow, program_id)
-    if row is None:
-        return None
+    table = DerDefaultControlRow.__table__  # type: ignore[attr-defined]
+    row = (await s.execute(select(table).where(table.c.program_id == program_id))).first()
+    return None if row is None else _default_control(row)
+
+
+def _default_control(row: Any) -> DefaultControl:
     return DefaultControl(
         row.program_id,
         row.mrid,
@@ -522,12 +614,9 @@ async def insert_curve(s: AsyncSession, curve: Curve, pen: int) -> Curve:
 
 
 async def select_curves(s: AsyncSession, program_id: int) -> list[Curve]:
-    query = (
-        select(DerCurveRow)
-        .where(col(DerCurveRow.program_id) == program_id)
-        .order_by(col(DerCurveRow.id))
-    )
-    return [_curve(r) for r in await s.scalars(query)]
+    table = DerCurveRow.__table__  # type: ignore[attr-defined]
+    query = select(table).where(table.c.program_id == program_id).order_by(table.c.id)
+    return [_curve(r) for r in await s.execute(query)]
 
 
 # ---- responses ----------------------------------------------------------------------------
@@ -640,6 +729,43 @@ class DerStore:
         async with self.store.transaction() as s:
             return await select_program(s, program_id)
 
+    async def program_data(
+        self, program_ids: Sequence[int]
+    ) -> dict[int, tuple[Program, list[Control], list[Curve], DefaultControl | None]]:
+        """Programs with their controls, curves and default control, read in one transaction
+        with one query of each kind per 500 programs (what DERControlList renderings need:
+        after an event reached 1,000 programs, their misses load together). Unknown ids are
+        left out."""
+        programs: dict[int, Program] = {}
+        curves: dict[int, list[Curve]] = {}
+        defaults: dict[int, DefaultControl] = {}
+        p_table = DerProgramRow.__table__  # type: ignore[attr-defined]
+        c_table = DerCurveRow.__table__  # type: ignore[attr-defined]
+        d_table = DerDefaultControlRow.__table__  # type: ignore[attr-defined]
+        async with self.store.transaction() as s:
+            for chunk in _chunks(list(dict.fromkeys(program_ids))):
+                for row in await s.execute(select(p_table).where(p_table.c.id.in_(chunk))):
+                    programs[row.id] = _program(row)
+            ids = list(programs)
+            controls = await select_controls_by_program(s, ids)
+            for chunk in _chunks(ids):
+                query = select(c_table).where(c_table.c.program_id.in_(chunk))
+                for row in await s.execute(query.order_by(c_table.c.id)):
+                    curves.setdefault(row.program_id, []).append(_curve(row))
+                query = select(d_table).where(d_table.c.program_id.in_(chunk))
+                for row in await s.execute(query):
+                    defaults[row.program_id] = _default_control(row)
+        return {
+            pid: (program, controls[pid], curves.get(pid, []), defaults.get(pid))
+            for pid, program in programs.items()
+        }
+
+    async def controls_by_program(self, program_ids: Sequence[int]) -> dict[int, list[Control]]:
+        if not program_ids:
+            return {}
+        async with self.store.transaction() as s:
+            return await select_controls_by_program(s, program_ids)
+
     async def controls(self, program_ids: Sequence[int]) -> list[Control]:
         if not program_ids:
             return []
@@ -652,9 +778,9 @@ class DerStore:
 
     async def control_by_mrid(self, mrid: str) -> Control | None:
         async with self.store.transaction() as s:
-            query = select(DerControlRow).where(col(DerControlRow.mrid) == mrid.upper())
-            row = (await s.scalars(query)).first()
-            return None if row is None else _control(row)
+            query = select(_CONTROLS).where(_CONTROLS.c.mrid == mrid.upper())
+            row = (await s.execute(query)).first()
+            return None if row is None else _control_of(row)
 
     async def default_control(self, program_id: int) -> DefaultControl | None:
         async with self.store.transaction() as s:

@@ -11,15 +11,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, delete, select
 
 from csip.domain.der import Control, Group
 from csip.domain.programs import DEFAULT_SEASONS, Enrollment, ProgramTerms
 from csip.errors import Conflict, NotFound
-from csip.store.der import _control, _group, _live_group
-from csip.store.tables_der import DerControlRow, DerGroupRow, DerProgramRow
+from csip.store.der import _CONTROLS, _control_of, _group, _live_group
+from csip.store.tables_der import DerGroupRow, DerProgramRow
 from csip.store.tables_engine import (
     EngineControlRow,
     EngineEnrollmentRow,
@@ -204,35 +204,36 @@ async def insert_engine_controls(
     s: AsyncSession, event_id: str, links: Iterable[tuple[int, int, Sequence[int]]]
 ) -> None:
     """links: (group id, control id, interval ids)."""
-    s.add_all(
-        EngineControlRow(
-            control_id=control_id,
-            event_id=event_id,
-            group_id=group_id,
-            interval_ids=json.dumps(list(intervals)),
-        )
+    params = [
+        {
+            "control_id": control_id,
+            "event_id": event_id,
+            "group_id": group_id,
+            "interval_ids": json.dumps(list(intervals)),
+        }
         for group_id, control_id, intervals in links
-    )
-    await s.flush()
+    ]
+    if params:  # one executemany, not 12,000 ORM objects
+        await s.execute(insert(EngineControlRow.__table__), params)  # type: ignore[attr-defined]
 
 
 async def select_engine_controls(s: AsyncSession, event_id: str) -> list[EngineControl]:
+    links = EngineControlRow.__table__  # type: ignore[attr-defined]
     query = (
-        select(EngineControlRow, DerControlRow)
-        .join(DerControlRow, col(DerControlRow.id) == col(EngineControlRow.control_id))
-        .where(col(EngineControlRow.event_id) == event_id)
-        .order_by(col(EngineControlRow.group_id), col(DerControlRow.id))
+        select(_CONTROLS, links.c.group_id.label("link_group"), links.c.interval_ids)
+        .join(links, links.c.control_id == _CONTROLS.c.id)
+        .where(links.c.event_id == event_id)
+        .order_by(links.c.group_id, _CONTROLS.c.id)
     )
     return [
-        EngineControl(link.group_id, _control(row), tuple(json.loads(link.interval_ids)))
-        for link, row in (await s.execute(query)).all()
+        EngineControl(row.link_group, _control_of(row), tuple(json.loads(row.interval_ids)))
+        for row in await s.execute(query)
     ]
 
 
 async def upsert_mappings(s: AsyncSession, event_id: str, mappings: Sequence[GroupMapping]) -> None:
     await s.execute(delete(EngineMappingRow).where(col(EngineMappingRow.event_id) == event_id))
-    s.add_all(_mapping_row(event_id, m) for m in mappings)
-    await s.flush()
+    await _insert_mappings(s, event_id, mappings)
 
 
 async def select_mappings(s: AsyncSession, event_id: str) -> list[GroupMapping]:
@@ -262,18 +263,24 @@ async def add_mappings(s: AsyncSession, event_id: str, mappings: Sequence[GroupM
             col(EngineMappingRow.event_id) == event_id, col(EngineMappingRow.group_id).in_(groups)
         )
     )
-    s.add_all(_mapping_row(event_id, m) for m in mappings)
-    await s.flush()
+    await _insert_mappings(s, event_id, mappings)
 
 
-def _mapping_row(event_id: str, m: GroupMapping) -> EngineMappingRow:
-    return EngineMappingRow(
-        event_id=event_id,
-        group_id=m.group_id,
-        planned_at=m.planned_at,
-        unmapped=json.dumps([list(u) for u in m.unmapped]),
-        messages=m.messages,
-    )
+async def _insert_mappings(
+    s: AsyncSession, event_id: str, mappings: Sequence[GroupMapping]
+) -> None:
+    params = [
+        {
+            "event_id": event_id,
+            "group_id": m.group_id,
+            "planned_at": m.planned_at,
+            "unmapped": json.dumps([list(u) for u in m.unmapped]),
+            "messages": m.messages,
+        }
+        for m in mappings
+    ]
+    if params:
+        await s.execute(insert(EngineMappingRow.__table__), params)  # type: ignore[attr-defined]
 
 
 async def insert_forced(s: AsyncSession, event_id: str, now: int, broken: Sequence[str]) -> None:
