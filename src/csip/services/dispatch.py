@@ -334,6 +334,7 @@ class DispatchService:
         readings = await settlement_store.select_power_readings(
             tx.session, sorted(facts), min(starts), now + 1
         )
+        devices = [_projected(x, current.get(x.device_id), now) for x in devices]
         triggers: dict[int, str] = {}
         status: dict[int, tuple[str, str | None]] = {}
         caps: dict[int, float] = {}
@@ -418,6 +419,19 @@ def check_choices(choices: ProgramChoices) -> None:
             "per-device dispatch needs primacy 1 or more: each device's own program is one "
             "primacy more important than its group's"
         )
+
+
+def _projected(device: Inputs, current: tuple[DeviceControl, int] | None, now: int) -> Inputs:
+    """The device's state of charge brought to `now` at the setpoint it is following: a
+    re-plan starts from what is left now, not from what was left when it last posted."""
+    if current is None or device.soc is None or device.soc_at is None or not device.usable_wh:
+        return device
+    link, watts = current
+    since = max(device.soc_at, link.control.start)
+    if watts <= 0 or now <= since:
+        return device
+    spent = watts * (now - since) / 3600 / device.usable_wh * 100
+    return replace(device, soc=max(0.0, device.soc - spent))
 
 
 def _live(links: Sequence[DeviceControl], now: int) -> dict[int, list[DeviceControl]]:

@@ -180,7 +180,7 @@ async def test_shared_above_reserve_with_the_shortfall_kept(app: App) -> None:
     assert "older than twice" in devices[C]["reason"]
     assert devices[A]["inputs"]["reserve_percent"] == 20.0
     assert devices[A]["inputs"]["soc_percent"] == 80.0
-    assert devices[A]["inputs"]["data_age_s"] == 0
+    assert 0 <= devices[A]["inputs"]["data_age_s"] <= app.clock.now_int() - T0
     assert devices[B]["setpoints"] == {"0": 1385, "1": 115}
 
 
@@ -205,7 +205,9 @@ async def test_an_opt_out_re_plans_the_others_at_most_every_15_minutes(app: App)
     # A now gives what B no longer does, within what it can: 5000 W for the 40 minutes left
     # (5 kWh above reserve would allow 7500 W; its limit is 5000 W): 1000 W short
     got = await device_controls(app, A)
-    assert (moment, START + 3600 - moment, 5000, Status.ACTIVE) in got
+    (active,) = [c for c in got if c[3] is Status.ACTIVE]
+    assert moment <= active[0] <= app.clock.now_int()  # from the re-plan on (the clock runs)
+    assert (active[0] + active[1], active[2]) == (START + 3600, 5000)
     assert (START, 3600, 4615, Status.SUPERSEDED) in got
     assert {c[3] for c in await device_controls(app, B)} == {Status.CANCELLED}
     view = await app.dispatch.explain(event["id"])
@@ -220,8 +222,6 @@ async def test_an_opt_out_re_plans_the_others_at_most_every_15_minutes(app: App)
     await battery(app, C, 10_000, 5000, 90.0, moment + 300)
     replanned = await app.dispatch.check(event["id"])
     assert list(replanned.values()) == [{C: "available again"}]
-    assert [c for c in await device_controls(app, A) if c[3] is Status.ACTIVE] == [
-        (moment, START + 3600 - moment, 5000, Status.ACTIVE)
-    ]
-    c_now = [c for c in await device_controls(app, C) if c[3] is Status.ACTIVE]
-    assert c_now == [(moment + 300, START + 3600 - moment - 300, 1000, Status.ACTIVE)]
+    assert [c for c in await device_controls(app, A) if c[3] is Status.ACTIVE] == [active]
+    (c_now,) = [c for c in await device_controls(app, C) if c[3] is Status.ACTIVE]
+    assert (c_now[0] + c_now[1], c_now[2]) == (START + 3600, 1000)
