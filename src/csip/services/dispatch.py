@@ -334,7 +334,9 @@ class DispatchService:
         readings = await settlement_store.select_power_readings(
             tx.session, sorted(facts), min(starts), now + 1
         )
-        devices = [_projected(x, current.get(x.device_id), now) for x in devices]
+        # a device follows its old setpoint until it reads the new one: within a pollRate
+        grace = (await self.sep2.poll_rates()).get("DERProgramList", 300)
+        devices = [_projected(x, current.get(x.device_id), now, grace) for x in devices]
         triggers: dict[int, str] = {}
         status: dict[int, tuple[str, str | None]] = {}
         caps: dict[int, float] = {}
@@ -421,16 +423,21 @@ def check_choices(choices: ProgramChoices) -> None:
         )
 
 
-def _projected(device: Inputs, current: tuple[DeviceControl, int] | None, now: int) -> Inputs:
-    """The device's state of charge brought to `now` at the setpoint it is following: a
-    re-plan starts from what is left now, not from what was left when it last posted."""
+def _projected(
+    device: Inputs, current: tuple[DeviceControl, int] | None, now: int, grace: int
+) -> Inputs:
+    """The device's state of charge when it will follow a new setpoint: it keeps its current
+    one from its last post until it reads the new control, up to `grace` seconds (the
+    DERProgramList pollRate) from now. A re-plan shares what will be left then, so a device
+    slow to hear it still never dips under its reserve."""
     if current is None or device.soc is None or device.soc_at is None or not device.usable_wh:
         return device
     link, watts = current
     since = max(device.soc_at, link.control.start)
-    if watts <= 0 or now <= since:
+    until = min(now + grace, link.control.end)
+    if watts <= 0 or until <= since:
         return device
-    spent = watts * (now - since) / 3600 / device.usable_wh * 100
+    spent = watts * (until - since) / 3600 / device.usable_wh * 100
     return replace(device, soc=max(0.0, device.soc - spent))
 
 

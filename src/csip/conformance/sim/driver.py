@@ -331,6 +331,8 @@ class SimDevice:
             return
         if self.time_href is not None:  # its clock follows the server's (a lab may move it)
             self.offset = await self.client.time(self.time_href) - time.time()
+        # until it reads them, it did what it knew: the physics catch up before new documents
+        self.core.advance(self.now())
         views = await self.client.programs(self.fsa_href)
         self.stats.walks += 1
         for view in views:
@@ -378,6 +380,7 @@ class SimDevice:
         if view is None or body is None or self.core is None:
             return
         controls = documents.controls_of(body, view.href, view.primacy)
+        self.core.advance(self.now())
         self.core.update_controls(controls, now=self.now())
         self.wake.set()
 
