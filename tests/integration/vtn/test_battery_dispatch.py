@@ -52,6 +52,7 @@ def profiles() -> list[OemProfile]:
             initial_soc_pct=float(25 + (i * 17) % 70),
             poll_rate=3600,  # walks when the test nudges it (after each clock move)
             post_rate=60,
+            time_sync=0,  # reads /tm at each walk: the test moves the server clock
         )
         for i in range(COUNT)
     ]

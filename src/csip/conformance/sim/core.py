@@ -168,6 +168,9 @@ class OemProfile:
     poll_rate: int | None = None
     #: seconds between readings; None = the MirrorUsagePoint's postRate
     post_rate: int | None = None
+    #: seconds between reads of /tm (its clock follows the server's); None = 900 (the Time
+    #: pollRate csip gives); 0 = at every walk, for labs that move the server clock
+    time_sync: int | None = None
     #: subscribe to its DERControlLists and poll only every `subscribed_poll_factor` pollRates
     subscribe: bool = False
     subscribed_poll_factor: int = 4

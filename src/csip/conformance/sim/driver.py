@@ -190,6 +190,7 @@ class SimDevice:
         self.der_links: dict[str, str] = {}
         self.sub_href: str | None = None
         self.time_href: str | None = None
+        self.next_time_sync = 0.0
         self.subscribed: dict[str, ProgramView] = {}
         self.programs: dict[str, ProgramView] = {}
         self.server_poll_rate = DEFAULT_POLL_RATE
@@ -223,6 +224,9 @@ class SimDevice:
             if "TimeLink" in links:
                 self.offset = await self.client.time(links["TimeLink"]) - time.time()
         self.time_href = links.get("TimeLink")
+        self.next_time_sync = asyncio.get_running_loop().time() + self._wall(
+            900 if self.profile.time_sync is None else self.profile.time_sync
+        )
         if self.edev_href is None:
             self.edev_href = await self.client.find_or_register(
                 self.lfdi, self.sfdi, href=links.get("EndDeviceListLink", "/edev")
@@ -329,8 +333,12 @@ class SimDevice:
         if self.fsa_href is None:  # an EndDevice without FSAs: nothing to walk yet
             self.stats.walks += 1
             return
-        if self.time_href is not None:  # its clock follows the server's (a lab may move it)
+        loop_time = asyncio.get_running_loop().time()
+        if self.time_href is not None and loop_time >= self.next_time_sync:
+            # its clock follows the server's (a lab may move it)
             self.offset = await self.client.time(self.time_href) - time.time()
+            sync = self.profile.time_sync
+            self.next_time_sync = loop_time + self._wall(900 if sync is None else sync)
         # until it reads them, it did what it knew: the physics catch up before new documents
         self.core.advance(self.now())
         views = await self.client.programs(self.fsa_href)
