@@ -26,6 +26,7 @@ from csip.services.boundaries import BoundaryNotices
 from csip.services.bus import LocalBus, PgBus, SqliteBus, asyncpg_dsn
 from csip.services.changes import Changes
 from csip.services.der_device import DerDeviceService
+from csip.services.dispatch import DispatchService, DispatchWatch
 from csip.services.engine import EngineService
 from csip.services.engine_reports import EngineReports
 from csip.services.fleet import FleetService
@@ -89,6 +90,10 @@ class App:
     settlement: SettlementService
     #: The program engine's OpenADR reports on its events (time- and answer-driven).
     reports: EngineReports
+    #: Per-device dispatch of battery programs (issue 12).
+    dispatch: DispatchService
+    #: Per-device dispatch kept true during events (answer- and time-driven), or None.
+    dispatch_watch: DispatchWatch | None
     sep2_app: web.Application
     admin_app: web.Application
     vtn_app: web.Application
@@ -102,10 +107,14 @@ class App:
         await self.vtn_auth.start()
         await self.outbox.start()
         await self.reports.start()
+        if self.dispatch_watch is not None:
+            await self.dispatch_watch.start()
         await self.boundaries.start()
 
     async def stop(self) -> None:
         await self.boundaries.stop()
+        if self.dispatch_watch is not None:
+            await self.dispatch_watch.stop()
         await self.reports.stop()
         await self.outbox.stop()
         for sender in (self.webhooks, self.mqtt, self.notifier):
@@ -194,11 +203,17 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     # ---- OpenADR 3 VTN -------------------------------------------------------------------
     vtn_auth = VtnAuth(store, settings, clock, changes)
-    engine = EngineService(programs, messaging)
+    dispatch = DispatchService(programs)
+    engine = EngineService(programs, messaging, dispatch)
     settlement = SettlementService(programs)
     vtn = VtnService(store, settings, clock, changes, vtn_auth, engine=engine)
     vtn_face = vtn_app.create_app(vtn)
     reports = EngineReports(changes, clock)
+    dispatch_watch = (
+        DispatchWatch(dispatch, debounce=settings.dispatch_debounce, tick=settings.dispatch_tick)
+        if settings.dispatch_watch
+        else None
+    )
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
@@ -247,6 +262,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         engine=engine,
         settlement=settlement,
         reports=reports,
+        dispatch=dispatch,
+        dispatch_watch=dispatch_watch,
         sep2_app=sep2_face,
         admin_app=admin_face,
         vtn_app=vtn_face,

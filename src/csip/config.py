@@ -125,6 +125,14 @@ class Settings:
     #: Seconds between delivery attempts; the last repeats until outbox_max_attempts.
     outbox_retry_delays: list[float] = field(default_factory=lambda: [10.0, 100.0, 300.0, 1800.0])
     outbox_max_attempts: int = 8
+    # ---- per-device dispatch (issue 12) ------------------------------------
+    #: Re-plan per-device events as devices fall short, opt out or go stale (off: only the
+    #: admin API's POST /api/engine/events/{id}/dispatch re-plans).
+    dispatch_watch: bool = True
+    #: Seconds after devices post readings or Responses before their events are checked.
+    dispatch_debounce: float = 5.0
+    #: Seconds between checks with no post (a device that stops posting goes stale).
+    dispatch_tick: float = 60.0
     # ---- 2030.5 notifications (issue 3) ------------------------------------
     #: Subscribers' notificationURIs must be https to public addresses unless these allow it.
     notification_allow_http: bool = False

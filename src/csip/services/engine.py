@@ -96,9 +96,32 @@ def _source(event_id: str) -> str:
     return f"event:{event_id}"
 
 
+class DevicePlanner(Protocol):
+    """Per-device dispatch (services/dispatch.py) as the engine uses it, inside its unit of
+    work: it plans the devices of per-device programs and answers the group plans left."""
+
+    async def event_written(
+        self,
+        tx: UnitOfWork,
+        event: Event,
+        plans: Mapping[int, GroupPlan],
+        *,
+        whole: bool,
+        now: int,
+    ) -> dict[int, GroupPlan]: ...
+
+    async def event_deleted(self, tx: UnitOfWork, event_id: str) -> Sequence[Control]: ...
+
+
 class EngineService:
-    def __init__(self, programs: ProgramService, messaging: MessagePublisher | None = None) -> None:
+    def __init__(
+        self,
+        programs: ProgramService,
+        messaging: MessagePublisher | None = None,
+        dispatch: DevicePlanner | None = None,
+    ) -> None:
         self.programs = programs
+        self.dispatch = dispatch
         self.changes = programs.changes
         self.clock = programs.clock
         self.profile = programs.sep2.settings.profile
@@ -134,6 +157,10 @@ class EngineService:
             p.enrollment.group_id: p
             for p in plan(domain_event, program, enrollments, self.profile, now)
         }
+        if self.dispatch is not None:  # per-device programs: each battery its own share
+            plans = await self.dispatch.event_written(
+                tx, domain_event, plans, whole=only is None, now=now
+            )
         existing = await engine_store.select_engine_controls(s, event.id)
         if only is not None:
             existing = [c for c in existing if c.group_id in only]
@@ -184,6 +211,8 @@ class EngineService:
         )
         if self.messaging is not None:
             await self.messaging.cancel_source(tx, _source(event.id))
+        if self.dispatch is not None:
+            cancelled = [*cancelled, *await self.dispatch.event_deleted(tx, event.id)]
         return Applied({}, cancelled)
 
     async def _apply(

@@ -23,6 +23,7 @@ from csip.errors import NotFound
 from csip.openadr import convert
 from csip.openadr.rules import EVENT, PROGRAM, REPORT
 from csip.services.programs import ProgramService
+from csip.store import dispatch as dispatch_store
 from csip.store import engine as engine_store
 from csip.store import openadr as oadr
 from csip.store import settlement as settlement_store
@@ -168,6 +169,11 @@ class SettlementService:
             if event.start is None or event.end is None:
                 raise NotFound(f"event {event_id!r} has no intervals")
             links = await engine_store.select_engine_controls(s, event_id)
+            # per-device programs: each battery answered its own control (services/dispatch.py)
+            answered = [link.control.id for link in links]
+            answered += [
+                c.control.id for c in await dispatch_store.select_device_controls(s, event_id)
+            ]
             group_ids = {link.group_id for link in links}
             group_ids |= {m.group_id for m in await engine_store.select_mappings(s, event_id)}
             days = await self._event_days(s, event_obj.program_id or "", event_id, program_body)
@@ -184,9 +190,7 @@ class SettlementService:
             readings = await settlement_store.select_power_readings(
                 s, sorted(devices), since, event.end
             )
-            answers = await settlement_store.select_response_statuses(
-                s, [link.control.id for link in links]
-            )
+            answers = await settlement_store.select_response_statuses(s, answered)
         sites = tuple(
             (
                 devices[d].lfdi,

@@ -3,6 +3,7 @@
 from csip.store import (  # noqa: F401 - every table on SQLModel.metadata
     tables_changes,
     tables_der,
+    tables_dispatch,
     tables_engine,
     tables_engine_reports,
     tables_fleet,

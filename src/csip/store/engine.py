@@ -41,6 +41,9 @@ class ProgramChoices:
     notice_lead: int
     originator: str
     terms: ProgramTerms = field(default_factory=ProgramTerms)
+    #: GROUP: a group's DERProgram carries the event as is; PER_DEVICE: its power and
+    #: charge payloads are shared among the group's batteries (services/dispatch.py).
+    dispatch: str = "group"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ def _choices(row: EngineProgramRow) -> ProgramChoices:
         row.notice_lead,
         row.originator,
         _terms(json.loads(row.terms or "{}")),
+        row.dispatch or "group",
     )
 
 
@@ -133,6 +137,7 @@ async def upsert_choices(s: AsyncSession, choices: ProgramChoices) -> ProgramCho
     row.notice_lead = choices.notice_lead
     row.originator = choices.originator
     row.terms = json.dumps(terms_json(choices.terms))
+    row.dispatch = choices.dispatch
     await s.flush()
     return _choices(row)
 

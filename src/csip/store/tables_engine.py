@@ -30,6 +30,8 @@ class EngineProgramRow(SQLModel, table=True):
     originator: str = Field(default="utility", max_length=20)
     #: JSON: the program's terms (reserve floor, event limits, notice), see ProgramTerms.
     terms: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    #: "group" (one control per group) or "per-device" (services/dispatch.py).
+    dispatch: str = Field(default="group", max_length=16)
 
 
 class EngineEnrollmentRow(SQLModel, table=True):

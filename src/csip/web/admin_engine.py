@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from csip.domain.programs import DEFAULT_SEASONS, Enrollment, ProgramTerms
 from csip.errors import BadRequest, InvalidValues
 from csip.openadr.rules import EVENT, Principal
+from csip.services.dispatch import DISPATCH_MODES, PER_DEVICE, DispatchService
 from csip.services.engine import EngineService
 from csip.services.settlement import SettlementService
 from csip.services.vtn import VtnService
@@ -65,6 +66,23 @@ class ChoicesIn(_Body):
     notice_lead: int = Field(3600, ge=0, le=7 * 86400)
     originator: str = Field("utility", min_length=1, max_length=20)
     terms: TermsIn = Field(default_factory=TermsIn)
+    dispatch: str = Field(
+        "group",
+        description="group: each group's DERProgram gets the event's target as is; "
+        "per-device: DISPATCH_SETPOINT and CHARGE_STATE_SETPOINT are shared among the "
+        "group's batteries above their reserves, each in its own program (primacy - 1)",
+    )
+
+    @model_validator(mode="after")
+    def _per_device_primacy(self) -> ChoicesIn:
+        if self.dispatch not in DISPATCH_MODES:
+            raise ValueError(f"dispatch is one of {', '.join(DISPATCH_MODES)}")
+        if self.dispatch == PER_DEVICE and self.primacy < 1:
+            raise ValueError(
+                "per-device dispatch needs primacy 1 or more: each device's own program is "
+                "one primacy more important than its group's"
+            )
+        return self
 
 
 class EnrollIn(_Body):
@@ -81,6 +99,7 @@ def choices_json(choices: ProgramChoices) -> dict[str, Any]:
         "notice_lead": choices.notice_lead,
         "originator": choices.originator,
         "terms": terms_json(choices.terms),
+        "dispatch": choices.dispatch,
     }
 
 
@@ -123,6 +142,7 @@ async def put_choices(request: web.Request, body: ChoicesIn) -> web.Response:
         body.notice_lead,
         body.originator,
         _terms(body.terms),
+        body.dispatch,
     )
     return web.json_response(choices_json(await _engine(request).set_choices(choices)))
 
@@ -186,6 +206,23 @@ async def delete_event(request: web.Request) -> web.Response:
 
 async def get_mapping(request: web.Request) -> web.Response:
     return web.json_response(await _engine(request).mapping(request.match_info["eid"]))
+
+
+def _dispatch(request: web.Request) -> DispatchService:
+    dispatch = _engine(request).dispatch
+    assert isinstance(dispatch, DispatchService)
+    return dispatch
+
+
+async def get_dispatch(request: web.Request) -> web.Response:
+    return web.json_response(await _dispatch(request).explain(request.match_info["eid"]))
+
+
+async def post_dispatch(request: web.Request) -> web.Response:
+    """Check the event's devices now and re-plan where needed, then show the plan."""
+    eid = request.match_info["eid"]
+    replanned = await _dispatch(request).check(eid)
+    return web.json_response({"replanned": replanned, **await _dispatch(request).explain(eid)})
 
 
 async def get_settlement(request: web.Request) -> web.Response:
@@ -263,6 +300,21 @@ def routes() -> tuple[Any, ...]:
             "/api/engine/events/{eid}/mapping",
             get_mapping,
             "Per group: the controls an event became, its messages, what was not mapped",
+        ),
+        route(
+            "GET",
+            "/api/engine/events/{eid}/dispatch",
+            get_dispatch,
+            "Per-device dispatch of an event: per group each interval's target, what it "
+            "could give and the shortfall; per device its inputs (SoC, reserve, limits, "
+            "data age), setpoints and status; the re-plans and why",
+        ),
+        route(
+            "POST",
+            "/api/engine/events/{eid}/dispatch",
+            post_dispatch,
+            "Check an event's devices now (opt-outs, stale data, falling short) and "
+            "re-plan where needed",
         ),
         route(
             "GET",

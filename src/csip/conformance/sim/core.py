@@ -35,6 +35,7 @@ from typing import Any
 RECEIVED = 1
 STARTED = 2
 COMPLETED = 3
+OPTED_OUT = 4
 CANCELLED = 6
 SUPERSEDED = 7
 
@@ -167,6 +168,9 @@ class OemProfile:
     poll_rate: int | None = None
     #: seconds between readings; None = the MirrorUsagePoint's postRate
     post_rate: int | None = None
+    #: seconds between reads of /tm (its clock follows the server's); None = 900 (the Time
+    #: pollRate csip gives); 0 = at every walk, for labs that move the server clock
+    time_sync: int | None = None
     #: subscribe to its DERControlLists and poll only every `subscribed_poll_factor` pollRates
     subscribe: bool = False
     subscribed_poll_factor: int = 4
@@ -261,6 +265,13 @@ class DeviceCore:
         self.curves: dict[str, CurveDoc] = {}
         self.last_setpoint = Setpoint(0.0, 0.0, {})
         self.next_post: int | None = None
+        #: when the last readings were taken and the energy out then: the next readings
+        #: describe the time since (mean power), as a meter's interval data does
+        self.last_post: tuple[int, float] | None = None
+        #: the (start, duration) the readings `telemetry_due` last returned describe
+        self.window: tuple[int, int] = (now, 0)
+        #: the customer opted out: every event seen is answered 4 and not followed
+        self.opted_out = False
 
     # ---- documents -------------------------------------------------------------------------
     @property
@@ -315,7 +326,14 @@ class DeviceCore:
         return event.doc.status in STATUS_CANCELLED and not self.faults.ignores_cancellation
 
     def _live(self, event: Event) -> bool:
+        if self.opted_out:
+            return False
         return not self._cancelled(event) and event.doc.status != STATUS_SUPERSEDED
+
+    def opt_out(self) -> None:
+        """The customer opts out (at the device's screen, say): every event it has seen or
+        will see is answered "opted out" (4) and no longer followed."""
+        self.opted_out = True
 
     def winners(self, now: int) -> dict[str, ControlDoc | DefaultDoc]:
         """The control (or default) in force for each mode at `now`."""
@@ -451,7 +469,10 @@ class DeviceCore:
         if not event.received:
             event.received = True
             codes.append(RECEIVED)
-        if self._cancelled(event):
+        if self.opted_out:
+            codes.append(OPTED_OUT)
+            event.final = True
+        elif self._cancelled(event):
             codes.append(CANCELLED)
             event.final = True
         elif event.doc.status == STATUS_SUPERSEDED:
@@ -477,7 +498,8 @@ class DeviceCore:
         return [r for r in (self._response(event.doc, c, now) for c in codes) if r is not None]
 
     def _response(self, doc: ControlDoc, code: int, now: int) -> OutgoingResponse | None:
-        wanted = doc.response_required & (1 if code == RECEIVED else 2)
+        # an opt-out is said whatever the control asked for: the utility must know
+        wanted = code == OPTED_OUT or doc.response_required & (1 if code == RECEIVED else 2)
         if not wanted or doc.reply_to is None:
             return None
         if self.faults.wrong_response_codes:
@@ -503,9 +525,21 @@ class DeviceCore:
         return max(1, round(rate * self.faults.post_rate_factor))
 
     def telemetry_due(self, now: int, server_post_rate: int) -> list[Quantity] | None:
-        """The readings to post at `now`, or None before the next post is due."""
+        """The readings to post at `now`, or None before the next post is due. After the
+        first post, W is the mean power since the previous post (energy out over the time,
+        so a moved clock is accounted for whole); `window` says which time they describe."""
         if self.next_post is not None and now < self.next_post:
             return None
         self.advance(now)
-        self.next_post = now + self.post_interval(server_post_rate)
-        return self.quantities(now)
+        interval = self.post_interval(server_post_rate)
+        self.next_post = now + interval
+        quantities = self.quantities(now)
+        if self.last_post is not None and now > self.last_post[0]:
+            since, energy = self.last_post
+            mean = (self.energy_out_wh - energy) * 3600 / (now - since)
+            quantities[0] = Quantity("W", 38, 0, round(mean))
+            self.window = (since, now - since)
+        else:
+            self.window = (now - interval, interval)
+        self.last_post = (now, self.energy_out_wh)
+        return quantities

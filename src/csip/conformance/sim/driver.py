@@ -189,6 +189,8 @@ class SimDevice:
         self.mup_href: str | None = None
         self.der_links: dict[str, str] = {}
         self.sub_href: str | None = None
+        self.time_href: str | None = None
+        self.next_time_sync = 0.0
         self.subscribed: dict[str, ProgramView] = {}
         self.programs: dict[str, ProgramView] = {}
         self.server_poll_rate = DEFAULT_POLL_RATE
@@ -221,6 +223,10 @@ class SimDevice:
             links = await self.client.dcap()
             if "TimeLink" in links:
                 self.offset = await self.client.time(links["TimeLink"]) - time.time()
+        self.time_href = links.get("TimeLink")
+        self.next_time_sync = asyncio.get_running_loop().time() + self._wall(
+            900 if self.profile.time_sync is None else self.profile.time_sync
+        )
         if self.edev_href is None:
             self.edev_href = await self.client.find_or_register(
                 self.lfdi, self.sfdi, href=links.get("EndDeviceListLink", "/edev")
@@ -249,23 +255,39 @@ class SimDevice:
         }
         p = self.profile
         kw = round(p.rated_w)
+        battery = p.kind == "battery"
+        storage = (  # a battery says how much it holds and how fast it charges and discharges
+            [
+                E.rtgMaxChargeRateW(E.multiplier("0"), E.value(str(kw))),
+                E.rtgMaxDischargeRateW(E.multiplier("0"), E.value(str(kw))),
+            ]
+            if battery
+            else []
+        )
+        capacity = [E.rtgMaxWh(E.multiplier("0"), E.value(str(round(p.capacity_wh))))]
         capability = E.DERCapability(
-            E.modesSupported("00500040" if p.kind == "battery" else "00300041"),
+            E.modesSupported("00500040" if battery else "00300041"),
+            *storage,
             E.rtgMaxVA(E.multiplier("0"), E.value(str(kw))),
             E.rtgMaxVar(E.multiplier("0"), E.value(str(round(p.rated_var)))),
             E.rtgMaxW(E.multiplier("0"), E.value(str(kw))),
-            E.type("83" if p.kind == "battery" else "4"),
+            *(capacity if battery else []),
+            E.type("83" if battery else "4"),
         )
         settings = E.DERSettings(
-            E.modesEnabled("00500040" if p.kind == "battery" else "00300041"),
+            E.modesEnabled("00500040" if battery else "00300041"),
             E.setGradW("1000"),
             E.setMaxW(E.multiplier("0"), E.value(str(kw))),
             E.updatedTime(str(self.now())),
         )
-        for link, document in (
-            ("DERCapabilityLink", capability),
-            ("DERSettingsLink", settings),
-        ):
+        documents_to_put = [("DERCapabilityLink", capability), ("DERSettingsLink", settings)]
+        if battery:  # the owner's backup reserve, which the battery never discharges below
+            availability = E.DERAvailability(
+                E.readingTime(str(self.now())),
+                E.reservePercent(str(round(p.reserve_pct * 100))),
+            )
+            documents_to_put.append(("DERAvailabilityLink", availability))
+        for link, document in documents_to_put:
             href = self.der_links.get(link)
             if href:
                 await self._checked(self.client.put_document(href, document))
@@ -311,6 +333,14 @@ class SimDevice:
         if self.fsa_href is None:  # an EndDevice without FSAs: nothing to walk yet
             self.stats.walks += 1
             return
+        loop_time = asyncio.get_running_loop().time()
+        if self.time_href is not None and loop_time >= self.next_time_sync:
+            # its clock follows the server's (a lab may move it)
+            self.offset = await self.client.time(self.time_href) - time.time()
+            sync = self.profile.time_sync
+            self.next_time_sync = loop_time + self._wall(900 if sync is None else sync)
+        # until it reads them, it did what it knew: the physics catch up before new documents
+        self.core.advance(self.now())
         views = await self.client.programs(self.fsa_href)
         self.stats.walks += 1
         for view in views:
@@ -358,6 +388,7 @@ class SimDevice:
         if view is None or body is None or self.core is None:
             return
         controls = documents.controls_of(body, view.href, view.primacy)
+        self.core.advance(self.now())
         self.core.update_controls(controls, now=self.now())
         self.wake.set()
 
@@ -380,12 +411,12 @@ class SimDevice:
         post_rate = max(1, round(self._wall(self.server_post_rate)))
         quantities = self.core.telemetry_due(now, post_rate)
         if quantities is not None and self.mup_href is not None:
-            interval = self.core.post_interval(post_rate)
+            start, interval = self.core.window
             reply = await self.client.post_readings(
                 self.mup_href,
                 mrid=mrid_for(self.lfdi, "mup", pen=self.config.pen),
                 readings=[_reading(q) for q in quantities],
-                start=now - interval,
+                start=start,
                 duration=interval,
                 pen=self.config.pen,
             )

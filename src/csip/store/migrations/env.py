@@ -6,6 +6,7 @@ from sqlmodel import SQLModel
 import csip.store.tables
 import csip.store.tables_changes
 import csip.store.tables_der
+import csip.store.tables_dispatch  # per-device dispatch (issue 12)
 import csip.store.tables_engine  # program engine (issue 10)
 import csip.store.tables_engine_reports  # its reports (issue 10 item 5)
 import csip.store.tables_messaging  # noqa: F401 - Messaging function set (issue 10)

@@ -1,0 +1,227 @@
+"""Per-device dispatch on SQLite, no sockets (issue 12 items 3-4): a per-device program's
+DISPATCH_SETPOINT becomes one control per battery in its own, more important program, shared
+above each reserve, with the shortfall kept; an opt-out re-plans the others with superseding
+controls, at most once per 15 minutes per device; stale devices are flagged and get nothing.
+
+Facts are written with the same store functions the device-facing posts use."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csip.app import App, build
+from csip.config import Settings
+from csip.domain.clock import Clock
+from csip.domain.der import Status, event_statuses
+from csip.domain.fleet import Capability
+from csip.domain.fleet import Status as DerStatus
+from csip.domain.programs import ProgramTerms
+from csip.openadr.rules import EVENT, PROGRAM, Principal
+from csip.pki.identity import sfdi_from_lfdi
+from csip.services.admin import PreRegistration
+from csip.store import der as der_store
+from csip.store import dispatch as dispatch_store
+from csip.store import fleet as fleet_store
+from csip.store.engine import ProgramChoices
+
+from support import Pki
+
+T0 = 2_000_000_000
+START = T0 + 3600
+BL = Principal("bl-1", "bl", frozenset({"read_all", "write_programs", "write_events"}))
+A, B, C = ("A" * 40, "B" * 40, "C" * 40)
+
+
+@pytest.fixture
+async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
+    settings = Settings(
+        data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443, dispatch_watch=False
+    ).validate()
+    clock = Clock()
+    clock.set(T0)
+    built = build(settings, clock)
+    await built.store.migrate()
+    yield built
+    await built.store.close()
+
+
+def iso(epoch: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def device_ids(app: App) -> dict[str, int]:
+    found = {}
+    for lfdi in (A, B, C):
+        device = await app.sep2.store.get_end_device_by_lfdi(lfdi)
+        assert device is not None
+        found[lfdi] = device.id
+    return found
+
+
+async def battery(app: App, lfdi: str, wh: float, w: float, soc: float, at: int) -> None:
+    ids = await device_ids(app)
+    async with app.changes.unit_of_work() as tx:
+        cap = Capability(rtg_max_w=w, rtg_max_wh=wh, rtg_max_discharge_rate_w=w)
+        await fleet_store.update_der_document_facts(tx.session, ids[lfdi], cap, at)
+        await fleet_store.update_der_document_facts(
+            tx.session, ids[lfdi], DerStatus(state_of_charge=soc), at
+        )
+
+
+async def setup(app: App) -> tuple[str, int]:
+    await app.admin.preregister([PreRegistration(x, sfdi_from_lfdi(x)) for x in (A, B, C)])
+    group = await app.programs.create_group("homes", "feeder", None)
+    await app.programs.add_members(group.id, [A, B, C])
+    body = {
+        "programName": "cbes",
+        "payloadDescriptors": [
+            {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "DISPATCH_SETPOINT",
+             "units": "KW"}
+        ],
+    }  # fmt: skip
+    program_id = json.loads(await app.vtn.create(BL, PROGRAM, json.dumps(body).encode()))["id"]
+    await app.engine.set_choices(
+        ProgramChoices(
+            program_id,
+            10,
+            {},
+            None,
+            None,
+            3600,
+            "utility",
+            ProgramTerms(reserve_floor_percent=20.0),
+            "per-device",
+        )
+    )
+    enrollment = await app.engine.enroll(program_id, group.id)
+    # A: 10 kWh at 80 % (6 kWh above 20 %), 5 kW; B: 5 kWh at 50 % (1.5 kWh), 3 kW;
+    # C: posted too long ago (stale: older than twice its 300 s postRate)
+    await battery(app, A, 10_000, 5000, 80.0, T0)
+    await battery(app, B, 5000, 3000, 50.0, T0)
+    await battery(app, C, 10_000, 5000, 90.0, T0 - 3600)
+    return program_id, enrollment.der_program_id
+
+
+def event_body(program_id: str, kws: list[float]) -> bytes:
+    return json.dumps(
+        {
+            "programID": program_id,
+            "eventName": "peak",
+            "intervalPeriod": {"start": iso(START), "duration": "PT1H"},
+            "intervals": [
+                {"id": i, "payloads": [{"type": "DISPATCH_SETPOINT", "values": [kw]}]}
+                for i, kw in enumerate(kws)
+            ],
+        }
+    ).encode()
+
+
+async def device_controls(app: App, lfdi: str) -> list[tuple[int, int, int, Status]]:
+    """(start, duration, W, status) of the controls in the device's own program(s)."""
+    ids = await device_ids(app)
+    async with app.store.transaction() as s:
+        groups = await der_store.select_groups(s)
+        direct = (await der_store.select_memberships(s, [ids[lfdi]]))[ids[lfdi]]
+        own = [g for g in direct if groups[g].level == "device"]
+        programs = [p.id for g in own for p in await der_store.select_programs(s, g)]
+        controls = await der_store.select_controls(s, programs)
+    statuses = event_statuses(controls, app.clock.now_int())
+    return sorted(
+        (
+            c.start,
+            c.duration,
+            c.base["opModTargetW"]["value"] * 10 ** c.base["opModTargetW"]["multiplier"],
+            statuses[c.id].current,
+        )
+        for c in controls
+    )
+
+
+def by_lfdi(view: dict[str, Any]) -> dict[str, Any]:
+    (group,) = view["groups"]
+    return {d["lfdi"]: d for d in group["devices"].values()}
+
+
+async def test_shared_above_reserve_with_the_shortfall_kept(app: App) -> None:
+    program_id, group_program = await setup(app)
+    event = json.loads(await app.vtn.create(BL, EVENT, event_body(program_id, [6.0, 20.0])))
+
+    # interval 0: A can give 5000 W, B 1500 W (1.5 kWh over the hour): 6000 W pro rata
+    # 5000:1500 -> 4615 + 1385. Interval 1: what is left above reserve, 1385 Wh and 115 Wh.
+    assert await device_controls(app, A) == [
+        (START, 3600, 4615, Status.SCHEDULED),
+        (START + 3600, 3600, 1385, Status.SCHEDULED),
+    ]
+    assert await device_controls(app, B) == [
+        (START, 3600, 1385, Status.SCHEDULED),
+        (START + 3600, 3600, 115, Status.SCHEDULED),
+    ]
+    assert await device_controls(app, C) == []  # stale: nothing, and flagged
+    # the group's own program carries no group-wide target
+    async with app.store.transaction() as s:
+        assert await der_store.select_controls(s, [group_program]) == []
+
+    view = await app.dispatch.explain(event["id"])
+    (group,) = view["groups"]
+    figures = [
+        (i["target_w"], i["available_w"], i["allocated_w"], i["shortfall_w"])
+        for i in group["intervals"]
+    ]
+    assert figures == [(6000, 6500, 6000, 0), (20000, 1500, 1500, 18500)]
+    devices = by_lfdi(view)
+    assert devices[C]["status"] == "unavailable"
+    assert "older than twice" in devices[C]["reason"]
+    assert devices[A]["inputs"]["reserve_percent"] == 20.0
+    assert devices[A]["inputs"]["soc_percent"] == 80.0
+    assert 0 <= devices[A]["inputs"]["data_age_s"] <= app.clock.now_int() - T0
+    assert devices[B]["setpoints"] == {"0": 1385, "1": 115}
+
+
+async def test_an_opt_out_re_plans_the_others_at_most_every_15_minutes(app: App) -> None:
+    program_id, _ = await setup(app)
+    event = json.loads(await app.vtn.create(BL, EVENT, event_body(program_id, [6.0, 1.0])))
+    ids = await device_ids(app)
+    moment = START + 1200
+    app.clock.set(moment)
+    # fresh state of charge: A 70 % (5 kWh above reserve), B 45 %
+    await battery(app, A, 10_000, 5000, 70.0, moment)
+    await battery(app, B, 5000, 3000, 45.0, moment)
+    assert await app.dispatch.check(event["id"]) == {}  # nobody short: no change
+
+    async with app.changes.unit_of_work() as tx:
+        links = await dispatch_store.select_device_controls(tx.session, event["id"])
+        mine = next(c for c in links if c.device_id == ids[B] and c.control.start == START)
+        await der_store.insert_response(tx.session, mine.control.id, ids[B], B, 4, moment, moment)
+
+    replanned = await app.dispatch.check(event["id"])
+    assert list(replanned.values()) == [{B: "opted out"}]
+    # A now gives what B no longer does, within what it can: 5000 W for the 40 minutes left
+    # (5 kWh above reserve would allow 7500 W; its limit is 5000 W): 1000 W short
+    got = await device_controls(app, A)
+    (active,) = [c for c in got if c[3] is Status.ACTIVE]
+    assert moment <= active[0] <= app.clock.now_int()  # from the re-plan on (the clock runs)
+    assert (active[0] + active[1], active[2]) == (START + 3600, 5000)
+    assert (START, 3600, 4615, Status.SUPERSEDED) in got
+    assert {c[3] for c in await device_controls(app, B)} == {Status.CANCELLED}
+    view = await app.dispatch.explain(event["id"])
+    (group,) = view["groups"]
+    assert group["intervals"][0]["shortfall_w"] == 1000
+    assert by_lfdi(view)[B]["status"] == "opted out"
+    assert group["replans"][-1]["why"] == {B: "opted out"}
+
+    # C comes back 5 minutes later: it may be planned (it never was), A may not (too soon)
+    app.clock.set(moment + 300)
+    await battery(app, A, 10_000, 5000, 65.0, moment + 300)
+    await battery(app, C, 10_000, 5000, 90.0, moment + 300)
+    replanned = await app.dispatch.check(event["id"])
+    assert list(replanned.values()) == [{C: "available again"}]
+    assert [c for c in await device_controls(app, A) if c[3] is Status.ACTIVE] == [active]
+    (c_now,) = [c for c in await device_controls(app, C) if c[3] is Status.ACTIVE]
+    assert (c_now[0] + c_now[1], c_now[2]) == (START + 3600, 1000)
