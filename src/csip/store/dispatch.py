@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from csip.domain.der import Control
-from csip.store.der import _control
-from csip.store.tables_der import DerControlRow
+from csip.store.der import _CONTROLS, _control_of
 from csip.store.tables_dispatch import DispatchControlRow, DispatchPlanRow
 
 
@@ -114,15 +113,23 @@ async def insert_device_controls(
 
 
 async def select_device_controls(s: AsyncSession, event_id: str) -> list[DeviceControl]:
+    """Core rows, not ORM objects: a bulk cancellation earlier in the same transaction must
+    not be hidden behind a stale identity map."""
+    links = DispatchControlRow.__table__  # type: ignore[attr-defined]
     query = (
-        select(DispatchControlRow, DerControlRow)
-        .join(DerControlRow, col(DerControlRow.id) == col(DispatchControlRow.control_id))
-        .where(col(DispatchControlRow.event_id) == event_id)
-        .order_by(col(DispatchControlRow.device_id), col(DerControlRow.id))
+        select(
+            _CONTROLS,
+            links.c.group_id.label("link_group"),
+            links.c.device_id.label("link_device"),
+            links.c.interval_ids,
+        )
+        .join(links, links.c.control_id == _CONTROLS.c.id)
+        .where(links.c.event_id == event_id)
+        .order_by(links.c.device_id, _CONTROLS.c.id)
     )
     return [
         DeviceControl(
-            link.group_id, link.device_id, _control(row), tuple(json.loads(link.interval_ids))
+            row.link_group, row.link_device, _control_of(row), tuple(json.loads(row.interval_ids))
         )
-        for link, row in (await s.execute(query)).all()
+        for row in await s.execute(query)
     ]

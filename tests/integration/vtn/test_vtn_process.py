@@ -59,7 +59,9 @@ class VtnProcess:
         env = {
             **os.environ,
             "CSIP_VTN_WEBHOOK_ALLOW_LOOPBACK": "true",
-            "CSIP_OUTBOX_RETRY_DELAYS": "1,1",
+            # the first retry comes well after the kill that follows the first refusal: a
+            # retry already claimed when SIGKILL lands is leased for 120 s (by design)
+            "CSIP_OUTBOX_RETRY_DELAYS": "4,1",
         }
         with log.open("w") as out:
             self.process = subprocess.Popen(  # noqa: ASYNC220 - starts it, never waits
