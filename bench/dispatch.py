@@ -159,14 +159,30 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--db", default=None, help="a fresh database URL (default: SQLite)")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="a directory for the SQLite database, kept and reused by the next run with the "
+        "same --devices/--groups/--seed (set-up takes minutes at 100,000 devices)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="csip-dispatch-") as tmp:
-        url = args.db or f"sqlite+aiosqlite:///{Path(tmp) / 'csip.db'}"
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        url = args.db or f"sqlite+aiosqlite:///{folder / 'csip.db'}"
+        marker = folder / "populated.json"
+        made = json.dumps([args.devices, args.groups, args.seed, url])
         store = Store(url)
-        await store.migrate()
-        log(f"writing {args.devices:,} devices in {args.groups:,} groups ({store.dialect})")
-        await populate(store, args.devices, args.groups, args.seed)
+        if args.keep is not None and marker.exists() and marker.read_text() == made:
+            log(f"reusing the database in {folder}")
+        else:
+            marker.unlink(missing_ok=True)
+            await store.migrate()
+            log(f"writing {args.devices:,} devices in {args.groups:,} groups ({store.dialect})")
+            await populate(store, args.devices, args.groups, args.seed)
+            marker.write_text(made)
         clock = Clock()
         clock.set(NOW)
         settings = Settings(data_dir=Path(tmp))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 #: Fact names, as the 2030.5 element each comes from (DER documents) or the reading kind.
@@ -602,6 +603,13 @@ def capacity_inputs(facts: DerFacts) -> CapacityInputs:
     )
 
 
+@lru_cache(maxsize=16)
+def _hours_of_day(first: int, count: int) -> tuple[int, ...]:
+    """The hour of day each of `count` whole hours after `first` moves through (the one
+    before its start): the same for every device of a query."""
+    return tuple((first // 3600 + k) % HOURS_PER_DAY for k in range(count))
+
+
 def forecast_socs(device: CapacityInputs, starts: Sequence[int]) -> list[float]:
     """The state of charge (%) the forecast gives a device at each of `starts` (the whole
     hours after now): moved to the first as soc_path moves it, then by whole hours of its
@@ -637,8 +645,8 @@ def forecast_socs(device: CapacityInputs, starts: Sequence[int]) -> list[float]:
     out = [soc]
     limit = discharge or 0.0
     per_w_hour = 1 / (usable / 100)  # percent of usable energy per W·h
-    for start in starts[1:]:  # then whole hours: the hour of day before each start
-        w = profile[(start // 3600 - 1) % HOURS_PER_DAY]
+    for hour in _hours_of_day(first, len(starts) - 1):  # then whole hours
+        w = profile[hour]
         if w == w:
             if w > limit:
                 w = limit
@@ -705,6 +713,7 @@ def capacity_of(
         if problem is not None:
             unavailable[device_id] = problem
             continue
+        assert soc is not None and usable is not None  # problem None says so
         counted += 1
         # the largest of the floor and the device's own (reserve_percent)
         reserve = own if own is not None and own > program_floor else program_floor
