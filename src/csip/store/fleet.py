@@ -331,8 +331,7 @@ async def select_capacity_inputs(
     else:
         ids = sorted(device_ids)
         chunks = [
-            base.where(*_scope(ids[i : i + _CHUNK], None, None))
-            for i in range(0, len(ids), _CHUNK)
+            base.where(*_scope(ids[i : i + _CHUNK], None, None)) for i in range(0, len(ids), _CHUNK)
         ]
     out: list[CapacityInputs] = []
     make = capacity_inputs_of
