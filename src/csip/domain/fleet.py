@@ -740,7 +740,7 @@ def capacity_of(
                 energy[k] += e
                 p = e * per_second
                 power[k] += p if p < limit else limit
-            k += 1
+            k += 1  # noqa: SIM113 - enumerate costs a tuple per step of the hot loop
     return FleetCapacity(
         now=CapacityPoint(now, energy_now, power_now, counted),
         forecast=tuple(

@@ -139,9 +139,13 @@ class FleetFacts:
     def forecast_socs(self, device: CapacityInputs, starts: Sequence[int]) -> array[float]:
         """forecast_socs, kept while the device's inputs and the hour stay the same."""
         kept = self.socs.get(device.device_id)
-        if kept is not None and kept[0] is device and kept[1] == starts[0]:
-            if len(kept[2]) == len(starts):
-                return kept[2]
+        if (
+            kept is not None
+            and kept[0] is device
+            and kept[1] == starts[0]
+            and len(kept[2]) == len(starts)
+        ):
+            return kept[2]
         socs = array("d", forecast_socs(device, starts))
         self.socs[device.device_id] = (device, starts[0], socs)
         return socs
