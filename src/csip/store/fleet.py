@@ -32,6 +32,7 @@ from csip.domain.fleet import (
     capacity_inputs_of,
 )
 from csip.domain.telemetry import effective_post_rate
+from csip.store.rows import select_tuples
 from csip.store.tables import EndDeviceRow
 from csip.store.tables_der import DerGroupMemberRow
 from csip.store.tables_fleet import DerFactsRow, DerHourRow
@@ -311,9 +312,8 @@ async def select_capacity_inputs(
 ) -> list[CapacityInputs]:
     """What capacity needs of every device in scope (all when `device_ids` is None), in id
     order: select_der_facts' devices and rules, but only the columns capacity reads, as
-    tuples, each turned straight into a CapacityInputs (no DerFacts in between). This is the
-    cold read of a whole fleet, so it runs on the driver's own cursor: SQLAlchemy's result
-    rows would cost as much again as SQLite's own work for 100,000 rows."""
+    tuples (store/rows.py), each turned straight into a CapacityInputs (no DerFacts in
+    between): the cold read of a whole fleet."""
     columns = [FACTS.c[name] for name in _CAPACITY_COLUMNS]
     base = (
         select(
@@ -337,7 +337,7 @@ async def select_capacity_inputs(
     make = capacity_inputs_of
     fallback = DEFAULT_POST_RATE
     for query in chunks:
-        for row in await _rows(s, query):
+        for row in await select_tuples(s, query):
             device_id, device_rate, requested, profile, *values = row
             if device_rate is not None:
                 rate = device_rate
@@ -347,23 +347,6 @@ async def select_capacity_inputs(
                 rate = requested
             out.append(make(device_id, values, rate or fallback, decode_profile(profile)))
     return out
-
-
-async def _rows(s: AsyncSession, query: Any) -> list[tuple[Any, ...]]:
-    """The rows of a Core query as tuples: SQLite's straight from aiosqlite's cursor."""
-    conn = await s.connection()
-    if conn.dialect.name != "sqlite":
-        return [tuple(r) for r in (await conn.execute(query)).all()]
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
-    raw = await conn.get_raw_connection()
-    cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
-        str(compiled), tuple(params[k] for k in compiled.positiontup or ())
-    )
-    try:
-        return list(await cursor.fetchall())
-    finally:
-        await cursor.close()
 
 
 async def select_fleet_ids(
