@@ -50,6 +50,15 @@ class DerDocumentChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class DerFactsChanged:
+    """A device's typed DER facts changed (a DER document, readings of W or state of
+    charge, its requested postRate, the utility's reserve for the site): what the fleet's
+    in-memory capacity inputs are read from (services/fleet.py)."""
+
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class LogEventAdded:
     device_id: int
 
@@ -226,6 +235,7 @@ Change = (
     | EndDeviceListed
     | DeviceDocumentChanged
     | DerDocumentChanged
+    | DerFactsChanged
     | LogEventAdded
     | SubscriptionsChanged
     | GroupCreated

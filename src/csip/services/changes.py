@@ -33,6 +33,7 @@ from csip.domain.changes import (
     CurveAdded,
     DefaultControlChanged,
     DerDocumentChanged,
+    DerFactsChanged,
     DeviceDocumentChanged,
     DeviceRef,
     EndDeviceChanged,
@@ -161,6 +162,21 @@ def der(device_id: int) -> str:
     return f"der:{device_id}"
 
 
+def facts(device_id: int) -> str:
+    """A device's typed DER facts (services/fleet.py keeps the fleet's in memory)."""
+    return f"facts:{device_id}"
+
+
+def fleet_device_of(name: str) -> int | None:
+    """The device whose fleet facts a tag may have changed: its facts, or the EndDevice
+    itself (registered, deleted, its postRate set). Else None."""
+    for prefix in ("facts:", "edev:"):
+        if name.startswith(prefix):
+            ident = name[len(prefix) :]
+            return int(ident) if ident.isdigit() else None
+    return None
+
+
 def log(device_id: int) -> str:
     return f"lel:{device_id}"
 
@@ -213,6 +229,8 @@ def effects_of(change: Change, affected_groups: Iterable[int] = ()) -> ChangeEff
         tags.append(edev(change.device_id))
     elif isinstance(change, DerDocumentChanged):
         tags.append(der(change.device_id))
+    elif isinstance(change, DerFactsChanged):
+        tags.append(facts(change.device_id))
     elif isinstance(change, LogEventAdded):
         tags.append(log(change.device_id))
     elif isinstance(change, SubscriptionsChanged):

@@ -7,23 +7,32 @@ work (`record_document` from a DER document PUT, `record_readings` from a readin
 the facts commit with the post or not at all, at the cost of one upsert each (plus, once an
 hour per device, recomputing its hour-of-day behaviour from at most 216 rows).
 
-The read side (`FleetService`) answers the admin API: one query reads the facts of every
-device in scope, and `domain.fleet` sums them.
+The read side (`FleetService`) answers the admin API. It keeps what capacity needs of every
+device in memory (`FleetFacts`: one CapacityInputs tuple each, read in one query the first
+time) and re-reads only the devices whose facts changed since: each fact write records a
+DerFactsChanged, and services/changes.py turns it into the tag that marks the device here
+and in every other worker. A device's forecast states of charge depend on the hour, not the
+second, so they are kept too until the hour or the device's facts change. A query then reads
+the ids in its scope (none for the whole fleet) and sums.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lxml import etree
 
+from csip.domain.changes import DerFactsChanged
 from csip.domain.devices import EndDevice
 from csip.domain.fleet import (
+    CapacityInputs,
     DerFacts,
     FleetCapacity,
     ForecastError,
-    fleet_capacity,
+    capacity_of,
+    forecast_socs,
     hour_of_day_profile,
     yesterday_error,
 )
@@ -32,10 +41,13 @@ from csip.domain.telemetry import MeterReadingDraft, MirrorUsagePoint
 from csip.errors import NotFound
 from csip.pki.identity import normalize_lfdi
 from csip.sep2 import convert
+from csip.services import changes as tag
+from csip.services.bus import EVERYTHING
 from csip.services.sep2 import Sep2Service
 from csip.store import der as der_store
 from csip.store import engine as engine_store
 from csip.store import fleet as store
+from csip.store.outbox import Session
 from csip.store.uow import UnitOfWork
 
 #: Flagged devices listed by LFDI in one answer (all are counted).
@@ -48,6 +60,7 @@ async def record_document(tx: UnitOfWork, device_id: int, root: etree._Element, 
     document = convert.der_document(root)
     if document is not None:
         await store.update_der_document_facts(tx.session, device_id, document, at)
+        tx.record(DerFactsChanged(device_id))
 
 
 async def record_readings(
@@ -65,6 +78,7 @@ async def record_readings(
     facts = convert.reading_facts(batches, mup.role_flags, received_at)
     if facts is None:
         return
+    tx.record(DerFactsChanged(device_id))
     computed_before = await store.update_reading_facts(tx.session, device_id, facts)
     hour = max(h.hour for h in facts.hours)
     if computed_before is None or computed_before < hour:
@@ -76,6 +90,7 @@ async def record_readings(
 async def record_post_rate(tx: UnitOfWork, device_id: int, post_rate: int | None) -> None:
     """The postRate a posted MirrorUsagePoint asked for."""
     await store.update_requested_post_rate(tx.session, device_id, post_rate)
+    tx.record(DerFactsChanged(device_id))
 
 
 # ---- read side --------------------------------------------------------------------------------
@@ -89,9 +104,58 @@ class CapacityReport:
     error: ForecastError | None = None
 
 
+class FleetFacts:
+    """The fleet's capacity inputs in memory, and each device's forecast states of charge
+    for the hour they were made for. Marked by tags (`on_tags`), refreshed by the next query
+    (`FleetService._inputs`): nothing is read between queries."""
+
+    def __init__(self) -> None:
+        #: device id -> its inputs, in id order; None: not read yet, or dropped.
+        self.devices: dict[int, CapacityInputs] | None = None
+        #: Devices whose facts changed since they were read.
+        self.dirty: set[int] = set()
+        #: Bumped on each full drop, so a read that overlapped one is not installed.
+        self.generation = 0
+        #: device id -> (the inputs they were made from, first forecast start, the socs).
+        self.socs: dict[int, tuple[CapacityInputs, int, array[float]]] = {}
+        #: Rows read so far (tests count them: an unchanged fleet is not read again).
+        self.rows_read = 0
+
+    def on_tags(self, tags: list[str]) -> None:
+        for name in tags:
+            if name in (EVERYTHING, tag.SETTINGS):  # the default postRate moves every device
+                self.drop()
+                return
+            device = tag.fleet_device_of(name)
+            if device is not None and self.devices is not None:
+                self.dirty.add(device)
+
+    def drop(self) -> None:
+        self.devices = None
+        self.dirty.clear()
+        self.socs.clear()
+        self.generation += 1
+
+    def forecast_socs(self, device: CapacityInputs, starts: Sequence[int]) -> array[float]:
+        """forecast_socs, kept while the device's inputs and the hour stay the same."""
+        kept = self.socs.get(device.device_id)
+        if (
+            kept is not None
+            and kept[0] is device
+            and kept[1] == starts[0]
+            and len(kept[2]) == len(starts)
+        ):
+            return kept[2]
+        socs = array("d", forecast_socs(device, starts))
+        self.socs[device.device_id] = (device, starts[0], socs)
+        return socs
+
+
 class FleetService:
     def __init__(self, sep2: Sep2Service) -> None:
         self.sep2 = sep2
+        self.cache = FleetFacts()
+        sep2.bus.subscribe(self.cache.on_tags)
 
     async def _device(self, lfdi: str) -> EndDevice:
         found = await self.sep2.store.get_end_device_by_lfdi(normalize_lfdi(lfdi))
@@ -111,10 +175,11 @@ class FleetService:
 
     async def set_site_reserve(self, lfdi: str, percent: float | None) -> DerFacts:
         """The utility's reserve for this site (None: no override). No rendered resource or
-        subscriber depends on it, so the unit of work records no change."""
+        subscriber depends on it; the fleet's capacity inputs do."""
         device = await self._device(lfdi)
         async with self.sep2.changes.unit_of_work() as tx:
             await store.update_site_reserve(tx.session, device.id, percent)
+            tx.record(DerFactsChanged(device.id))
         return (await self.facts(lfdi))[1]
 
     async def capacity(
@@ -169,18 +234,61 @@ class FleetService:
                     raise NotFound(f"no aggregator named {aggregator!r}")
                 aggregator_id = found.id
                 scope["aggregator"] = aggregator
-            fleet = await store.select_der_facts(
-                s, group_ids=group_ids, aggregator_id=aggregator_id, default_post_rate=default
-            )
-            result = fleet_capacity(
-                fleet, now, duration=duration, program_floor=program_floor, hours=hours
+            ids = None
+            if group_ids is not None or aggregator_id is not None:
+                ids = await store.select_fleet_ids(
+                    s, group_ids=group_ids, aggregator_id=aggregator_id
+                )
+            devices = await self._inputs(s, ids, default)
+            result = capacity_of(
+                devices,
+                now,
+                duration=duration,
+                program_floor=program_floor,
+                hours=hours,
+                socs=self.cache.forecast_socs,
             )
             flagged_ids = sorted(result.unavailable)[:FLAGGED_LISTED]
             lfdis = await store.select_lfdis(s, flagged_ids)
             error = None
-            if with_error:
+            if with_error:  # the facts themselves, and 8 days of hours: read for this answer
+                fleet = await store.select_der_facts(
+                    s, device_ids=[d.device_id for d in devices], default_post_rate=default
+                )
                 first = (now // 86400 - 1) * 86400 // 3600 - 7 * 24 - 1
                 samples = await store.select_hour_samples(s, [f.device_id for f in fleet], first)
                 error = yesterday_error(fleet, samples, now, program_floor)
         flagged = {lfdis[d]: result.unavailable[d] for d in flagged_ids if d in lfdis}
         return CapacityReport(scope, result, flagged, error)
+
+    async def _inputs(
+        self, s: Session, ids: Sequence[int] | None, default_post_rate: int | None
+    ) -> list[CapacityInputs]:
+        """The capacity inputs of these devices (None: the whole fleet), from memory; read
+        from the database only the first time, and then only the devices marked since."""
+        cache = self.cache
+        table = cache.devices
+        if table is None:
+            generation = cache.generation
+            cache.dirty.clear()  # marks arriving during the read are re-read next time
+            loaded = await store.select_capacity_inputs(s, default_post_rate=default_post_rate)
+            cache.rows_read += len(loaded)
+            table = {d.device_id: d for d in loaded}
+            if generation == cache.generation:
+                cache.devices = table
+        missing = [] if ids is None else [i for i in ids if i not in table]
+        if cache.dirty or missing:
+            marked, cache.dirty = cache.dirty, set()
+            wanted = marked.union(missing)
+            fresh = await store.select_capacity_inputs(
+                s, device_ids=sorted(wanted), default_post_rate=default_post_rate
+            )
+            cache.rows_read += len(fresh)
+            for device in fresh:  # in place: the table stays in id order
+                table[device.device_id] = device
+            for gone in wanted.difference(d.device_id for d in fresh):
+                table.pop(gone, None)
+                cache.socs.pop(gone, None)
+        if ids is None:
+            return list(table.values())
+        return [table[i] for i in ids if i in table]

@@ -8,6 +8,11 @@ readings), the baseline from the same local hours on the 10 most recent non-even
 with zero. Aggregators settle from their VENs' own reports on the event: Σ(BASELINE - USAGE)
 over their intervals and resources, in kWh (units from the report's payloadDescriptors: KWH,
 the default, or WH). Every figure uses the sites' sign: positive is energy delivered.
+
+One event may reach 100,000 sites: the sites come from one query over the groups, and the
+readings from one streamed query per counted stretch of hours (the event's clock hours on
+the event day and on the possible baseline days), each site's energy added up as it streams
+(`domain.settlement.FleetSettlement`, the same figures as settle_site).
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from csip.domain.settlement import BASELINE_DAYS, SiteSettlement, settle_site
+from csip.domain.groups import descendants
+from csip.domain.settlement import BASELINE_DAYS, FleetSettlement, SiteSettlement, settle_site
 from csip.errors import NotFound
 from csip.openadr import convert
 from csip.openadr.rules import EVENT, PROGRAM, REPORT
 from csip.services.programs import ProgramService
+from csip.store import der as der_store
 from csip.store import dispatch as dispatch_store
 from csip.store import engine as engine_store
 from csip.store import openadr as oadr
@@ -178,38 +185,54 @@ class SettlementService:
             group_ids |= {m.group_id for m in await engine_store.select_mappings(s, event_id)}
             days = await self._event_days(s, event_obj.program_id or "", event_id, program_body)
             reports = await oadr.query(s, REPORT, event_id=event_id)
-        devices = {}
-        for group_id in sorted(group_ids):
-            try:
-                found = await self.programs.group_devices(group_id)
-            except NotFound:  # deleted since: its devices are no longer the program's
-                continue
-            devices.update({d.id: d for d in found})
-        since = int((datetime.fromtimestamp(event.start, self.zone) - HISTORY).timestamp())
-        async with self.store.transaction() as s:
-            readings = await settlement_store.select_power_readings(
-                s, sorted(devices), since, event.end
-            )
+            # the groups the event reached and every group below them (a deleted one: its
+            # devices are no longer the program's)
+            groups = await der_store.select_groups(s)
+            below: set[int] = set()
+            for group_id in group_ids:
+                below |= descendants(groups, group_id)
+            since = int((datetime.fromtimestamp(event.start, self.zone) - HISTORY).timestamp())
+            sites = await settlement_store.select_sites(s, below)
+            meters = await settlement_store.select_power_meters(s, below, since, event.end)
             answers = await settlement_store.select_response_statuses(s, answered)
-        sites = tuple(
-            (
-                devices[d].lfdi,
-                settle_site(
-                    d,
-                    readings[d],
+            fleet = FleetSettlement(event.start, event.end, days, self.zone, since)
+            for low, high in fleet.windows:
+                async for chunk in settlement_store.stream_power_readings(s, below, low, high):
+                    fleet.feed(chunk)
+                fleet.end_window()
+            by_site: dict[int, list[tuple[int, int | None]]] = {}
+            for device_id, meter, first in meters:
+                by_site.setdefault(device_id, []).append((meter, first))
+            # a site with several total-W meters: their readings interleave, settle_site
+            several = sorted(d for d, found in by_site.items() if len(found) > 1)
+            readings = await settlement_store.select_power_readings(s, several, since, event.end)
+        settled = []
+        for device_id, lfdi in sites:
+            opted_out = bool(answers.get(device_id, set()) & OPT_OUT)
+            found = by_site.get(device_id, ())
+            if len(found) > 1:
+                site = settle_site(
+                    device_id,
+                    readings[device_id],
                     event.start,
                     event.end,
                     days,
                     self.zone,
-                    opted_out=bool(answers.get(d, set()) & OPT_OUT),
-                ),
-            )
-            for d in sorted(devices)
-        )
+                    opted_out=opted_out,
+                )
+            elif found:
+                ((meter, first),) = found
+                site = fleet.site(device_id, meter, first, opted_out)
+            else:
+                site = fleet.site(device_id, None, None, opted_out)
+            settled.append((lfdi, site))
+        sites_settled = tuple(settled)
         aggregators = tuple(
             a for a in (_from_report(r.id, r.name or "", r.body) for r in reports) if a is not None
         )
-        return Settlement(event_id, event.program_id, event.start, event.end, sites, aggregators)
+        return Settlement(
+            event_id, event.program_id, event.start, event.end, sites_settled, aggregators
+        )
 
     async def _event_days(
         self, s: Any, program_id: str, event_id: str, program_body: Any

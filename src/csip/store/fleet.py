@@ -21,14 +21,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csip.domain.fleet import (
+    CAPACITY_FIELDS,
     DEFAULT_POST_RATE,
     PART_OF,
+    CapacityInputs,
     DerDocument,
     DerFacts,
     HourSample,
     ReadingFacts,
+    capacity_inputs_of,
 )
 from csip.domain.telemetry import effective_post_rate
+from csip.store.rows import select_tuples
 from csip.store.tables import EndDeviceRow
 from csip.store.tables_der import DerGroupMemberRow
 from csip.store.tables_fleet import DerFactsRow, DerHourRow
@@ -294,6 +298,66 @@ async def select_der_facts(
             )
         )
     return out
+
+
+#: der_facts columns of CAPACITY_FIELDS (DerFacts calls the reading's time soc_at_reading).
+_CAPACITY_COLUMNS = tuple("soc_at" if f == "soc_at_reading" else f for f in CAPACITY_FIELDS)
+
+
+async def select_capacity_inputs(
+    s: AsyncSession,
+    *,
+    device_ids: Sequence[int] | None = None,
+    default_post_rate: int | None = None,
+) -> list[CapacityInputs]:
+    """What capacity needs of every device in scope (all when `device_ids` is None), in id
+    order: select_der_facts' devices and rules, but only the columns capacity reads, as
+    tuples (store/rows.py), each turned straight into a CapacityInputs (no DerFacts in
+    between): the cold read of a whole fleet."""
+    columns = [FACTS.c[name] for name in _CAPACITY_COLUMNS]
+    base = (
+        select(
+            DEVICES.c.id,
+            DEVICES.c.post_rate,
+            FACTS.c.requested_post_rate,
+            FACTS.c.profile,
+            *columns,
+        )
+        .select_from(DEVICES.outerjoin(FACTS, FACTS.c.end_device_id == DEVICES.c.id))
+        .order_by(DEVICES.c.id)
+    )
+    if device_ids is None:
+        chunks: list[Any] = [base.where(*_scope(None, None, None))]
+    else:
+        ids = sorted(device_ids)
+        chunks = [
+            base.where(*_scope(ids[i : i + _CHUNK], None, None)) for i in range(0, len(ids), _CHUNK)
+        ]
+    out: list[CapacityInputs] = []
+    make = capacity_inputs_of
+    fallback = DEFAULT_POST_RATE
+    for query in chunks:
+        for row in await select_tuples(s, query):
+            device_id, device_rate, requested, profile, *values = row
+            if device_rate is not None:
+                rate = device_rate
+            elif default_post_rate is not None:
+                rate = default_post_rate
+            else:  # effective_post_rate: the device's, the default, what it asked for
+                rate = requested
+            out.append(make(device_id, values, rate or fallback, decode_profile(profile)))
+    return out
+
+
+async def select_fleet_ids(
+    s: AsyncSession,
+    *,
+    group_ids: Iterable[int] | None = None,
+    aggregator_id: int | None = None,
+) -> list[int]:
+    """The EndDevices select_der_facts reads for this scope, ids only, in id order."""
+    query = select(DEVICES.c.id).where(*_scope(None, group_ids, aggregator_id))
+    return [int(i) for i in (await s.execute(query.order_by(DEVICES.c.id))).scalars()]
 
 
 async def select_lfdis(s: AsyncSession, device_ids: Sequence[int]) -> dict[int, str]:
