@@ -408,8 +408,8 @@ class DispatchService:
             if not plans and await oadr.get(tx.session, EVENT, event_id) is None:
                 raise NotFound(f"no event {event_id!r}")
         return {
-            "eventID": event_id,
-            "groups": [{"group": p.group_id, "plannedAt": p.planned_at, **p.plan} for p in plans],
+            "event": event_id,
+            "groups": [{"group": p.group_id, "planned_at": p.planned_at, **p.plan} for p in plans],
         }
 
 

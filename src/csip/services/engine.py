@@ -442,14 +442,14 @@ class EngineService:
                     {
                         "group": m.group_id,
                         "target": group.target if group else None,
-                        "plannedAt": m.planned_at,
+                        "planned_at": m.planned_at,
                         "controls": [_control_json(link, statuses, now) for link in mine],
                         "messages": m.messages,
-                        "unmapped": [{"payloadType": t, "reason": r} for t, r in m.unmapped],
+                        "unmapped": [{"payload_type": t, "reason": r} for t, r in m.unmapped],
                     }
                 )
             return {
-                "eventID": event_id,
+                "event": event_id,
                 "deleted": event is None,
                 "forced": await engine_store.select_forced(s, event_id),
                 "groups": result,
@@ -486,8 +486,8 @@ def _control_json(link: EngineControl, statuses: Mapping[int, Any], now: int) ->
         "start": control.start,
         "duration": control.duration,
         "base": dict(control.base),
-        "randomizeStart": control.randomize_start,
-        "responseRequired": control.response_required,
+        "randomize_start": control.randomize_start,
+        "response_required": control.response_required,
         "intervals": list(link.interval_ids),
         "status": name,
     }
