@@ -9,12 +9,15 @@ devices) otherwise. Each type present gets a reportPayloadDescriptor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from csip.domain.answers import ReportInterval
 from csip.domain.programs import Payload
+from csip.domain.ven_capacity import ENERGY, PERCENT, POWER, QUANTITY, StorageValue
+from csip.openadr.rules import parse_datetime, parse_duration
 
 #: The clientID and clientName csip reports under (never a token's: see rules.CSIP_CLIENT_ID).
 CLIENT_NAME = "csip"
@@ -82,3 +85,80 @@ def report_body(
         "resources": wire_resources,
         "clientID": client_id,
     }
+
+
+# ---- what a VEN reports of its storage (an aggregator's capacity) ---------------------------
+#: Units csip reads each storage quantity in, to Wh, W or percent (absent: the first one).
+_TO_SI: dict[str, dict[str, float]] = {
+    ENERGY: {"KWH": 1000.0, "WH": 1.0},
+    POWER: {"KW": 1000.0, "W": 1.0},
+    PERCENT: {"PERCENT": 100.0},
+}
+
+
+def _when(text: Any) -> int | None:
+    if not text:
+        return None
+    found = parse_datetime(str(text))
+    return None if found is None else round(found)
+
+
+def _seconds(text: Any) -> int | None:
+    if not text:
+        return None
+    found = parse_duration(str(text))
+    return None if found is None or math.isinf(found) else round(found)
+
+
+def storage_values(
+    body: Mapping[str, Any],
+    reported_at: float,
+    resources: Collection[str] | None = None,
+) -> list[StorageValue]:
+    """The storage payloads (domain.ven_capacity.STORAGE_TYPES) of a VEN's report, in Wh, W
+    and percent, per resource and interval; of the `resources` named only, when given.
+
+    Intervals are timed as the 3.1.0 report spells it: an interval's own intervalPeriod,
+    else the resource's (intervals following one another from its start), else the report's
+    time. Units other than the ones the quantity can be read in are left out, not guessed."""
+    scale: dict[str, float | None] = {}
+    for descriptor in body.get("payloadDescriptors") or ():
+        kind = str(descriptor.get("payloadType")) if isinstance(descriptor, Mapping) else ""
+        if kind in QUANTITY:
+            units = _TO_SI[QUANTITY[kind]]
+            given = descriptor.get("units")
+            scale[kind] = next(iter(units.values())) if given is None else units.get(str(given))
+    found: list[StorageValue] = []
+    for resource in body.get("resources") or ():
+        if not isinstance(resource, Mapping):
+            continue
+        name = str(resource.get("resourceName") or "")
+        if resources is not None and name not in resources:
+            continue
+        period = resource.get("intervalPeriod") or {}
+        cursor = _when(period.get("start")) or round(reported_at)
+        default = _seconds(period.get("duration")) or 0
+        for interval in resource.get("intervals") or ():
+            own = interval.get("intervalPeriod") or {}
+            start = _when(own.get("start")) or cursor
+            length = _seconds(own.get("duration"))
+            length = default if length is None else length
+            cursor = start + length
+            for payload in interval.get("payloads") or ():
+                kind = str(payload.get("type"))
+                if kind not in QUANTITY:
+                    continue
+                factor = scale.get(kind, next(iter(_TO_SI[QUANTITY[kind]].values())))
+                numbers = [
+                    v
+                    for v in payload.get("values") or ()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                ]
+                if factor is None or not numbers:
+                    continue
+                found.append(
+                    StorageValue(
+                        name, kind, start, start + length, numbers[0] * factor, reported_at
+                    )
+                )
+    return found
