@@ -753,6 +753,42 @@ def capacity_of(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StorageFigures:
+    """A group's storage as OpenADR's storage report payloads describe it: usable energy
+    (Wh), energy above reserve (Wh), and the power it can sustain for the duration asked,
+    discharging without crossing its reserves and charging without passing 100 % (W)."""
+
+    usable_wh: float
+    above_reserve_wh: float
+    max_discharge_w: float
+    max_charge_w: float
+    devices: int
+
+
+def storage_figures(
+    devices: Iterable[CapacityInputs], now: int, *, duration: int, program_floor: float = 0.0
+) -> StorageFigures:
+    """Summed over the devices that can be counted now (as capacity_of counts them)."""
+    usable_sum = energy_sum = discharge_sum = charge_sum = 0.0
+    counted = 0
+    per_second = 3600 / duration
+    for device in devices:
+        (_, soc, _, stale_after, usable, discharge, charge, own, problem, _) = device
+        if stale_after is None or now > stale_after or problem is not None:
+            continue
+        assert soc is not None and usable is not None
+        counted += 1
+        reserve = own if own is not None and own > program_floor else program_floor
+        energy = max(0.0, (soc - reserve) / 100 * usable)
+        headroom = max(0.0, (100.0 - soc) / 100 * usable)
+        usable_sum += usable
+        energy_sum += energy
+        discharge_sum += min(discharge or 0.0, energy * per_second)
+        charge_sum += min(charge or 0.0, headroom * per_second)
+    return StorageFigures(usable_sum, energy_sum, discharge_sum, charge_sum, counted)
+
+
 # ---- the hour-of-day behaviour -------------------------------------------------------------
 def hour_of_day_profile(
     samples: Iterable[HourSample], until_hour: int, days: int = PROFILE_DAYS

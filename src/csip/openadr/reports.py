@@ -1,8 +1,9 @@
 """csip's own OpenADR reports on an event, as the 3.1.0 ``reportRequest`` spells them (the only
 translator of domain.answers report intervals to the wire).
 
-Payload types: the enumerated ``DEMAND`` (readingType MEAN, units KW) and
-``STORAGE_CHARGE_LEVEL`` (readingType MEAN, units PERCENT, 0-1) where OpenADR has one; csip's
+Payload types: the enumerated ``DEMAND`` (readingType MEAN, units KW),
+``STORAGE_CHARGE_LEVEL`` (readingType MEAN, units PERCENT, 0-1) and, when asked, the storage
+capacity ones (`capacity_payloads`) where OpenADR has one; csip's
 private ``X_CSIP_DEVICES`` and ``X_CSIP_RESPONSES_<STATUS>`` (readingType SUMMED: counts of
 devices) otherwise. Each type present gets a reportPayloadDescriptor.
 """
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from csip.domain.answers import ReportInterval
+from csip.domain.fleet import StorageFigures
 from csip.domain.programs import Payload
 from csip.domain.ven_capacity import ENERGY, PERCENT, POWER, QUANTITY, StorageValue
 from csip.openadr.rules import parse_datetime, parse_duration
@@ -25,6 +27,10 @@ CLIENT_NAME = "csip"
 _DESCRIBED: dict[str, tuple[str, str | None]] = {
     "DEMAND": ("MEAN", "KW"),
     "STORAGE_CHARGE_LEVEL": ("MEAN", "PERCENT"),
+    "STORAGE_USABLE_CAPACITY": ("SUMMED", "KWH"),
+    "STORAGE_DISPATCH_FORECAST": ("FORECAST", "KWH"),
+    "STORAGE_MAX_DISCHARGE_POWER": ("SUMMED", "KW"),
+    "STORAGE_MAX_CHARGE_POWER": ("SUMMED", "KW"),
 }
 
 
@@ -50,6 +56,46 @@ def _descriptor(payload_type: str) -> dict[str, Any]:
 
 def _payload(payload: Payload) -> dict[str, Any]:
     return {"type": payload.type, "values": list(payload.values)}
+
+
+def capacity_payloads(figures: StorageFigures, asked: Collection[str]) -> tuple[Payload, ...]:
+    """The storage payloads asked for, in KWH and KW, from a group's figures now:
+    STORAGE_USABLE_CAPACITY (usable energy), STORAGE_DISPATCH_FORECAST (energy above the
+    reserves, what could be dispatched), STORAGE_MAX_DISCHARGE_POWER and
+    STORAGE_MAX_CHARGE_POWER (what the group can sustain for the interval). Nothing when
+    no battery of the group can be counted: a figure with no data behind it is left out."""
+    if figures.devices == 0:
+        return ()
+    values = {
+        "STORAGE_USABLE_CAPACITY": figures.usable_wh,
+        "STORAGE_DISPATCH_FORECAST": figures.above_reserve_wh,
+        "STORAGE_MAX_DISCHARGE_POWER": figures.max_discharge_w,
+        "STORAGE_MAX_CHARGE_POWER": figures.max_charge_w,
+    }
+    return tuple(
+        Payload(kind, (round(value / 1000, 6),))
+        for kind, value in sorted(values.items())
+        if kind in asked
+    )
+
+
+def reported_payloads(
+    body: Mapping[str, Any], resource_name: str, types: Collection[str]
+) -> dict[int, tuple[Payload, ...]]:
+    """interval id -> the payloads of these types a stored report gave the resource."""
+    found: dict[int, tuple[Payload, ...]] = {}
+    for resource in body.get("resources") or ():
+        if resource.get("resourceName") != resource_name:
+            continue
+        for interval in resource.get("intervals") or ():
+            kept = tuple(
+                Payload(str(p["type"]), tuple(p.get("values") or ()))
+                for p in interval.get("payloads") or ()
+                if p.get("type") in types
+            )
+            if kept and isinstance(interval.get("id"), int):
+                found[interval["id"]] = kept
+    return found
 
 
 def report_body(

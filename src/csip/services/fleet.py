@@ -349,6 +349,11 @@ class FleetService:
             [await self._ven_report(s, v, now, duration, program_floor, hours) for v in granted]
         )
 
+    async def inputs_of(self, s: Session, ids: Sequence[int]) -> list[CapacityInputs]:
+        """The capacity inputs of these devices, from memory (another service's unit of
+        work reading the fleet: csip's own OpenADR reports)."""
+        return await self._inputs(s, ids, await self.sep2.default_post_rate())
+
     async def _inputs(
         self, s: Session, ids: Sequence[int] | None, default_post_rate: int | None
     ) -> list[CapacityInputs]:
