@@ -31,6 +31,7 @@ from csip.domain.fleet import (
     DerFacts,
     FleetCapacity,
     ForecastError,
+    Schedule,
     capacity_of,
     forecast_socs,
     hour_of_day_profile,
@@ -57,6 +58,10 @@ from csip.store.uow import UnitOfWork
 
 #: Flagged devices listed by LFDI in one answer (all are counted).
 FLAGGED_LISTED = 1000
+#: Setpoints read for the forecast: from an hour back (a state of charge is at most twice
+#: the postRate old when counted) to the longest forecast the admin API gives (168 h).
+SCHEDULE_BEFORE = 3600
+SCHEDULE_AHEAD = 168 * 3600
 
 
 # ---- write side: called inside the posting service's unit of work ---------------------------
@@ -136,6 +141,10 @@ class FleetFacts:
         self.socs: dict[int, tuple[CapacityInputs, int, array[float]]] = {}
         #: Rows read so far (tests count them: an unchanged fleet is not read again).
         self.rows_read = 0
+        #: device id -> its own setpoints ahead (per-device dispatch controls), attached to
+        #: its inputs; None: to be read again (a program's controls changed, or a new hour).
+        self.schedules: dict[int, Schedule] | None = None
+        self.schedules_for = -1
 
     def on_tags(self, tags: list[str]) -> None:
         for name in tags:
@@ -145,11 +154,14 @@ class FleetFacts:
             device = tag.fleet_device_of(name)
             if device is not None and self.devices is not None:
                 self.dirty.add(device)
+            elif tag.program_of(name) is not None:  # controls published or cancelled
+                self.schedules = None
 
     def drop(self) -> None:
         self.devices = None
         self.dirty.clear()
         self.socs.clear()
+        self.schedules = None
         self.generation += 1
 
     def forecast_socs(self, device: CapacityInputs, starts: Sequence[int]) -> array[float]:
@@ -377,11 +389,35 @@ class FleetService:
                 s, device_ids=sorted(wanted), default_post_rate=default_post_rate
             )
             cache.rows_read += len(fresh)
+            kept = cache.schedules or {}
             for device in fresh:  # in place: the table stays in id order
-                table[device.device_id] = device
+                plan = kept.get(device.device_id)
+                table[device.device_id] = device if plan is None else device._replace(schedule=plan)
             for gone in wanted.difference(d.device_id for d in fresh):
                 table.pop(gone, None)
                 cache.socs.pop(gone, None)
+        await self._schedules(s, table)
         if ids is None:
             return list(table.values())
         return [table[i] for i in ids if i in table]
+
+    async def _schedules(self, s: Session, table: dict[int, CapacityInputs]) -> None:
+        """Attach each device's own setpoints ahead to its inputs (the forecast follows
+        them): read again only when a program's controls changed or the hour turned, in one
+        query of the per-device dispatch controls (none: nothing to attach)."""
+        cache = self.cache
+        now = self.sep2.clock.now_int()
+        first = (now // 3600 + 1) * 3600
+        if cache.schedules is not None and cache.schedules_for == first:
+            return
+        read = await store.select_device_setpoints(s, now - SCHEDULE_BEFORE, first + SCHEDULE_AHEAD)
+        fresh = {d: tuple(plans) for d, plans in read.items()}
+        before = cache.schedules
+        touched = set(fresh) | (set(before) if before is not None else set())
+        if before is None:  # entries read since may carry old ones
+            touched |= {d for d, x in table.items() if x.schedule is not None}
+        for d in touched:
+            found = table.get(d)
+            if found is not None and found.schedule != fresh.get(d):
+                table[d] = found._replace(schedule=fresh.get(d))
+        cache.schedules, cache.schedules_for = fresh, first

@@ -378,3 +378,27 @@ async def test_answers_to_devices_own_controls_count_in_csips_report(app: App) -
     assert counts["X_CSIP_DEVICES"] == 3
     assert counts["X_CSIP_RESPONSES_STARTED"] == 1
     assert counts["X_CSIP_RESPONSES_OPTED_OUT"] == 1
+
+
+async def test_the_forecast_follows_each_batterys_own_setpoints(app: App) -> None:
+    program_id, _ = await setup(app)
+    group = min(await app.programs.groups())
+    before = await app.fleet.capacity(group_id=group, program_floor=20, hours=4)
+    # no history, no event: A's 6000 Wh and B's 1500 Wh above reserve hold all day
+    assert {round(p.energy_wh, 3) for p in before.capacity.forecast} == {7500.0}
+
+    event = json.loads(await app.vtn.create(BL, EVENT, event_body(program_id, [6.0, 20.0])))
+    after = await app.fleet.capacity(group_id=group, program_floor=20, hours=4)
+    at = [p.at for p in after.capacity.forecast]
+    assert at == [T0 + 1600, T0 + 5200, T0 + 8800, T0 + 12400]  # whole hours after T0
+    energy = [round(p.energy_wh, 3) for p in after.capacity.forecast]
+    # T0+1600: before the event, unchanged. T0+5200, 1600 s into the first hour: A gave
+    # 4615 W x 1600 s = 2051.111 Wh, B 1385 W x 1600 s = 615.556 Wh: 7500 - 2666.667.
+    # T0+8800, 1600 s into the second: A 4615 Wh + 1385 x 1600 s (615.556), B 1385 Wh + 115 x
+    # 1600 s (51.111): 7500 - 6666.667. After the event (T0+12400) all was lent: 0.
+    assert energy == [7500.0, 4833.333, 833.333, 0.0]
+    assert after.capacity.now.energy_wh == pytest.approx(7500.0)
+
+    await app.vtn.delete(BL, EVENT, event["id"])  # its controls cancelled: habit again
+    cancelled = await app.fleet.capacity(group_id=group, program_floor=20, hours=4)
+    assert {round(p.energy_wh, 3) for p in cancelled.capacity.forecast} == {7500.0}
