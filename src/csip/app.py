@@ -208,7 +208,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     settlement = SettlementService(programs)
     vtn = VtnService(store, settings, clock, changes, vtn_auth, engine=engine)
     vtn_face = vtn_app.create_app(vtn)
-    reports = EngineReports(changes, clock)
+    fleet = FleetService(sep2)
+    reports = EngineReports(changes, clock, fleet=fleet)
     dispatch_watch = (
         DispatchWatch(dispatch, debounce=settings.dispatch_debounce, tick=settings.dispatch_tick)
         if settings.dispatch_watch
@@ -217,7 +218,6 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
-    fleet = FleetService(sep2)
     admin_face = admin_app.create_app(
         admin,
         programs,

@@ -12,7 +12,9 @@ started, growing as intervals pass. Each interval carries:
   over devices of each device's mean reading inside the interval (2030.5 sign: positive is
   delivered by the DER);
 * ``STORAGE_CHARGE_LEVEL`` (units ``PERCENT``, 0.0-1.0 as the OpenADR units table defines
-  PERCENT): the mean over devices of each one's last state of charge inside the interval.
+  PERCENT): the mean over devices of each one's last state of charge inside the interval;
+* when the event asks for them, the storage capacity payloads (`with_capacity`): what the
+  group's batteries could give above their reserves, as of the interval in progress.
 
 A figure with no data behind it is left out rather than reported as zero. Pure: `now` is
 passed in.
@@ -137,5 +139,31 @@ def group_report(
             payloads.append(Payload("STORAGE_CHARGE_LEVEL", (round(level, 6),)))
         found.append(
             ReportInterval(interval.id, interval.start, interval.duration, tuple(payloads))
+        )
+    return tuple(found)
+
+
+def with_capacity(
+    intervals: Sequence[ReportInterval],
+    now_payloads: Sequence[Payload],
+    kept: Mapping[int, Sequence[Payload]],
+    now: int,
+) -> tuple[ReportInterval, ...]:
+    """The intervals with the storage capacity payloads: the interval in progress gets
+    `now_payloads` (the group's capacity now); one that has ended keeps those it was reported
+    with while it ran (`kept`, by interval id), or none: csip does not make up the past."""
+    found = []
+    for interval in intervals:
+        if interval.start <= now < interval.start + interval.duration:
+            extra: Sequence[Payload] = now_payloads
+        else:
+            extra = kept.get(interval.interval_id, ())
+        found.append(
+            ReportInterval(
+                interval.interval_id,
+                interval.start,
+                interval.duration,
+                (*interval.payloads, *extra),
+            )
         )
     return tuple(found)

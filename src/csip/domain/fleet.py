@@ -485,6 +485,9 @@ def forecast_starts(now: int, hours: int = HOURS_PER_DAY) -> list[int]:
     return [first + 3600 * k for k in range(hours)]
 
 
+Schedule = tuple[tuple[int, int, float], ...]
+
+
 class CapacityInputs(NamedTuple):
     """What capacity and the forecast need of one device, derived once from its facts.
 
@@ -505,6 +508,9 @@ class CapacityInputs(NamedTuple):
     #: Why the device cannot be counted whatever the time (NO_SOC, NO_ENERGY, NO_LIMIT).
     problem: str | None
     profile: Sequence[float] | None
+    #: The device's own setpoints ahead (start, end, W; positive discharges), newest last:
+    #: in those seconds it follows them instead of its habit (None: none scheduled).
+    schedule: Schedule | None = None
 
 
 #: The DerFacts attributes capacity_inputs_of takes, in its order (the store selects them so).
@@ -618,6 +624,8 @@ def forecast_socs(device: CapacityInputs, starts: Sequence[int]) -> list[float]:
     soc, t, usable, profile = device.soc, device.soc_at, device.usable_wh, device.profile
     if soc is None or t is None:
         return [math.nan for _ in starts]
+    if device.schedule is not None and usable and starts:
+        return scheduled_socs(device, device.schedule, starts)
     if profile is None or not usable or not starts:
         return [soc for _ in starts]
     discharge, charge = device.max_discharge_w, device.max_charge_w
@@ -657,6 +665,43 @@ def forecast_socs(device: CapacityInputs, starts: Sequence[int]) -> list[float]:
                 soc = 0.0
             elif soc > 100.0:
                 soc = 100.0
+        out.append(soc)
+    return out
+
+
+def scheduled_socs(
+    device: CapacityInputs, schedule: Schedule, starts: Sequence[int]
+) -> list[float]:
+    """forecast_socs for a device with setpoints ahead: second by second segments (split at
+    each hour and each setpoint's start and end), the setpoint in force (the newest covering
+    the moment) moving its state of charge where one is, its hour-of-day behaviour elsewhere;
+    within its limits and 0-100 %. Slower than the whole-hour loop, and only for the devices
+    an event scheduled."""
+    soc, t, usable, profile = device.soc, device.soc_at, device.usable_wh, device.profile
+    assert soc is not None and t is not None and usable
+    discharge, charge = device.max_discharge_w, device.max_charge_w
+    high = math.inf if discharge is None else discharge
+    low = -math.inf if charge is None else -charge
+    per_w_second = 1 / (36 * usable)
+    edges = sorted({e for start, end, _ in schedule for e in (start, end)})
+    out = []
+    for start in starts:
+        while t < start:
+            end = min((t // 3600 + 1) * 3600, start)
+            for edge in edges:
+                if t < edge < end:
+                    end = edge
+                    break
+            w: float = math.nan
+            for s_start, s_end, watts in schedule:  # newest last: the last covering wins
+                if s_start <= t < s_end:
+                    w = watts
+            if w != w and profile is not None:
+                w = profile[(t // 3600) % HOURS_PER_DAY]
+            if w == w:
+                w = min(max(w, low), high)
+                soc = min(100.0, max(0.0, soc - w * (end - t) * per_w_second))
+            t = end
         out.append(soc)
     return out
 
@@ -703,7 +748,7 @@ def capacity_of(
     unavailable: dict[int, str] = {}
     for device in devices:
         total += 1
-        (device_id, soc, _, stale_after, usable, limit, _, own, problem, profile) = device
+        (device_id, soc, _, stale_after, usable, limit, _, own, problem, profile, plan) = device
         if stale_after is None:
             unavailable[device_id] = NO_SOC
             continue
@@ -726,7 +771,7 @@ def capacity_of(
             p_now = limit
         energy_now += e_now
         power_now += p_now
-        if profile is None:  # no history: its state of charge stays where it is
+        if profile is None and plan is None:  # no history: its state of charge stays
             if e_now > 0:
                 for k in range(hours):
                     energy[k] += e_now
@@ -751,6 +796,42 @@ def capacity_of(
         program_floor=program_floor,
         unavailable=unavailable,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StorageFigures:
+    """A group's storage as OpenADR's storage report payloads describe it: usable energy
+    (Wh), energy above reserve (Wh), and the power it can sustain for the duration asked,
+    discharging without crossing its reserves and charging without passing 100 % (W)."""
+
+    usable_wh: float
+    above_reserve_wh: float
+    max_discharge_w: float
+    max_charge_w: float
+    devices: int
+
+
+def storage_figures(
+    devices: Iterable[CapacityInputs], now: int, *, duration: int, program_floor: float = 0.0
+) -> StorageFigures:
+    """Summed over the devices that can be counted now (as capacity_of counts them)."""
+    usable_sum = energy_sum = discharge_sum = charge_sum = 0.0
+    counted = 0
+    per_second = 3600 / duration
+    for device in devices:
+        (_, soc, _, stale_after, usable, discharge, charge, own, problem, _, _) = device
+        if stale_after is None or now > stale_after or problem is not None:
+            continue
+        assert soc is not None and usable is not None
+        counted += 1
+        reserve = own if own is not None and own > program_floor else program_floor
+        energy = max(0.0, (soc - reserve) / 100 * usable)
+        headroom = max(0.0, (100.0 - soc) / 100 * usable)
+        usable_sum += usable
+        energy_sum += energy
+        discharge_sum += min(discharge or 0.0, energy * per_second)
+        charge_sum += min(charge or 0.0, headroom * per_second)
+    return StorageFigures(usable_sum, energy_sum, discharge_sum, charge_sum, counted)
 
 
 # ---- the hour-of-day behaviour -------------------------------------------------------------

@@ -11,6 +11,10 @@ client, with *one* report that grows as the event's intervals begin (`domain.ans
 * ``aggregate`` true on a descriptor: one resource ``AGGREGATED_REPORT`` over the devices of
   every reported group instead of one per group (the name the 3.1.0 resourceName definition
   gives an aggregation of more than one resource);
+* a descriptor asking for a storage capacity payload (``CAPACITY_TYPES``) adds it to each
+  reported group's interval in progress, from the fleet capacity of the group's devices
+  (domain.fleet.storage_figures); intervals that have ended keep what was reported while they
+  ran;
 * startInterval / numIntervals / historical / frequency / repeat are not scheduled one report
   object each: csip keeps one report per event and updates it in place at every interval
   start, which holds every historical interval any such schedule asks for (a BL reading the
@@ -31,6 +35,17 @@ from csip.domain.answers import Sample
 from csip.domain.programs import Event
 
 AGGREGATED = "AGGREGATED_REPORT"
+#: Storage payload types (OpenADR 3.1.0 report enumerations) csip reports for its groups when
+#: asked, from the fleet's capacity: usable energy, energy above reserve that could be
+#: dispatched, and the power the group can sustain for the interval, discharging and charging.
+CAPACITY_TYPES = frozenset(
+    {
+        "STORAGE_USABLE_CAPACITY",
+        "STORAGE_DISPATCH_FORECAST",
+        "STORAGE_MAX_DISCHARGE_POWER",
+        "STORAGE_MAX_CHARGE_POWER",
+    }
+)
 #: Readings and responses that arrive this long after an event ended still update its report
 #: (devices post at their postRate, often minutes after the fact); later ones are history.
 GRACE_SECONDS = 3600
@@ -51,6 +66,8 @@ class ReportRequest:
 
     targets: frozenset[str]
     aggregate: bool
+    #: The payloadTypes the descriptors name (the storage capacity ones are added on demand).
+    payload_types: frozenset[str] = frozenset()
 
     def covers(self, target: str | None) -> bool:
         return not self.targets or (target is not None and target in self.targets)
@@ -61,13 +78,16 @@ def report_request(descriptors: Any) -> ReportRequest | None:
     if not isinstance(descriptors, list) or not descriptors:
         return None
     targets: set[str] = set()
+    types: set[str] = set()
     aggregate = False
     for descriptor in descriptors:
         if not isinstance(descriptor, Mapping):
             continue
         targets.update(str(t) for t in descriptor.get("targets") or ())
         aggregate = aggregate or descriptor.get("aggregate") is True
-    return ReportRequest(frozenset(targets), aggregate)
+        if descriptor.get("payloadType") is not None:
+            types.add(str(descriptor["payloadType"]))
+    return ReportRequest(frozenset(targets), aggregate, frozenset(types))
 
 
 def in_window(event: Event, now: int) -> bool:

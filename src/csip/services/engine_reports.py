@@ -5,7 +5,10 @@ csip writes one report on the event as its own client (clientID ``csip``, which 
 carry): one resource per enrolled 2030.5 group the event reached (named by the group's
 target, or ``group-<id>``), one interval per event interval begun so far, with the response
 counts by 2030.5 status and the group's measured power and mean state of charge
-(domain.answers; payload types in openadr/reports.py and the README).
+(domain.answers; payload types in openadr/reports.py and the README), and, when the event's
+reportDescriptors ask for storage payloads (STORAGE_USABLE_CAPACITY, STORAGE_DISPATCH_FORECAST,
+STORAGE_MAX_DISCHARGE_POWER, STORAGE_MAX_CHARGE_POWER), the group's capacity above its
+reserves from the fleet's facts in memory (services/fleet.py), as of the interval in progress.
 
 One report per event, updated in place: each write is one unit of work recording
 ``OadrObjectChanged`` (CREATE the first time, UPDATE after), so BL report subscriptions
@@ -45,12 +48,14 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from csip.domain.answers import ReportInterval, group_report
+from csip.domain.answers import ReportInterval, group_report, with_capacity
 from csip.domain.changes import CREATE, UPDATE, OadrObjectChanged
 from csip.domain.clock import Clock
+from csip.domain.fleet import storage_figures
 from csip.domain.programs import Event
 from csip.domain.report_requests import (
     AGGREGATED,
+    CAPACITY_TYPES,
     descendants,
     in_window,
     next_boundary,
@@ -60,12 +65,14 @@ from csip.domain.report_requests import (
 )
 from csip.errors import CsipError
 from csip.openadr import convert
-from csip.openadr.reports import CLIENT_NAME, report_body
+from csip.openadr.reports import CLIENT_NAME, capacity_payloads, report_body, reported_payloads
 from csip.openadr.rules import CSIP_CLIENT_ID, EVENT, REPORT
 from csip.services import changes as tag
 from csip.services.bus import EVERYTHING
 from csip.services.changes import Changes
+from csip.services.fleet import FleetService
 from csip.store import der as der_store
+from csip.store import engine as engine_store
 from csip.store import engine_reports as store
 from csip.store import openadr as oadr
 from csip.store.openadr import StoredObject
@@ -73,6 +80,14 @@ from csip.store.openadr import StoredObject
 log = logging.getLogger(__name__)
 
 WRITTEN, UNCHANGED, SKIPPED, NOTHING = "written", "unchanged", "skipped", "nothing"
+
+
+def _current_duration(event: Event, now: int) -> int | None:
+    """The length of the event's interval in progress (None: none is)."""
+    for interval in event.intervals:
+        if interval.start <= now < interval.start + interval.duration:
+            return interval.duration
+    return None
 
 
 def _event(obj: StoredObject) -> Event:
@@ -83,9 +98,17 @@ def _event(obj: StoredObject) -> Event:
 
 class EngineReports:
     def __init__(
-        self, changes: Changes, clock: Clock, *, debounce: float = 2.0, tick: float = 1.0
+        self,
+        changes: Changes,
+        clock: Clock,
+        *,
+        debounce: float = 2.0,
+        tick: float = 1.0,
+        fleet: FleetService | None = None,
     ) -> None:
         self.changes = changes
+        #: The fleet's capacity in memory, for the storage payloads an event may ask for.
+        self.fleet = fleet
         self.store = changes.store
         self.clock = clock
         self.debounce = debounce
@@ -247,26 +270,41 @@ class EngineReports:
             measured = samples(raw)
             resources: list[tuple[str, Sequence[ReportInterval]]]
             if request.aggregate:
-                resources = [(AGGREGATED, group_report(event, every, answers, measured, now))]
+                named = [(AGGREGATED, every)]
             else:
-                resources = [
-                    (
-                        resource_name(g, groups[g].target),
-                        group_report(event, devices[g], answers, measured, now),
+                named = [(resource_name(g, groups[g].target), sorted(devices[g])) for g in reached]
+            existing = None
+            if claim.report_id is not None:
+                existing = await oadr.get(s, REPORT, claim.report_id)
+                if existing is None:  # the BL deleted it: csip stops reporting on the event
+                    return NOTHING
+            asked = request.payload_types & CAPACITY_TYPES
+            floor = 0.0
+            if asked:
+                choices = await engine_store.select_choices(s, event_obj.program_id or "")
+                floor = (choices.terms.reserve_floor_percent or 0.0) if choices else 0.0
+            resources = []
+            for name, members_of in named:
+                intervals = group_report(event, members_of, answers, measured, now)
+                if asked and self.fleet is not None:
+                    duration = _current_duration(event, now)
+                    figures = storage_figures(
+                        await self.fleet.inputs_of(s, members_of),
+                        now,
+                        duration=duration or 3600,
+                        program_floor=floor,
                     )
-                    for g in reached
-                ]
+                    kept = {} if existing is None else reported_payloads(existing.body, name, asked)
+                    intervals = with_capacity(
+                        intervals, capacity_payloads(figures, asked) if duration else (), kept, now
+                    )
+                resources.append((name, intervals))
             if not any(intervals for _, intervals in resources):
                 return NOTHING  # no interval has begun (or no group): nothing to say yet
             body = report_body(event_id, event.name, CSIP_CLIENT_ID, resources)
             digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
             if digest == claim.digest:
                 return UNCHANGED
-            existing = None
-            if claim.report_id is not None:
-                existing = await oadr.get(s, REPORT, claim.report_id)
-                if existing is None:  # the BL deleted it: csip stops reporting on the event
-                    return NOTHING
             stamp = self.clock.now()
             report = StoredObject(
                 id=existing.id if existing else secrets.token_hex(12),

@@ -31,6 +31,7 @@ from csip.domain.fleet import (
     DerFacts,
     FleetCapacity,
     ForecastError,
+    Schedule,
     capacity_of,
     forecast_socs,
     hour_of_day_profile,
@@ -38,7 +39,10 @@ from csip.domain.fleet import (
 )
 from csip.domain.groups import descendants
 from csip.domain.telemetry import MeterReadingDraft, MirrorUsagePoint
+from csip.domain.ven_capacity import VenCapacity, ven_capacity
 from csip.errors import NotFound
+from csip.openadr.reports import storage_values
+from csip.openadr.rules import PROGRAM, REPORT, RESOURCE, VEN, targets_meet
 from csip.pki.identity import normalize_lfdi
 from csip.sep2 import convert
 from csip.services import changes as tag
@@ -47,11 +51,17 @@ from csip.services.sep2 import Sep2Service
 from csip.store import der as der_store
 from csip.store import engine as engine_store
 from csip.store import fleet as store
+from csip.store import openadr as oadr
+from csip.store.openadr import StoredObject
 from csip.store.outbox import Session
 from csip.store.uow import UnitOfWork
 
 #: Flagged devices listed by LFDI in one answer (all are counted).
 FLAGGED_LISTED = 1000
+#: Setpoints read for the forecast: from an hour back (a state of charge is at most twice
+#: the postRate old when counted) to the longest forecast the admin API gives (168 h).
+SCHEDULE_BEFORE = 3600
+SCHEDULE_AHEAD = 168 * 3600
 
 
 # ---- write side: called inside the posting service's unit of work ---------------------------
@@ -95,13 +105,24 @@ async def record_post_rate(tx: UnitOfWork, device_id: int, post_rate: int | None
 
 # ---- read side --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
+class VenReport:
+    """A VEN's (an aggregator's) capacity, from its own storage reports."""
+
+    ven_id: str
+    ven_name: str
+    capacity: VenCapacity
+
+
+@dataclass(frozen=True, slots=True)
 class CapacityReport:
-    """A fleet's capacity with what it was asked for, and the flagged devices by LFDI."""
+    """A fleet's capacity with what it was asked for, and the flagged devices by LFDI;
+    for an OpenADR program, beside its 2030.5 groups, the VENs granted the program."""
 
     scope: dict[str, object]
     capacity: FleetCapacity
     flagged: dict[str, str]
     error: ForecastError | None = None
+    vens: tuple[VenReport, ...] | None = None
 
 
 class FleetFacts:
@@ -120,6 +141,10 @@ class FleetFacts:
         self.socs: dict[int, tuple[CapacityInputs, int, array[float]]] = {}
         #: Rows read so far (tests count them: an unchanged fleet is not read again).
         self.rows_read = 0
+        #: device id -> its own setpoints ahead (per-device dispatch controls), attached to
+        #: its inputs; None: to be read again (a program's controls changed, or a new hour).
+        self.schedules: dict[int, Schedule] | None = None
+        self.schedules_for = -1
 
     def on_tags(self, tags: list[str]) -> None:
         for name in tags:
@@ -129,11 +154,14 @@ class FleetFacts:
             device = tag.fleet_device_of(name)
             if device is not None and self.devices is not None:
                 self.dirty.add(device)
+            elif tag.program_of(name) is not None:  # controls published or cancelled
+                self.schedules = None
 
     def drop(self) -> None:
         self.devices = None
         self.dirty.clear()
         self.socs.clear()
+        self.schedules = None
         self.generation += 1
 
     def forecast_socs(self, device: CapacityInputs, starts: Sequence[int]) -> array[float]:
@@ -258,8 +286,85 @@ class FleetService:
                 first = (now // 86400 - 1) * 86400 // 3600 - 7 * 24 - 1
                 samples = await store.select_hour_samples(s, [f.device_id for f in fleet], first)
                 error = yesterday_error(fleet, samples, now, program_floor)
+            vens = None
+            if openadr_program is not None:
+                vens = await self._granted_vens(
+                    s, openadr_program, now, duration, program_floor, hours
+                )
         flagged = {lfdis[d]: result.unavailable[d] for d in flagged_ids if d in lfdis}
-        return CapacityReport(scope, result, flagged, error)
+        return CapacityReport(scope, result, flagged, error, vens)
+
+    # ---- aggregators: their VENs' reports ----------------------------------------------------
+    async def ven_capacity(
+        self,
+        ven_name: str,
+        *,
+        program_floor: float = 0.0,
+        duration: int = 3600,
+        hours: int = 24,
+    ) -> VenReport:
+        """A VEN's capacity above the program floor now and per hour ahead, from the
+        STORAGE_* payloads of its latest reports (domain.ven_capacity)."""
+        now = self.sep2.clock.now_int()
+        async with self.sep2.store.transaction() as s:
+            found = await oadr.query(s, VEN, name=ven_name)
+            if not found:
+                raise NotFound(f"no VEN named {ven_name!r}")
+            (ven,) = found
+            return await self._ven_report(s, ven, now, duration, program_floor, hours)
+
+    async def _ven_report(
+        self,
+        s: Session,
+        ven: StoredObject,
+        now: int,
+        duration: int,
+        program_floor: float,
+        hours: int,
+    ) -> VenReport:
+        """From the reports of the VEN's client; when that client has several VENs, only
+        the report resources named as this VEN's resources are its own."""
+        client = ven.client_id or ""
+        names: set[str] | None = None
+        if len(await oadr.query(s, VEN, client_ids=[client])) > 1:
+            names = {r.name or "" for r in await oadr.query(s, RESOURCE, ven_ids=[ven.id])}
+        values = []
+        for report in await oadr.query(s, REPORT, client_ids=[client]):
+            values += storage_values(report.body, report.modified_at, names)
+        capacity = ven_capacity(
+            values, now, duration=duration, program_floor=program_floor, hours=hours
+        )
+        return VenReport(ven.id, ven.name or "", capacity)
+
+    async def _granted_vens(
+        self,
+        s: Session,
+        program_id: str,
+        now: int,
+        duration: int,
+        program_floor: float,
+        hours: int,
+    ) -> tuple[VenReport, ...]:
+        """The VENs that may see the program (untargeted: every VEN; targeted: those whose
+        own targets, or their resources', meet the program's), each with its capacity."""
+        program = await oadr.get(s, PROGRAM, program_id)
+        if program is None:
+            return ()
+        vens = await oadr.query(s, VEN)
+        targets: dict[str, set[str]] = {v.id: set(v.targets) for v in vens}
+        for resource in await oadr.query(s, RESOURCE, ven_ids=sorted(targets)):
+            targets[resource.ven_id or ""] = targets.get(resource.ven_id or "", set()) | set(
+                resource.targets
+            )
+        granted = [v for v in vens if targets_meet(program.targets, frozenset(targets[v.id]))]
+        return tuple(
+            [await self._ven_report(s, v, now, duration, program_floor, hours) for v in granted]
+        )
+
+    async def inputs_of(self, s: Session, ids: Sequence[int]) -> list[CapacityInputs]:
+        """The capacity inputs of these devices, from memory (another service's unit of
+        work reading the fleet: csip's own OpenADR reports)."""
+        return await self._inputs(s, ids, await self.sep2.default_post_rate())
 
     async def _inputs(
         self, s: Session, ids: Sequence[int] | None, default_post_rate: int | None
@@ -284,11 +389,35 @@ class FleetService:
                 s, device_ids=sorted(wanted), default_post_rate=default_post_rate
             )
             cache.rows_read += len(fresh)
+            kept = cache.schedules or {}
             for device in fresh:  # in place: the table stays in id order
-                table[device.device_id] = device
+                plan = kept.get(device.device_id)
+                table[device.device_id] = device if plan is None else device._replace(schedule=plan)
             for gone in wanted.difference(d.device_id for d in fresh):
                 table.pop(gone, None)
                 cache.socs.pop(gone, None)
+        await self._schedules(s, table)
         if ids is None:
             return list(table.values())
         return [table[i] for i in ids if i in table]
+
+    async def _schedules(self, s: Session, table: dict[int, CapacityInputs]) -> None:
+        """Attach each device's own setpoints ahead to its inputs (the forecast follows
+        them): read again only when a program's controls changed or the hour turned, in one
+        query of the per-device dispatch controls (none: nothing to attach)."""
+        cache = self.cache
+        now = self.sep2.clock.now_int()
+        first = (now // 3600 + 1) * 3600
+        if cache.schedules is not None and cache.schedules_for == first:
+            return
+        read = await store.select_device_setpoints(s, now - SCHEDULE_BEFORE, first + SCHEDULE_AHEAD)
+        fresh = {d: tuple(plans) for d, plans in read.items()}
+        before = cache.schedules
+        touched = set(fresh) | (set(before) if before is not None else set())
+        if before is None:  # entries read since may carry old ones
+            touched |= {d for d, x in table.items() if x.schedule is not None}
+        for d in touched:
+            found = table.get(d)
+            if found is not None and found.schedule != fresh.get(d):
+                table[d] = found._replace(schedule=fresh.get(d))
+        cache.schedules, cache.schedules_for = fresh, first

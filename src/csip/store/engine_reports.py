@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from csip.domain.answers import Answer
 from csip.domain.report_requests import UOM_PERCENT, UOM_W, RawReading
 from csip.store.tables_der import DerGroupMemberRow, DerResponseRow
+from csip.store.tables_dispatch import DispatchControlRow
 from csip.store.tables_engine import EngineControlRow, EngineMappingRow
 from csip.store.tables_engine_reports import EngineReportRow
 from csip.store.tables_telemetry import MirrorMeterReadingRow, MirrorUsagePointRow, ReadingRow
@@ -78,21 +79,26 @@ async def select_reached_groups(s: AsyncSession, event_id: str) -> list[int]:
 
 async def select_answers(s: AsyncSession, event_id: str) -> list[Answer]:
     """Every DERControlResponse to a control the event produced, with the intervals that
-    control carries (a superseded control's answers still count for its intervals)."""
-    query = (
-        sa_select(
-            col(DerResponseRow.end_device_id),
-            col(EngineControlRow.interval_ids),
-            col(DerResponseRow.status),
-            col(DerResponseRow.created_date_time),
+    control carries (a superseded control's answers still count for its intervals): the
+    groups' controls (the engine's) and, in a per-device program, each device's own
+    (dispatch_control)."""
+    found: list[Answer] = []
+    for link in (EngineControlRow, DispatchControlRow):
+        query = (
+            sa_select(
+                col(DerResponseRow.end_device_id),
+                col(link.interval_ids),
+                col(DerResponseRow.status),
+                col(DerResponseRow.created_date_time),
+            )
+            .join(link, col(link.control_id) == col(DerResponseRow.control_id))
+            .where(col(link.event_id) == event_id)
         )
-        .join(EngineControlRow, col(EngineControlRow.control_id) == col(DerResponseRow.control_id))
-        .where(col(EngineControlRow.event_id) == event_id)
-    )
-    return [
-        Answer(int(device), tuple(json.loads(intervals)), int(status), int(at))
-        for device, intervals, status, at in (await s.execute(query)).all()
-    ]
+        found += [
+            Answer(int(device), tuple(json.loads(intervals)), int(status), int(at))
+            for device, intervals, status, at in (await s.execute(query)).all()
+        ]
+    return found
 
 
 async def select_members(s: AsyncSession, group_ids: Iterable[int]) -> dict[int, set[int]]:

@@ -10,6 +10,7 @@ most 192 rows).
 
 from __future__ import annotations
 
+import json
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
@@ -34,7 +35,8 @@ from csip.domain.fleet import (
 from csip.domain.telemetry import effective_post_rate
 from csip.store.rows import select_tuples
 from csip.store.tables import EndDeviceRow
-from csip.store.tables_der import DerGroupMemberRow
+from csip.store.tables_der import DerControlRow, DerGroupMemberRow
+from csip.store.tables_dispatch import DispatchControlRow
 from csip.store.tables_fleet import DerFactsRow, DerHourRow
 
 #: Ring size of der_hour: 9 days of hours (the 7 before yesterday for the forecast made at
@@ -366,4 +368,37 @@ async def select_lfdis(s: AsyncSession, device_ids: Sequence[int]) -> dict[int, 
     for i in range(0, len(ids), _CHUNK):
         query = select(DEVICES.c.id, DEVICES.c.lfdi).where(DEVICES.c.id.in_(ids[i : i + _CHUNK]))
         found.update({int(d): str(lfdi) for d, lfdi in (await s.execute(query)).all()})
+    return found
+
+
+async def select_device_setpoints(
+    s: AsyncSession, since: int, until: int
+) -> dict[int, list[tuple[int, int, float]]]:
+    """Per device, the opModTargetW setpoints of its own dispatch controls (per-device
+    programs) not cancelled and overlapping [since, until): (start, end, W), oldest first
+    (a newer control supersedes an older one where they overlap)."""
+    links = DispatchControlRow.__table__  # type: ignore[attr-defined]
+    controls = DerControlRow.__table__  # type: ignore[attr-defined]
+    query = (
+        select(
+            links.c.device_id,
+            controls.c.start,
+            controls.c.duration,
+            controls.c.base,
+        )
+        .join(controls, controls.c.id == links.c.control_id)
+        .where(
+            controls.c.cancelled_at.is_(None),
+            controls.c.start < until,
+            controls.c.start + controls.c.duration > since,
+        )
+        .order_by(links.c.device_id, controls.c.creation_time, controls.c.id)
+    )
+    found: dict[int, list[tuple[int, int, float]]] = {}
+    for device_id, start, duration, base in (await s.execute(query)).all():
+        power = json.loads(base).get("opModTargetW")
+        if not power:
+            continue
+        watts = float(power.get("value", 0)) * 10.0 ** int(power.get("multiplier", 0))
+        found.setdefault(int(device_id), []).append((int(start), int(start + duration), watts))
     return found

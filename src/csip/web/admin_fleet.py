@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -18,14 +19,20 @@ from csip.domain.fleet import (
     ForecastError,
     device_capacity,
 )
+from csip.domain.ven_capacity import VenCapacity
 from csip.errors import BadRequest
-from csip.services.fleet import CapacityReport, FleetService
+from csip.services.fleet import CapacityReport, FleetService, VenReport
 
 FLEET = web.AppKey("admin_fleet", FleetService)
 #: Query parameters of GET /api/capacity (also in /openapi.json).
 CAPACITY_QUERY = (
     ("group", "integer", "a group id: its devices and those of every group below it"),
     ("aggregator", "string", "an aggregator's name: the devices it manages"),
+    (
+        "ven",
+        "string",
+        "a VEN's name: its resources' capacity from the STORAGE_* payloads of its reports",
+    ),
     ("program", "integer", "a DERProgram id: the devices of its group"),
     (
         "openadr_program",
@@ -180,15 +187,61 @@ def capacity_json(report: CapacityReport) -> dict[str, Any]:
     }
     if report.error is not None:
         data["forecast_error"] = _error_json(report.error)
+    if report.vens is not None:
+        data["vens"] = [ven_json(v) for v in report.vens]
+        data["total"] = _total(report.capacity.now, report.capacity.forecast, report.vens)
     return data
 
 
-def capacity_csv(report: CapacityReport) -> str:
+def _total(
+    now: CapacityPoint, forecast: Sequence[CapacityPoint], vens: Sequence[VenReport]
+) -> dict[str, Any]:
+    """The 2030.5 groups and the VENs together (devices: batteries and VEN resources)."""
+
+    def add(points: Sequence[CapacityPoint]) -> CapacityPoint:
+        return CapacityPoint(
+            points[0].at,
+            sum(p.energy_wh for p in points),
+            sum(p.power_w for p in points),
+            sum(p.devices for p in points),
+        )
+
+    return {
+        "now": _point(add([now, *(v.capacity.now for v in vens)])),
+        "forecast": [
+            _point(add([p, *(v.capacity.forecast[k] for v in vens)]))
+            for k, p in enumerate(forecast)
+        ],
+    }
+
+
+def ven_json(report: VenReport) -> dict[str, Any]:
+    capacity: VenCapacity = report.capacity
+    return {
+        "ven": report.ven_name,
+        "venID": report.ven_id,
+        "program_floor": capacity.program_floor,
+        "duration": capacity.duration,
+        "resources": capacity.resources,
+        "available": capacity.now.devices,
+        "now": _point(capacity.now),
+        "forecast": [_point(p) for p in capacity.forecast],
+        "unavailable": {
+            "count": len(capacity.unavailable),
+            "resources": [
+                {"resourceName": name, "reason": why} for name, why in capacity.unavailable.items()
+            ],
+        },
+    }
+
+
+def capacity_csv(report: CapacityReport | VenReport) -> str:
     """One row for now and one per forecast hour: what a spreadsheet plots."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["kind", "at", "energy_kwh", "power_kw", "devices"])
-    points = [("now", report.capacity.now)] + [("forecast", p) for p in report.capacity.forecast]
+    capacity = report.capacity
+    points = [("now", capacity.now)] + [("forecast", p) for p in capacity.forecast]
     for kind, point in points:
         row = _point(point)
         writer.writerow([kind, row["at"], row["energy_kwh"], row["power_kw"], row["devices"]])
@@ -197,9 +250,20 @@ def capacity_csv(report: CapacityReport) -> str:
 
 async def get_capacity(request: web.Request) -> web.Response:
     query = request.query
-    scopes = ("group", "aggregator", "program", "openadr_program")
+    scopes = ("group", "aggregator", "ven", "program", "openadr_program")
     if sum(1 for name in scopes if name in query) > 1:
         raise BadRequest(f"give one of {', '.join(scopes)} (or none for every device)")
+    wants_csv = query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", "")
+    if "ven" in query:
+        ven = await _fleet(request).ven_capacity(
+            query["ven"],
+            program_floor=_number(request, "floor", 0.0, 0.0, 100.0),
+            duration=int(_number(request, "duration", 3600, 60, 86400)),
+            hours=int(_number(request, "hours", 24, 1, 168)),
+        )
+        if wants_csv:
+            return web.Response(text=capacity_csv(ven), content_type="text/csv")
+        return web.json_response(ven_json(ven))
     ids = {}
     for name in ("group", "program"):
         if name in query:
@@ -216,7 +280,6 @@ async def get_capacity(request: web.Request) -> web.Response:
         hours=int(_number(request, "hours", 24, 1, 168)),
         with_error=query.get("error", "") in ("1", "true"),
     )
-    wants_csv = query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", "")
     if wants_csv:
         return web.Response(text=capacity_csv(report), content_type="text/csv")
     return web.json_response(capacity_json(report))
@@ -247,7 +310,8 @@ def routes() -> tuple[Any, ...]:
             "/api/capacity",
             get_capacity,
             "Capacity above reserve now and hourly for the next 24 h (kW, kWh) of a group, "
-            "an aggregator's devices, a program's group, or every device; JSON or CSV",
+            "an aggregator's devices, a VEN (from its STORAGE_* reports), a program's group, "
+            "an OpenADR program's groups and granted VENs, or every device; JSON or CSV",
             query=CAPACITY_QUERY,
         ),
     )

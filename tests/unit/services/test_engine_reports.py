@@ -302,3 +302,79 @@ def test_no_external_token_may_claim_csips_client_id() -> None:
     with pytest.raises(jwt.InvalidTokenError, match="csip"):
         VtnAuth._external_principal({"client_id": "csip", "scope": "read_targets"})
     assert VtnAuth._external_principal({"client_id": "fleet", "scope": ""}).client_id == "fleet"
+
+
+async def capability(app: App, lfdi: str, kw: int, kwh: int) -> None:
+    """The battery's DERCapability, as the device PUTs it: rtgMaxW (charge and discharge
+    limit, no separate rates) and rtgMaxWh."""
+    found = await app.sep2.store.get_end_device_by_lfdi(lfdi)
+    assert found is not None
+    xml = (
+        f"<DERCapability {NS}><modesSupported>00500040</modesSupported>"
+        f"<rtgMaxW><multiplier>3</multiplier><value>{kw}</value></rtgMaxW>"
+        f"<rtgMaxWh><multiplier>3</multiplier><value>{kwh}</value></rtgMaxWh>"
+        "<type>83</type></DERCapability>"
+    )
+    await app.der_device.put_der_document(device(lfdi), found.id, 1, "dercap", xml.encode())
+
+
+STORAGE_ASKED = {
+    "reportDescriptors": [
+        {"payloadType": kind}
+        for kind in (
+            "STORAGE_USABLE_CAPACITY",
+            "STORAGE_DISPATCH_FORECAST",
+            "STORAGE_MAX_DISCHARGE_POWER",
+            "STORAGE_MAX_CHARGE_POWER",
+        )
+    ]
+}
+
+
+async def test_storage_payloads_asked_for_carry_each_groups_capacity(app: App) -> None:
+    program_id, _ = await setup_program(app)
+    event_id = await post_event(app, program_id, **STORAGE_ASKED)
+    await capability(app, LFDIS[0], 5, 10)  # north: 10 kWh, 5 kW
+    await capability(app, LFDIS[1], 3, 20)  # north: 20 kWh, 3 kW; south's battery gave none
+    app.clock.set(T0 + 3600 + 60)
+    await mirror(app, LFDIS[0], 3000, 80, T0 + 3600 + 30)
+    await mirror(app, LFDIS[1], 1000, 40, T0 + 3600 + 30)
+    await mirror(app, LFDIS[2], 500, 20, T0 + 3600 + 30)
+    assert await app.reports.refresh(event_id) == WRITTEN
+
+    (report,) = await reports(app, event_id)
+    by_name = {r["resourceName"]: r for r in report["resources"]}
+    # north, no reserve floor nor device reserve: usable 10 + 20 = 30 kWh; above reserve
+    # 80 % of 10 + 40 % of 20 = 16 kWh; for the 1 h interval, discharge min(5, 8) +
+    # min(3, 8) = 8 kW; charge min(5, 2 kWh to full) + min(3, 12) = 5 kW
+    storage = {
+        "STORAGE_USABLE_CAPACITY": 30.0,
+        "STORAGE_DISPATCH_FORECAST": 16.0,
+        "STORAGE_MAX_DISCHARGE_POWER": 8.0,
+        "STORAGE_MAX_CHARGE_POWER": 5.0,
+    }
+    (first,) = figures(by_name["feeder-north"])
+    assert {k: first[k] for k in storage} == storage
+    # south's battery posted no ratings: no capacity can be counted, none is reported
+    assert not set(figures(by_name["feeder-south"])[0]) & set(storage)
+    descriptors = {d["payloadType"]: d for d in report["payloadDescriptors"]}
+    assert descriptors["STORAGE_USABLE_CAPACITY"]["units"] == "KWH"
+    assert descriptors["STORAGE_DISPATCH_FORECAST"]["readingType"] == "FORECAST"
+    assert descriptors["STORAGE_MAX_DISCHARGE_POWER"]["units"] == "KW"
+
+    # the second interval: the batteries drained; the first keeps what it was reported with
+    app.clock.set(T0 + 7200 + 10)
+    await mirror(app, LFDIS[0], 3000, 50, T0 + 7200 + 5)
+    await mirror(app, LFDIS[1], 1000, 30, T0 + 7200 + 5)
+    assert await app.reports.refresh(event_id) == WRITTEN
+    (grown,) = await reports(app, event_id)
+    north = next(r for r in grown["resources"] if r["resourceName"] == "feeder-north")
+    was, now = figures(north)
+    assert {k: was[k] for k in storage} == storage
+    # 5 + 6 = 11 kWh; discharge min(5, 5) + min(3, 6) = 8 kW; charge min(5, 5) + min(3, 14)
+    assert {k: now[k] for k in storage} == {
+        "STORAGE_USABLE_CAPACITY": 30.0,
+        "STORAGE_DISPATCH_FORECAST": 11.0,
+        "STORAGE_MAX_DISCHARGE_POWER": 8.0,
+        "STORAGE_MAX_CHARGE_POWER": 8.0,
+    }
