@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,7 +68,7 @@ async def load_demo(settings: Settings, devices: int = 50) -> str:
     try:
         if await app.store.get_setting(MARKER):
             return "demo data is already loaded (nothing changed)"
-        await _load(app, devices)
+        await load_into(app, devices)
         await app.store.set_settings({MARKER: True})
     finally:
         await app.store.close()
@@ -77,7 +78,10 @@ async def load_demo(settings: Settings, devices: int = 50) -> str:
     )
 
 
-async def _load(app: Any, count: int) -> None:
+async def load_into(app: Any, count: int, extra_lfdis: Sequence[str] = ()) -> None:
+    """The demo data, through `app`'s services (a built csip.app.App, running or not);
+    `extra_lfdis`: devices registered already (say, with a test certificate) that join the
+    first feeder group."""
     now = app.clock.now_int()
     hour = now - now % 3600
     aggregators = ["demo-aggregator-a", "demo-aggregator-b"]
@@ -100,6 +104,8 @@ async def _load(app: Any, count: int) -> None:
         feeders.append(group)
     for index, feeder in enumerate(feeders):
         await app.programs.add_members(feeder.id, lfdis[index :: len(feeders)])
+    if extra_lfdis:
+        await app.programs.add_members(feeders[0].id, list(extra_lfdis))
 
     for index, lfdi in enumerate(lfdis):
         device = await app.sep2.store.get_end_device_by_lfdi(lfdi)

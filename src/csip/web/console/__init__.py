@@ -22,6 +22,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from csip.domain.operators import Operator, Session
 from csip.errors import CsipError
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 CONSOLE = web.AppKey("console", ConsoleService)
 OPERATORS = web.AppKey("operators", OperatorService)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+OPERATOR: web.RequestKey[Operator] = web.RequestKey("console_operator", Operator)
+SESSION: web.RequestKey[Session] = web.RequestKey("console_session", Session)
+FORM: web.RequestKey[MultiDictProxy[Any]] = web.RequestKey("console_form", MultiDictProxy)
 SESSION_COOKIE = "csip_console"
 LOGIN_COOKIE = "csip_login"
 PREFIX = "/console"
@@ -67,21 +71,19 @@ def environment() -> jinja2.Environment:
 
 
 def operator_of(request: web.Request) -> Operator:
-    found: Operator = request["operator"]
-    return found
+    return request[OPERATOR]
 
 
 def session_of(request: web.Request) -> Session:
-    found: Session = request["session"]
-    return found
+    return request[SESSION]
 
 
 def render(
     request: web.Request, template: str, http_status: int = 200, **context: Any
 ) -> web.Response:
     env = request.app[TEMPLATES]
-    operator = request.get("operator")
-    session = request.get("session")
+    operator = request.get(OPERATOR)
+    session = request.get(SESSION)
     body = env.get_template(template).render(
         operator=operator,
         csrf=session.csrf if session is not None else "",
@@ -133,21 +135,21 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
             expected = request.cookies.get(LOGIN_COOKIE, "")
             if not presented or not expected or not hmac.compare_digest(presented, expected):
                 return _refused(request, 403, "the form's CSRF token is missing or wrong: reload")
-            request["form"] = form
+            request[FORM] = form
         return await handler(request)
     found = await request.app[OPERATORS].session(request.cookies.get(SESSION_COOKIE))
     if found is None:
         if request.method == "GET":
             raise web.HTTPSeeOther(f"{PREFIX}/login")
         return _refused(request, 401, "log in first")
-    request["operator"], request["session"] = found
+    request[OPERATOR], request[SESSION] = found
     if request.method == "POST":
         form = await request.post()
         if not OperatorService.csrf_matches(found[1], str(form.get("csrf", ""))):
             return _refused(request, 403, "the form's CSRF token is missing or wrong: reload")
         if request.path != f"{PREFIX}/logout":
             OperatorService.require_change(found[0])
-        request["form"] = form
+        request[FORM] = form
     return await handler(request)
 
 

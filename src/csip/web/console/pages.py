@@ -13,6 +13,7 @@ from csip.services.console import PAYLOAD_TYPES, EventForm, FleetQuery
 from csip.services.operators import LoginRefused, audit_json
 from csip.web.console import (
     CONSOLE,
+    FORM,
     LOGIN_COOKIE,
     OPERATORS,
     PREFIX,
@@ -32,7 +33,7 @@ def _svc(request: web.Request) -> Any:
 
 
 def _form(request: web.Request) -> Any:
-    return request["form"]
+    return request[FORM]
 
 
 async def stylesheet(_request: web.Request) -> web.Response:
