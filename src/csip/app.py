@@ -25,12 +25,14 @@ from csip.services.admin import AdminService
 from csip.services.boundaries import BoundaryNotices
 from csip.services.bus import LocalBus, PgBus, SqliteBus, asyncpg_dsn
 from csip.services.changes import Changes
+from csip.services.console import ConsoleService
 from csip.services.der_device import DerDeviceService
 from csip.services.dispatch import DispatchService, DispatchWatch
 from csip.services.engine import EngineService
 from csip.services.engine_reports import EngineReports
 from csip.services.fleet import FleetService
 from csip.services.messaging import MessagingService
+from csip.services.operators import OperatorService
 from csip.services.outbox import OutboxWorker, WebhookSender
 from csip.services.programs import ProgramService
 from csip.services.sep2 import Sep2Service
@@ -94,6 +96,10 @@ class App:
     dispatch: DispatchService
     #: Per-device dispatch kept true during events (answer- and time-driven), or None.
     dispatch_watch: DispatchWatch | None
+    #: Console operators, sessions and the audit log (issue 13).
+    operators: OperatorService
+    #: What the console's pages show and change (issue 13).
+    console: ConsoleService
     sep2_app: web.Application
     admin_app: web.Application
     vtn_app: web.Application
@@ -218,6 +224,10 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
 
     # ---- admin ---------------------------------------------------------------------------
     admin = AdminService(sep2)
+    operators = OperatorService(store, clock, changes)
+    console = ConsoleService(
+        programs, engine, vtn, vtn_auth, fleet, settlement, der_device, telemetry, operators
+    )
     admin_face = admin_app.create_app(
         admin,
         programs,
@@ -229,6 +239,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         settlement,
         messaging,
         fleet,
+        console,
     )
 
     redirect_face = None
@@ -264,6 +275,8 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         reports=reports,
         dispatch=dispatch,
         dispatch_watch=dispatch_watch,
+        operators=operators,
+        console=console,
         sep2_app=sep2_face,
         admin_app=admin_face,
         vtn_app=vtn_face,

@@ -20,6 +20,8 @@ BANNER = """\
 csip is serving (TEST PKI: not for production use)
   IEEE 2030.5 (mutual TLS): {sep2}
   admin API:                {admin}   (token: `csip admin token`)
+  console:                  {console}
+                            (first operator: `csip operators add NAME --role operator`)
   admin OpenAPI:            {openapi}
   OpenADR 3 VTN:            {vtn}   (clients: `csip clients add NAME --role bl|ven`)
 Walk it with a device certificate:
@@ -210,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     from csip.engine_cli import add_parsers as add_engine_parsers
 
     add_engine_parsers(commands)
+    from csip.console_cli import add_parsers as add_console_parsers
+
+    add_console_parsers(commands)
 
     serve = commands.add_parser("serve", help="run the server")
     _state_options(serve)

@@ -49,6 +49,8 @@ class Settings:
     #: Optional plain-HTTP listener that only redirects to https (CORE-002); 0 = off.
     http_redirect_port: int = 0
     certs_dir: Path = Path("certs")
+    #: Where `csip conformance run` writes campaigns; the console lists them.
+    conformance_results_dir: Path = Path("conformance/results")
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None

@@ -8,6 +8,7 @@ from csip.store import (  # noqa: F401 - every table on SQLModel.metadata
     tables_engine_reports,
     tables_fleet,
     tables_messaging,
+    tables_operators,
 )
 from csip.store.der_device import DerDeviceStore  # DER documents, LogEvents (issue 3)
 from csip.store.store import Store

@@ -23,10 +23,12 @@ from csip.errors import BadRequest, CsipError, Unauthorized
 from csip.logsafe import safe
 from csip.services.admin import AdminService, PreRegistration
 from csip.services.bus import EVERYTHING
+from csip.services.console import ConsoleService
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
 from csip.services.fleet import FleetService
 from csip.services.messaging import MessagingService
+from csip.services.operators import OperatorService, audit_json
 from csip.services.programs import ProgramService
 from csip.services.settlement import SettlementService
 from csip.services.telemetry import TelemetryService
@@ -49,6 +51,9 @@ ADMIN = web.AppKey("admin_service", AdminService)
 ID_PARAMS = frozenset({"gid", "pid", "cid", "mid"})
 DER_DEVICE = web.AppKey("admin_der_device", DerDeviceService)
 TELEMETRY = web.AppKey("admin_telemetry", TelemetryService)
+AUDIT = web.AppKey("admin_audit", OperatorService)
+#: The console (issue 13) authenticates with its own session cookies.
+CONSOLE_PREFIX = "/console"
 _M = TypeVar("_M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -426,6 +431,34 @@ async def put_end_device_post_rate(request: web.Request) -> web.Response:
     return _json(end_device_json(updated, await svc.aggregator_names()))
 
 
+# ---- audit log (issue 13) -----------------------------------------------------------------
+async def _audit_api(request: web.Request, status: int) -> None:
+    """A change through the admin API, in the same log as the console's: the token holder
+    is "admin-api"; the path names what changed (the request body is not kept: it may hold
+    secrets)."""
+    operators = request.app.get(AUDIT)
+    if operators is None:
+        return
+    try:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else request.path
+        await operators.audit(
+            "admin-api", f"{request.method} {route}"[:64], request.path, None, {"status": status}
+        )
+    except Exception:  # the change is made; a lost audit line is logged, never a 500
+        log.exception("admin %s %s: audit entry not written", request.method, safe(request.path))
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    operators = request.app.get(AUDIT)
+    if operators is None:
+        raise BadRequest("the audit log needs the console's services")
+    offset = _int_query(request, "offset", 0, 2**31)
+    limit = _int_query(request, "limit", 100, 1000)
+    total, entries = await operators.audit_log(offset, limit, request.query.get("operator"))
+    return _json({"total": total, "offset": offset, "items": [audit_json(e) for e in entries]})
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -516,6 +549,17 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/clock", get_clock, "The server clock"),
     Route("PUT", "/api/clock", put_clock, "Set, advance or reset the server clock", ClockIn),
     Route("POST", "/api/reset", post_reset, "Remove all lab state for a clean start"),
+    Route(
+        "GET",
+        "/api/audit",
+        get_audit,
+        "Audit log, newest first: who changed what, when, before and after",
+        query=(
+            ("offset", "integer", "entries to skip"),
+            ("limit", "integer", "entries to return (at most 1000)"),
+            ("operator", "string", "only this operator's changes ('admin-api' for the API)"),
+        ),
+    ),
     # ---- OpenADR 3 VTN clients (issue 4) ----
     Route("GET", "/api/vtn/clients", admin_list_vtn_clients, "OAuth2 clients of the VTN"),
     Route(
@@ -658,6 +702,8 @@ def openapi_document() -> dict[str, Any]:
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer auth (except for the OpenAPI document); errors as JSON, never internals."""
+    if request.path == CONSOLE_PREFIX or request.path.startswith(CONSOLE_PREFIX + "/"):
+        return await handler(request)
     try:
         if request.path != "/openapi.json":
             header = request.headers.get("Authorization", "")
@@ -666,7 +712,10 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
                 raise Unauthorized("send Authorization: Bearer <token> (see `csip admin token`)")
         for name in ID_PARAMS.intersection(request.match_info):
             path_id(request, name)  # 404 for an id no table can hold, before the body is read
-        return await handler(request)
+        response = await handler(request)
+        if request.method not in ("GET", "HEAD") and response.status < 400:
+            await _audit_api(request, response.status)
+        return response
     except CsipError as exc:
         body = {"status": exc.status, "title": type(exc).__name__, "detail": exc.detail}
         response = _json(body, exc.status)
@@ -704,6 +753,7 @@ def create_app(
     settlement: SettlementService,
     messaging: MessagingService,
     fleet: FleetService,
+    console: ConsoleService | None = None,
 ) -> web.Application:
     """The admin face over services built elsewhere (csip.app.build)."""
     from csip.web.admin_engine import ENGINE, SETTLEMENT, VTN
@@ -731,4 +781,14 @@ def create_app(
     app.router.add_get("/openapi.json", get_openapi)
     for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)
+    if console is not None:  # the operator console (issue 13), its own auth
+        from csip.web import console as console_face
+
+        app[AUDIT] = console.operators
+        app.router.add_get("/console", _to_console)
+        app.add_subapp(console_face.PREFIX, console_face.create_app(console, console.operators))
     return app
+
+
+async def _to_console(_request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther("/console/")

@@ -122,6 +122,7 @@ def urls(settings: Settings) -> dict[str, str]:
         "sep2": f"https://{host}:{settings.sep2_port}/dcap",
         "admin": f"http://{admin_host}:{settings.admin_port}/api/status",
         "openapi": f"http://{admin_host}:{settings.admin_port}/openapi.json",
+        "console": f"http://{admin_host}:{settings.admin_port}/console",
     }
     scheme = "http" if settings.vtn_plain_http else "https"
     found["vtn"] = f"{scheme}://{host}:{settings.vtn_port}{settings.vtn_base_path}"

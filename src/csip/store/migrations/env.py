@@ -9,7 +9,8 @@ import csip.store.tables_der
 import csip.store.tables_dispatch  # per-device dispatch (issue 12)
 import csip.store.tables_engine  # program engine (issue 10)
 import csip.store.tables_engine_reports  # its reports (issue 10 item 5)
-import csip.store.tables_messaging  # noqa: F401 - Messaging function set (issue 10)
+import csip.store.tables_messaging
+import csip.store.tables_operators  # noqa: F401 - console operators, audit log (issue 13)
 
 # VTN and outbox (issue 4), typed DER facts (issue 12)
 from csip.store import tables_fleet, tables_openadr, tables_outbox  # noqa: F401
