@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     from csip.engine_cli import add_parsers as add_engine_parsers
 
     add_engine_parsers(commands)
+    from csip.devices_cli import add_parsers as add_devices_parsers
+
+    add_devices_parsers(commands)
 
     serve = commands.add_parser("serve", help="run the server")
     _state_options(serve)
