@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def json_server(tmp_path: Path, pki: Pki) -> Iterator[tuple[int, int, Path]]:
+def json_server(tmp_path: Path, pki: Pki) -> Iterator[tuple[int, int, Path, str]]:
     sep2_port, admin_port = free_port(), free_port()
     stderr = tmp_path / "stderr.log"
     with (tmp_path / "stdout.log").open("w") as out, stderr.open("w") as err:
@@ -51,7 +51,11 @@ def json_server(tmp_path: Path, pki: Pki) -> Iterator[tuple[int, int, Path]]:
             assert process.poll() is None, stderr.read_text()
             assert time.monotonic() < deadline, "csip serve did not start"
             time.sleep(0.1)
-        yield sep2_port, admin_port, stderr
+        token = subprocess.run(
+            [*CSIP, "admin", "token", "--data-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()  # fmt: skip
+        yield sep2_port, admin_port, stderr, token
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(15)
@@ -67,13 +71,9 @@ async def _raw(port: int, data: bytes) -> bytes:
 
 
 async def test_json_lines_carry_the_fields(
-    json_server: tuple[int, int, Path], pki: Pki, tmp_path: Path
+    json_server: tuple[int, int, Path, str], pki: Pki
 ) -> None:
-    sep2_port, admin_port, stderr = json_server
-    token = subprocess.run(
-        [*CSIP, "admin", "token", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.strip()  # fmt: skip
+    sep2_port, admin_port, stderr, token = json_server
     connector = aiohttp.TCPConnector(ssl=client_ssl(pki, pki.device_a))
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.get(f"https://localhost:{sep2_port}/dcap") as response:
