@@ -49,7 +49,7 @@ from csip.store.telemetry import TelemetryStore
 from csip.web import admin_app, sep2_app, vtn_app
 from csip.web.identity import IdentityResolver
 from csip.web.lab import stamp_worker
-from csip.web.observe import METRICS, add_metrics_route
+from csip.web.observe import METRICS, REFRESH
 from csip.web.tls import client_context
 
 
@@ -309,7 +309,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         redirect_app=redirect_face,
         metrics=metrics,
     )
-    add_metrics_route(admin_face, app.refresh_metrics)
+    admin_face[REFRESH] = app.refresh_metrics
     return app
 
 

@@ -15,6 +15,7 @@ traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +25,7 @@ from aiohttp.web_request import BaseRequest
 from csip.logsafe import safe
 from csip.metrics import CONTENT_TYPE, UNMATCHED, Metrics
 
-__all__ = ["METRICS", "Observer", "add_metrics_route", "explain", "observer_for", "route_of"]
+__all__ = ["METRICS", "REFRESH", "Observer", "explain", "get_metrics", "observer_for", "route_of"]
 
 access_log = logging.getLogger("csip.access")
 
@@ -112,13 +113,15 @@ def explain(request: BaseRequest, logger: logging.Logger, message: str, *args: A
         logger.info(message, *args)
 
 
-def add_metrics_route(app: web.Application, refresh: Any) -> None:
-    """GET /metrics on the admin face (behind its bearer token): `refresh()` reads the
-    database figures, then the exposition."""
+#: Reads the figures /metrics takes from the database (csip.app.App.refresh_metrics).
+REFRESH: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("csip_metrics_refresh")
 
-    async def get_metrics(request: web.Request) -> web.Response:
-        metrics = request.app[METRICS]
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """GET /metrics on the admin face (behind its bearer token, listed in its route table):
+    the database figures read, then the exposition."""
+    refresh = request.app.get(REFRESH)
+    if refresh is not None:
         await refresh()
-        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
-
-    app.router.add_get("/metrics", get_metrics)
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
