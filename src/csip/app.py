@@ -9,6 +9,7 @@ settings it passes here, so nothing needs wiring after construction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from aiohttp import web
 from csip.config import Settings
 from csip.domain.clock import Clock
 from csip.errors import ConfigError
+from csip.metrics import SYNC_INTERVAL, Metrics
 from csip.sep2 import schema
 from csip.services.admin import AdminService
 from csip.services.boundaries import BoundaryNotices
@@ -43,11 +45,13 @@ from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
 from csip.services.vtn_notify import MqttSender, SafeResolver
 from csip.store import Store
+from csip.store import outbox as store_outbox
 from csip.store.subscriptions import SubscriptionStore
 from csip.store.telemetry import TelemetryStore
 from csip.web import admin_app, sep2_app, vtn_app
 from csip.web.identity import IdentityResolver
 from csip.web.lab import stamp_worker
+from csip.web.observe import METRICS, REFRESH
 from csip.web.tls import client_context
 
 
@@ -105,9 +109,16 @@ class App:
     vtn_app: web.Application
     #: CORE-002's plain-HTTP listener (http_redirect_port), or None.
     redirect_app: web.Application | None
+    #: Prometheus metrics of this process, served at /metrics on the admin listener.
+    metrics: Metrics
+    _sync_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bring the schema up to date, then start what runs in the background."""
+        if self.metrics.multiprocess:  # a worker: its counts reach the shared files often
+            self._sync_task = asyncio.get_running_loop().create_task(
+                _sync_metrics(self.metrics), name="metrics-sync"
+            )
         await self.store.migrate()
         await self.bus.start()
         await self.vtn_auth.start()
@@ -117,7 +128,20 @@ class App:
             await self.dispatch_watch.start()
         await self.boundaries.start()
 
+    async def refresh_metrics(self) -> None:
+        """Read the figures /metrics takes from the database (outbox depth and age)."""
+        now = self.clock.now()
+        backlog = await store_outbox.backlog(self.store)
+        self.metrics.set_outbox(
+            {kind: (n, max(0.0, now - oldest)) for kind, (n, oldest) in backlog.items()}
+        )
+
     async def stop(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
+            self.metrics.sync()
         await self.boundaries.stop()
         if self.dispatch_watch is not None:
             await self.dispatch_watch.stop()
@@ -128,6 +152,12 @@ class App:
                 await sender.close()
         await self.bus.stop()
         await self.store.close()
+
+
+async def _sync_metrics(metrics: Metrics) -> None:
+    while True:
+        await asyncio.sleep(SYNC_INTERVAL)
+        metrics.sync()
 
 
 def _bus(store: Store, settings: Settings) -> LocalBus:
@@ -144,6 +174,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     schemas = schema.load(settings.profile, settings.schema_dir)
     store = Store(settings.db_url)
     bus = _bus(store, settings)
+    metrics = Metrics(settings.metrics_seen_window)
 
     # ---- outbox and its senders ----------------------------------------------------------
     outbox = OutboxWorker(
@@ -151,6 +182,7 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         clock,
         [float(d) for d in settings.outbox_retry_delays],
         settings.outbox_max_attempts,
+        metrics=metrics,
     )
     resolver = SafeResolver(settings.vtn_webhook_allow_loopback)
     webhooks = WebhookSender(
@@ -204,13 +236,17 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     outbox.register("sep2", notifier)
     identity = IdentityResolver(settings.trusted_proxies, settings.forwarded_cert_header)
     sep2_face = sep2_app.create_app(
-        sep2, identity, programs, subscriptions, der_device, telemetry, messaging
+        sep2, identity, programs, subscriptions, der_device, telemetry, messaging, metrics
     )
+    metrics.follow("cache_hits", lambda: sep2.cache.stats.hits, metrics.cache_hits)
+    metrics.follow("cache_misses", lambda: sep2.cache.stats.misses, metrics.cache_misses)
+    metrics.follow("cache_renders", lambda: sep2.cache.stats.renders, metrics.cache_renders)
+    metrics.follow("fast_lane", lambda: sep2.cache.stats.fast_lane, metrics.fast_lane)
 
     # ---- OpenADR 3 VTN -------------------------------------------------------------------
     vtn_auth = VtnAuth(store, settings, clock, changes)
-    dispatch = DispatchService(programs)
-    engine = EngineService(programs, messaging, dispatch)
+    dispatch = DispatchService(programs, metrics)
+    engine = EngineService(programs, messaging, dispatch, metrics)
     settlement = SettlementService(programs)
     vtn = VtnService(store, settings, clock, changes, vtn_auth, engine=engine)
     vtn_face = vtn_app.create_app(vtn)
@@ -245,11 +281,14 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
     redirect_face = None
     if settings.http_redirect_port:
         redirect_face = sep2_app.create_redirect_app(settings.sep2_port)
+    for face in (vtn_face, admin_face, redirect_face):
+        if face is not None:
+            face[METRICS] = metrics
 
     if settings.lab_worker_header:
         for face in (sep2_face, admin_face, vtn_face):
             stamp_worker(face)
-    return App(
+    app = App(
         settings=settings,
         clock=clock,
         store=store,
@@ -281,7 +320,10 @@ def build(settings: Settings, clock: Clock | None = None) -> App:
         admin_app=admin_face,
         vtn_app=vtn_face,
         redirect_app=redirect_face,
+        metrics=metrics,
     )
+    admin_face[REFRESH] = app.refresh_metrics
+    return app
 
 
 async def prepare(settings: Settings) -> None:

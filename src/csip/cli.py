@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -60,6 +59,7 @@ def _demo_certificate(settings: Settings) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
+    from csip.logconfig import configure_logging
     from csip.web.server import Server, serve_forever
     from csip.web.workers import run_workers, sqlite_refusal
 
@@ -75,14 +75,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         schema_dir=args.schema_dir,
         certs_dir=args.certs_dir,
         workers=args.workers,
+        log_format=args.log_format,
+        access_log=True if args.access_log else None,
     )
     refusal = sqlite_refusal(settings)
     if refusal is not None:
         print(f"csip: error: {refusal}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     banner = BANNER.replace("{ca}", str(settings.tls_files()[0]))
     banner = banner.replace("{cert}", _demo_certificate(settings))
     if settings.workers > 1:
@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     from csip.console_cli import add_parsers as add_console_parsers
 
     add_console_parsers(commands)
+    from csip.devices_cli import add_parsers as add_devices_parsers
+
+    add_devices_parsers(commands)
 
     serve = commands.add_parser("serve", help="run the server")
     _state_options(serve)
@@ -233,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         help="processes sharing each port (default 1; more than 1 needs PostgreSQL)",
+    )
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines as text (default) or JSON"
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="one log line per request (logger csip.access)"
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -21,6 +21,7 @@ from csip.errors import ConfigError
 
 Profile = Literal["csip", "csip-aus"]
 PROFILES: tuple[str, ...] = ("csip", "csip-aus")
+LOG_FORMATS: tuple[str, ...] = ("text", "json")
 
 #: The 2030.5 resources whose pollRate the utility sets, and their defaults in seconds.
 DEFAULT_POLL_RATES: dict[str, int] = {
@@ -94,6 +95,12 @@ class Settings:
     #: Open connections per client address on one listener (trusted proxies exempt); 0 = no cap.
     max_connections_per_client: int = 256
     log_level: str = "INFO"
+    #: Log lines as plain text or as one JSON object per line (README "Metrics and logs").
+    log_format: str = "text"
+    #: One access line per request that reaches the HTTP framework (logger csip.access).
+    access_log: bool = False
+    #: A 2030.5 client counts in csip_sep2_clients_seen this long after its last request.
+    metrics_seen_window: float = 300.0
     #: Worker processes sharing each listener's port (SO_REUSEPORT); more than 1 needs
     #: PostgreSQL (caches invalidate across workers through it).
     workers: int = 1
@@ -203,6 +210,10 @@ class Settings:
             raise ConfigError("vtn_base_path must start with / and not end with /")
         if self.vtn_oauth_issuer and not self.vtn_oauth_jwks:
             raise ConfigError("vtn_oauth_issuer needs vtn_oauth_jwks (a JWKS file or URL)")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be text or json, not {self.log_format!r}")
+        if self.metrics_seen_window <= 0:
+            raise ConfigError("metrics_seen_window must be a positive number of seconds")
         delays = self.outbox_retry_delays
         if not delays or min(delays) <= 0:
             raise ConfigError("outbox_retry_delays must be positive numbers of seconds")

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from csip.conformance.judge import Context, Judgement, judge
 from csip.conformance.lab import DeviceUnderTest, Lab
 from csip.conformance.procedures import ControlSpec, Procedure, Step
 from csip.conformance.results import Campaign, ExpectationResult, ProcedureResult
+from csip.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,13 @@ class Device:
 
 
 class Progress:
-    """One status line while a campaign runs; quiet when the stream is not a terminal."""
+    """A progress bar while a campaign runs (csip.progress: drawn on a terminal only), its
+    label counting outcomes, exchanges and what is running."""
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
+        self._stack = contextlib.ExitStack()
+        self.bar = self._stack.enter_context(progress("campaign", total, stream))
+        self.enabled = self.bar.drawn
         self.total = total
         self.done: dict[str, int] = {"pass": 0, "fail": 0, "not-applicable": 0, "error": 0}
         self.running: dict[str, str] = {}
@@ -109,6 +111,7 @@ class Progress:
     def finished(self, result: ProcedureResult) -> None:
         self.running.pop(result.device, None)
         self.done[result.outcome] = self.done.get(result.outcome, 0) + 1
+        self.bar.advance()
         self.show(force=True)
 
     def exchange(self, _: Any) -> None:
@@ -122,21 +125,16 @@ class Progress:
         if not force and now - self._last < 0.5:
             return
         self._last = now
-        finished = sum(self.done.values())
         running = ", ".join(f"{d}:{p}" for d, p in list(self.running.items())[:3])
         more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
-        line = (
-            f"[{finished}/{self.total}] pass {self.done['pass']} fail {self.done['fail']} "
+        self.bar.describe(
+            f"pass {self.done['pass']} fail {self.done['fail']} "
             f"n/a {self.done['not-applicable']} err {self.done['error']} | "
-            f"{self.exchanges} exchanges | {running}{more}"
+            f"{self.exchanges} exchanges | {running[:60]}{more}"
         )
-        self.stream.write("\r" + line[:160].ljust(160))
-        self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        self._stack.close()
 
 
 @dataclass

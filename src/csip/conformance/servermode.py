@@ -30,6 +30,7 @@ from csip.conformance.exchanges import Exchange, exchange
 from csip.conformance.procedures import Procedure
 from csip.conformance.results import Campaign, ExpectationResult, ProcedureResult
 from csip.conformance.runner import lfdi_of_certificate
+from csip.progress import progress
 
 NS = "urn:ieee:std:2030.5:ns"
 XML = "application/sep+xml"
@@ -622,8 +623,11 @@ async def run_server_mode(
     chosen = [p for p in procedures if p.checks and p.status == "ready"]
     campaign.procedures = [p.id for p in chosen]
     try:
-        for procedure in chosen:
-            campaign.results.append(await _run_procedure(state, procedure))
+        with progress("server checks", len(chosen)) as bar:
+            for procedure in chosen:
+                bar.describe(f"server checks: {procedure.id}")
+                campaign.results.append(await _run_procedure(state, procedure))
+                bar.advance()
     finally:
         await session.close()
         if admin is not None:

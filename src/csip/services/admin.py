@@ -27,6 +27,7 @@ from csip.pki.identity import normalize_lfdi, pin_is_valid, sfdi_from_lfdi
 from csip.services.sep2 import Sep2Service, device_ref
 from csip.store import Store
 from csip.store import store as db
+from csip.store.uow import UnitOfWork
 
 #: Where earlier versions kept the token itself; read once, then replaced by its hash.
 LEGACY_TOKEN_KEY = "admin_token"  # noqa: S105 - the settings key, not a secret
@@ -264,44 +265,60 @@ class AdminService:
 
         New devices are inserted in one transaction; a bad item rejects the whole batch.
         """
-        if not self.settings.registration_out_of_band:
-            raise Conflict("out-of-band registration is disabled in this server's config")
-        now = self.clock.now_int()
+        self.check_out_of_band()
         checked = [(item, *await self._check(item)) for item in items]
         if len({lfdi for _, lfdi, _, _ in checked}) != len(checked):
             raise InvalidValues("the same lfdi appears twice in one request")
+        async with self.changes.unit_of_work() as tx:
+            return await self.preregister_in(tx, checked)
+
+    def check_out_of_band(self) -> None:
+        if not self.settings.registration_out_of_band:
+            raise Conflict("out-of-band registration is disabled in this server's config")
+
+    async def check_item(self, item: PreRegistration) -> tuple[str, int, int | None]:
+        """(lfdi, sfdi, aggregator id) of an item, or InvalidValues/NotFound saying why not."""
+        return await self._check(item)
+
+    async def preregister_in(
+        self,
+        tx: UnitOfWork,
+        checked: Sequence[tuple[PreRegistration, str, int, int | None]],
+    ) -> list[tuple[EndDevice, bool]]:
+        """`preregister` inside a caller's unit of work (items checked, LFDIs distinct):
+        `csip devices import` adds group memberships to the same transaction."""
+        now = self.clock.now_int()
         results: list[tuple[EndDevice, bool]] = []
         new: list[EndDevice] = []
-        async with self.changes.unit_of_work() as tx:
-            found = await db.select_end_devices_by_lfdi(tx.session, [c[1] for c in checked])
-            for item, lfdi, sfdi, aggregator_id in checked:
-                existing = found.get(lfdi)
-                if existing is None:
-                    new.append(
-                        EndDevice(
-                            id=0,
-                            lfdi=lfdi,
-                            sfdi=sfdi,
-                            changed_time=now,
-                            registered_at=now,
-                            pin=item.pin if item.pin is not None else self.settings.default_pin,
-                            enabled=True if item.enabled is None else item.enabled,
-                            post_rate=item.post_rate,
-                            aggregator_id=aggregator_id,
-                        )
+        found = await db.select_end_devices_by_lfdi(tx.session, [c[1] for c in checked])
+        for item, lfdi, sfdi, aggregator_id in checked:
+            existing = found.get(lfdi)
+            if existing is None:
+                new.append(
+                    EndDevice(
+                        id=0,
+                        lfdi=lfdi,
+                        sfdi=sfdi,
+                        changed_time=now,
+                        registered_at=now,
+                        pin=item.pin if item.pin is not None else self.settings.default_pin,
+                        enabled=True if item.enabled is None else item.enabled,
+                        post_rate=item.post_rate,
+                        aggregator_id=aggregator_id,
                     )
-                    continue
-                changes: dict[str, Any] = {"aggregator_id": aggregator_id}
-                for name in ("pin", "post_rate", "enabled"):
-                    if getattr(item, name) is not None:
-                        changes[name] = getattr(item, name)
-                updated = await db.update_end_device(tx.session, existing.id, **changes)
-                tx.record(EndDeviceChanged(device_ref(existing)))
-                tx.record(EndDeviceChanged(device_ref(updated)))
-                results.append((updated, False))
-            created = await db.insert_end_devices(tx.session, new) if new else []
-            for device in created:
-                tx.record(EndDeviceChanged(device_ref(device)), EndDeviceListed(device_ref(device)))
+                )
+                continue
+            changes: dict[str, Any] = {"aggregator_id": aggregator_id}
+            for name in ("pin", "post_rate", "enabled"):
+                if getattr(item, name) is not None:
+                    changes[name] = getattr(item, name)
+            updated = await db.update_end_device(tx.session, existing.id, **changes)
+            tx.record(EndDeviceChanged(device_ref(existing)))
+            tx.record(EndDeviceChanged(device_ref(updated)))
+            results.append((updated, False))
+        created = await db.insert_end_devices(tx.session, new) if new else []
+        for device in created:
+            tx.record(EndDeviceChanged(device_ref(device)), EndDeviceListed(device_ref(device)))
         return results + [(device, True) for device in created]
 
     async def delete_end_device(self, lfdi: str) -> bool:

@@ -53,6 +53,7 @@ from csip.domain.fleet import DerFacts
 from csip.domain.groups import descendants
 from csip.domain.programs import Event
 from csip.errors import CsipError, InvalidValues, NotFound
+from csip.metrics import Metrics
 from csip.openadr import convert
 from csip.openadr.rules import EVENT, PROGRAM
 from csip.services import changes as tag
@@ -124,8 +125,10 @@ def strip(group_plan: GroupPlan, extra: Sequence[Unmapped]) -> GroupPlan:
 
 
 class DispatchService:
-    def __init__(self, programs: ProgramService) -> None:
+    def __init__(self, programs: ProgramService, metrics: Metrics | None = None) -> None:
         self.programs = programs
+        #: Plans made and checks' outcomes (csip.metrics), or None.
+        self.metrics = metrics
         self.sep2 = programs.sep2
         self.changes = programs.changes
         self.clock = programs.clock
@@ -197,6 +200,8 @@ class DispatchService:
         links: Sequence[DeviceControl],
         now: int,
     ) -> None:
+        if self.metrics is not None:
+            self.metrics.dispatch_plans.inc()
         floor = choices.terms.reserve_floor_percent or 0.0
         facts = await self._facts(tx, group_id)
         devices = [inputs(f, floor, now) for f in facts]
@@ -281,6 +286,12 @@ class DispatchService:
         """Re-plan the event's groups where a device opted out, went stale, came back or
         falls short; None when another worker holds the event. Answers what was re-planned
         (group -> device LFDI -> why)."""
+        done = await self._check(event_id)
+        if done is not None and self.metrics is not None:  # counted once committed
+            self.metrics.dispatch_checks.labels("replanned" if done else "unchanged").inc()
+        return done
+
+    async def _check(self, event_id: str) -> dict[str, Any] | None:
         async with self.changes.unit_of_work() as tx:
             s = tx.session
             plans = await store.select_plans(s, event_id, claim=True)

@@ -29,6 +29,7 @@ from csip.domain.dispatch import ControlDraft, GroupPlan, MessageDraft, plan
 from csip.domain.messaging import TextMessage
 from csip.domain.programs import Enrollment, Event, Program, broken_terms
 from csip.errors import BadRequest, InvalidValues, NotFound
+from csip.metrics import Metrics
 from csip.openadr import convert
 from csip.openadr.rules import EVENT, PROGRAM
 from csip.services.programs import ControlSpec, ProgramService
@@ -119,8 +120,11 @@ class EngineService:
         programs: ProgramService,
         messaging: MessagePublisher | None = None,
         dispatch: DevicePlanner | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.programs = programs
+        #: Events applied and controls published or cancelled (csip.metrics), or None.
+        self.metrics = metrics
         self.dispatch = dispatch
         self.changes = programs.changes
         self.clock = programs.clock
@@ -164,7 +168,23 @@ class EngineService:
         existing = await engine_store.select_engine_controls(s, event.id)
         if only is not None:
             existing = [c for c in existing if c.group_id in only]
-        return await self._apply(tx, event.id, plans, existing, now, only is None)
+        applied = await self._apply(tx, event.id, plans, existing, now, only is None)
+        self._count("written" if only is None else "", applied)
+        return applied
+
+    def _count(self, operation: str, applied: Applied) -> None:
+        """Metrics of one application (counted inside its unit of work: a transaction that
+        fails after this counts still, which is rare and errs towards work attempted)."""
+        metrics = self.metrics
+        if metrics is None:
+            return
+        if operation:
+            metrics.events.labels(operation).inc()
+        published = sum(len(controls) for controls in applied.published.values())
+        if published:
+            metrics.controls.labels("published").inc(published)
+        if applied.cancelled:
+            metrics.controls.labels("cancelled").inc(len(applied.cancelled))
 
     async def _check_terms(
         self,
@@ -213,7 +233,9 @@ class EngineService:
             await self.messaging.cancel_source(tx, _source(event.id))
         if self.dispatch is not None:
             cancelled = [*cancelled, *await self.dispatch.event_deleted(tx, event.id)]
-        return Applied({}, cancelled)
+        applied = Applied({}, cancelled)
+        self._count("deleted", applied)
+        return applied
 
     async def _apply(
         self,

@@ -20,6 +20,7 @@ import aiohttp
 
 from csip.domain.clock import Clock
 from csip.logsafe import safe
+from csip.metrics import Metrics
 from csip.store import Store
 from csip.store import outbox as store_outbox
 from csip.store.outbox import OutboxMessage
@@ -92,8 +93,11 @@ class OutboxWorker:
         batch: int = 500,
         lease: float = 120.0,
         idle_poll: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        #: Deliveries, failures and lag by kind (csip.metrics), or None.
+        self.metrics = metrics
         self.clock = clock
         self.retry_delays = [float(d) for d in retry_delays]
         self.max_attempts = max_attempts
@@ -168,13 +172,21 @@ class OutboxWorker:
             if sender is None:
                 raise DeliveryError(f"no sender for kind {message.kind!r} in this process")
             await sender(message)
+            if self.metrics is not None:
+                self.metrics.deliveries.labels(message.kind).inc()
+                lag = max(0.0, self.clock.now() - message.created_at)
+                self.metrics.delivery_lag.labels(message.kind).observe(lag)
             return True
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             now = self.clock.now()
+            if self.metrics is not None:
+                self.metrics.delivery_failures.labels(message.kind).inc()
             if message.attempts >= self.max_attempts:
+                if self.metrics is not None:
+                    self.metrics.given_up.labels(message.kind).inc()
                 log.warning(
                     "giving up on outbox %s to %s: %s",
                     message.id,

@@ -173,6 +173,19 @@ async def counts(store: Store) -> OutboxCounts:
     return OutboxCounts(int(total - n_delivered - n_failed), int(n_delivered), int(n_failed))
 
 
+async def backlog(store: Store) -> dict[str, tuple[int, float]]:
+    """kind -> (messages pending, created_at of the oldest): the outbox's depth and lag, in
+    one grouped query (read at every /metrics scrape)."""
+    async with store.transaction() as s:
+        query = (
+            select(OutboxRow.kind, func.count(), func.min(OutboxRow.created_at))
+            .where(col(OutboxRow.delivered_at).is_(None), col(OutboxRow.failed_at).is_(None))
+            .group_by(col(OutboxRow.kind))
+        )
+        rows = (await s.execute(query)).all()
+    return {str(kind): (int(n), float(oldest)) for kind, n, oldest in rows}
+
+
 async def messages(store: Store, kind: str | None = None) -> list[tuple[OutboxMessage, str]]:
     """Every row with its state (pending, delivered, failed), oldest first (tests, admin)."""
     async with store.transaction() as s:

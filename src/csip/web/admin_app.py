@@ -35,6 +35,7 @@ from csip.services.telemetry import TelemetryService
 from csip.services.vtn import VtnService
 from csip.services.vtn_auth import VtnAuth
 from csip.web import limits
+from csip.web.observe import get_metrics
 from csip.web.paths import path_id
 from csip.web.vtn_app import (  # OpenADR 3 VTN clients (issue 4)
     VTN_AUTH,
@@ -473,6 +474,7 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/status", get_status, "Server version, profile, schemas, counts"),
+    Route("GET", "/metrics", get_metrics, "Prometheus metrics, text format (README Metrics)"),
     Route(
         "GET", "/api/end-devices", list_end_devices, "List EndDevices (offset, limit, aggregator)"
     ),

@@ -43,6 +43,7 @@ import httptools
 from aiohttp import helpers
 
 from csip.domain.devices import Principal
+from csip.metrics import Metrics
 from csip.services.cache import Entry, RenderCache
 from csip.services.sep2 import Sep2Service
 from csip.web.identity import IdentityResolver
@@ -74,7 +75,7 @@ class LaneStats:
 class Answer:
     """One 200 answer for one identity and request target, and what it depends on."""
 
-    __slots__ = ("body", "expires_at", "fields", "principal", "reads")
+    __slots__ = ("body", "counter", "expires_at", "fields", "principal", "reads")
 
     def __init__(
         self,
@@ -82,8 +83,11 @@ class Answer:
         reads: tuple[tuple[Hashable, Entry], ...],
         body: bytes,
         content_type: str,
+        counter: Any = None,
     ) -> None:
         self.principal = principal
+        #: csip_http_requests_total's child for this answer's route and 200 (or None).
+        self.counter = counter
         self.reads = reads
         self.body = body
         expiries = [e.expires_at for _, e in reads if e.expires_at is not None]
@@ -108,8 +112,13 @@ _CONNECTION = {
 class FastLane:
     """The answers one 2030.5 app has taught, checked against its render cache."""
 
-    def __init__(self, service: Sep2Service, identity: IdentityResolver) -> None:
+    def __init__(
+        self, service: Sep2Service, identity: IdentityResolver, metrics: Metrics | None = None
+    ) -> None:
         self.cache: RenderCache = service.cache
+        self.metrics = metrics
+        #: lfdi -> when it last made a request (time.monotonic), for csip_sep2_clients_seen.
+        self.seen: dict[str, float] = metrics.seen_clients if metrics is not None else {}
         self.ready_principal = service.ready_principal
         self.identity = identity
         #: Bounds like the render cache's: an answer keeps its entries' bodies alive even
@@ -133,8 +142,10 @@ class FastLane:
         reads: list[tuple[Hashable, Entry]],
         body: bytes,
         content_type: str,
+        route: str = "",
     ) -> None:
-        """Remember a 200 answer the app gave, if everything it read is still cached."""
+        """Remember a 200 answer the app gave, if everything it read is still cached.
+        `route`: the route's pattern, the label its fast-lane answers are counted under."""
         if not reads or not self.enabled or self.ready_principal(principal.lfdi) is not principal:
             return
         if not target.isascii() or len(target) > MAX_REQUEST:
@@ -148,7 +159,9 @@ class FastLane:
         if len(answers) >= self.max_answers or self.size + len(body) > self.max_bytes:
             for oldest in list(answers)[: max(1, len(answers) // 10)]:
                 self._forget(oldest)
-        answers[key] = Answer(principal, tuple(reads), body, content_type)
+        metrics = self.metrics
+        counter = metrics.answer_counter("sep2", route) if metrics is not None else None
+        answers[key] = Answer(principal, tuple(reads), body, content_type, counter)
         self.size += len(body)
         self.stats.learnt += 1
 
@@ -354,14 +367,19 @@ class FastLaneHandler(GuardedHandler):
                 return
             keep_alive = requests.keep_alive and not requests.close
             out.append(lane.wire(answer, http10, keep_alive, method == b"HEAD"))
+            counter = answer.counter
+            if counter is not None:
+                counter.inc()
             position = end
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         lane.stats.answered += len(out)
         lane.cache.stats.fast_lane += len(out)
+        now = self._loop.time()  # the monotonic clock
+        lane.seen[lfdi] = now
         if not keep_alive:
             self.force_close()  # aiohttp's own ending: the transport flushes, then closes
         elif self._keepalive_timeout:
-            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+            self._next_keepalive_close_time = now + self._keepalive_timeout
 
     def _pass(self, data: bytes, parsed: int) -> None:
         """Hand the whole read to the app; the lane's parser, which has seen data[:parsed],

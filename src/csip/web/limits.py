@@ -43,6 +43,7 @@ from csip.errors import PayloadTooLarge, RequestTimeout
 from csip.logsafe import Summary, safe
 from csip.sep2.xml import CONTENT_TYPE as SEP2_CONTENT_TYPE
 from csip.sep2.xml import error_body
+from csip.web import observe
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +296,14 @@ class GuardedHandler(RequestHandler):
             self.log_exception("error handling a request from %s", request.remote, exc_info=exc)
         else:
             reason = f"{type(exc).__name__}: {exc}" if exc is not None else (message or "")
-            log.info(
-                "%s: %s from %s: %s", self.guard.face, status, request.remote, safe(reason, 120)
+            observe.explain(
+                request,
+                log,
+                "%s: %s from %s: %s",
+                self.guard.face,
+                status,
+                request.remote,
+                safe(reason, 120),
             )
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error")
@@ -445,7 +452,9 @@ async def listen(
     runner = GuardedRunner(
         app,
         guard,
-        access_log=None,
+        # metrics and access lines (web/observe.py): aiohttp's per-request hook
+        access_log=observe.access_log,
+        access_log_class=observe.observer_for(face, app.get(observe.METRICS), settings.access_log),
         handle_signals=False,
         keepalive_timeout=settings.keepalive_timeout,
         # a body the handler did not read is drained for at most this long, then closed

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from csip.metrics import Metrics
 from csip.services.der_device import DerDeviceService
 from csip.services.messaging import MessagingService
 from csip.services.programs import ProgramService
@@ -17,6 +18,7 @@ from csip.services.telemetry import TelemetryService
 from csip.web import limits, sep2_der, sep2_messaging, sep2_programs, sep2_telemetry
 from csip.web.fastlane import FastLane, FastLaneHandler
 from csip.web.identity import IdentityResolver
+from csip.web.observe import METRICS
 from csip.web.sep2_common import (
     IDENTITY,
     LANE,
@@ -92,14 +94,17 @@ def create_app(
     der_device: DerDeviceService,
     telemetry: TelemetryService,
     messaging: MessagingService,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The 2030.5 face over services built elsewhere (csip.app.build)."""
     app = web.Application(client_max_size=service.settings.max_body_bytes)
     app[SERVICE] = service
+    if metrics is not None:
+        app[METRICS] = metrics
     app[limits.FACE] = "sep2"
     app[IDENTITY] = identity
     # the fast lane: unchanged polls answered before aiohttp sees them (web/fastlane.py)
-    lane = app[LANE] = FastLane(service, identity)
+    lane = app[LANE] = FastLane(service, identity, metrics)
     protocol: Callable[..., limits.GuardedHandler] = functools.partial(FastLaneHandler, lane=lane)
     app[limits.PROTOCOL] = protocol
     documents = "|".join(DOCUMENTS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from csip.services.sep2 import Sep2Service
 from csip.web import limits
 from csip.web.fastlane import FastLane
 from csip.web.identity import IdentityResolver
+from csip.web.observe import explain, route_of
 from csip.web.paths import path_id
 
 log = logging.getLogger("csip.web.sep2_app")
@@ -134,14 +136,17 @@ def guarded(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
-            request[PRINCIPAL] = await _principal(request)
+            principal = request[PRINCIPAL] = await _principal(request)
+            lane = request.app.get(LANE)
+            if lane is not None:  # csip_sep2_clients_seen
+                lane.seen[principal.lfdi] = time.monotonic()
             return await handler(request)
         except CsipError as exc:
             path, detail = safe(request.path), safe(exc.detail)
             if exc.status >= 500:
                 log.error("%s %s failed: %s", request.method, path, detail)
             else:
-                log.info("%s %s -> %s: %s", request.method, path, exc.status, detail)
+                explain(request, log, "%s %s -> %s: %s", request.method, path, exc.status, detail)
             close = exc.status == 403 or exc.status in limits.CLOSING
             response = error_response(exc.status, exc.reason_code, close=close)
             location = getattr(exc, "location", None)
@@ -157,7 +162,14 @@ def guarded(handler: Handler) -> Handler:
             return response
         except Exception as exc:
             if limits.client_gone(exc):
-                log.info("%s %s: client gone: %s", request.method, safe(request.path), safe(exc))
+                explain(
+                    request,
+                    log,
+                    "%s %s: client gone: %s",
+                    request.method,
+                    safe(request.path),
+                    safe(exc),
+                )
                 return error_response(400, 0, close=True)
             log.exception("%s %s failed", request.method, safe(request.path))
             return error_response(500, 0)
@@ -211,7 +223,14 @@ def cached(handler: Handler) -> Handler:
             if lane is not None and type(body) is bytes:
                 content_type = response.headers.get("Content-Type")
                 if content_type is not None:
-                    lane.learn(request[PRINCIPAL], request.raw_path, reads, body, content_type)
+                    lane.learn(
+                        request[PRINCIPAL],
+                        request.raw_path,
+                        reads,
+                        body,
+                        content_type,
+                        route_of(request),
+                    )
         return response
 
     return wrapped

@@ -20,18 +20,22 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from csip.config import Settings
 from csip.errors import CsipError
+from csip.metrics import MULTIPROC_ENV, mark_worker_dead, prepare_multiprocess
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +89,9 @@ async def _serve(settings: Settings, index: int, parent: Connection) -> None:
 
 def worker_main(settings: Settings, index: int, parent: Connection) -> None:
     """The entry point of worker `index` (a spawned process)."""
-    logging.basicConfig(
-        level=settings.log_level,
-        format=f"%(asctime)s %(levelname)s [worker {index} %(process)d] %(name)s: %(message)s",
-    )
+    from csip.logconfig import configure_logging
+
+    configure_logging(settings, index)
     try:
         _run(_serve(settings, index, parent))
     except CsipError as exc:
@@ -189,6 +192,8 @@ class Supervisor:
                 self._receive(worker)
                 code = self._reap(worker)
                 if code is not None:
+                    if worker.process.pid is not None:
+                        mark_worker_dead(worker.process.pid)
                     log.warning("worker %d (pid %s) exited with code %s: starting a new one",
                                 index, worker.process.pid, code)  # fmt: skip
                     lived = now - worker.started
@@ -222,6 +227,9 @@ def run_workers(settings: Settings, banner: str) -> int:
 
     tls_context(settings)  # a missing PKI is reported once, here, not by every worker
     _run(prepare(settings))
+    # every worker's metrics in files one scrape adds up (csip.metrics, multiprocess mode)
+    metrics_dir = Path(tempfile.mkdtemp(prefix="csip-metrics-"))
+    prepare_multiprocess(metrics_dir)
     settled, holders = bind_all(settings, reuse_port=True, listen=False)
     supervisor = Supervisor(settled)
     previous = {
@@ -248,3 +256,5 @@ def run_workers(settings: Settings, banner: str) -> int:
             sock.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.environ.pop(MULTIPROC_ENV, None)

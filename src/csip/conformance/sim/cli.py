@@ -39,6 +39,7 @@ from csip.conformance.sim.driver import (
 )
 from csip.conformance.sim.profiles import KINDS, builtin_profiles, load_profiles
 from csip.errors import ConfigError
+from csip.progress import Bar, progress
 
 
 def add_sim_parser(commands: Any) -> None:
@@ -88,14 +89,16 @@ def _fleet_certs(pki: Path, count: int) -> list[tuple[Path, Path]]:
     from csip.pki import testpki
 
     out: list[tuple[Path, Path]] = []
-    for i in range(count):
-        serial = f"{i:06d}"
-        chain = pki / "devices" / f"sim-{serial}.pem"
-        key = pki / "devices" / f"sim-{serial}.key"
-        if not (chain.exists() and key.exists()):
-            issued = testpki.issue_device(pki, "sim", serial)
-            chain, key = issued.cert_path, issued.key_path
-        out.append((chain, key))
+    with progress("certificates", count) as bar:
+        for i in range(count):
+            serial = f"{i:06d}"
+            chain = pki / "devices" / f"sim-{serial}.pem"
+            key = pki / "devices" / f"sim-{serial}.key"
+            if not (chain.exists() and key.exists()):
+                issued = testpki.issue_device(pki, "sim", serial)
+                chain, key = issued.cert_path, issued.key_path
+            out.append((chain, key))
+            bar.advance()
     return out
 
 
@@ -194,8 +197,28 @@ async def _main(args: argparse.Namespace) -> int:
         await asyncio.sleep(ramp)
         steady.append((time.monotonic(), dataclasses.replace(fleet.stats)))
 
+    async def show(bar: Bar) -> None:
+        """The bar: seconds of the run (or a running count), what the fleet did so far."""
+        shown = 0
+        while True:
+            await asyncio.sleep(1.0)
+            s = fleet.stats
+            bar.describe(
+                f"{len(fleet.devices)} devices | walks {s.walks} requests {s.requests} "
+                f"errors {s.errors}"
+            )
+            elapsed = int(time.monotonic() - started)
+            bar.advance(elapsed - shown)
+            shown = elapsed
+
     marker = asyncio.create_task(snapshot())
-    stats = await fleet.run(duration, stop, ramp)
+    with progress(f"{len(fleet.devices)} devices", int(duration) if duration else None) as bar:
+        ticker = asyncio.create_task(show(bar)) if bar.drawn else None
+        try:
+            stats = await fleet.run(duration, stop, ramp)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
     marker.cancel()
     elapsed = time.monotonic() - started
     print(summary(stats, len(fleet.devices), elapsed))
