@@ -3,8 +3,9 @@
 The console's handlers (web/console/) only route and render; the work is here, composed of
 the services the admin API and the protocol faces already use, so a page shows exactly what
 a device, a VEN or the admin API would see. Every change goes through the same use case the
-admin API calls (events through `VtnService`, as `web/admin_engine.py`'s post_event does) and
-is written to the audit log with who, what, when, before and after.
+admin API calls (events through `VtnService`, as `web/admin_engine.py`'s post_event does), and
+its audit entry (who, what, when, before and after) is written by that use case inside the
+change's own transaction: no crash between the two can lose the entry.
 
 Scale: the fleet page reads every device's summary row (one query per kind of fact) and
 filters in memory. That is instant for a lab or pilot (thousands of devices) and the reason
@@ -28,7 +29,7 @@ from csip.domain.der import Control, Group, event_statuses, is_over
 from csip.domain.devices import EndDevice
 from csip.domain.fleet import DerFacts
 from csip.domain.groups import descendants
-from csip.domain.operators import Operator
+from csip.domain.operators import Audit, Operator
 from csip.errors import BadRequest, NotFound
 from csip.openadr import rules
 from csip.openadr.rules import EVENT, PROGRAM, SUBSCRIPTION, VEN, Principal
@@ -594,32 +595,35 @@ class ConsoleService:
         return sorted(g.target for g in groups.values() if g.target)
 
     async def create_event(self, operator: Operator, form: EventForm) -> str:
+        """The event and its audit entry, in one unit of work (VtnService writes both)."""
         OperatorService.require_change(operator)
         body = form.body(self.now())
         created = json.loads(
-            await self.vtn.create(_console_principal(operator), EVENT, json.dumps(body).encode())
+            await self.vtn.create(
+                _console_principal(operator),
+                EVENT,
+                json.dumps(body).encode(),
+                audit=Audit(operator.name, "event.create"),
+            )
         )
-        await self.operators.audit(operator.name, "event.create", created["id"], None, created)
         return str(created["id"])
 
     async def update_event(self, operator: Operator, event_id: str, form: EventForm) -> None:
         OperatorService.require_change(operator)
         body = form.body(self.now())
-        before = json.loads(await self.vtn.get_object(READER, EVENT, event_id))
-        after = json.loads(
-            await self.vtn.update(
-                _console_principal(operator), EVENT, event_id, json.dumps(body).encode()
-            )
+        await self.vtn.update(
+            _console_principal(operator),
+            EVENT,
+            event_id,
+            json.dumps(body).encode(),
+            audit=Audit(operator.name, "event.update"),
         )
-        await self.operators.audit(operator.name, "event.update", event_id, before, after)
 
     async def cancel_event(self, operator: Operator, event_id: str) -> None:
         """Cancel: the event leaves the OpenADR view; its 2030.5 controls show Cancelled."""
         OperatorService.require_change(operator)
-        before = json.loads(await self.vtn.delete(_console_principal(operator), EVENT, event_id))
-        await self.operators.audit(
-            operator.name, "event.cancel", event_id, before, {"cancelled": True}
-        )
+        audit = Audit(operator.name, "event.cancel")
+        await self.vtn.delete(_console_principal(operator), EVENT, event_id, audit=audit)
 
     # ---- capacity and settlement -----------------------------------------------------------
     async def capacity(
