@@ -390,8 +390,8 @@ class VtnService:
             tx.record(*(OadrObjectChanged(o.kind, o.id, DELETE, o) for o in doomed))
             await oadr.mark_deleted(s, [o.id for o in doomed], now)
             if audit is not None:
-                gone = {"deleted": True, "with": [o.id for o in doomed[1:]]}
-                await self._audit(s, audit, existing.id, now, self.render(existing, view), gone)
+                after = {"deleted": True, "with": [o.id for o in doomed[1:]]}
+                await self._audit(s, audit, existing.id, now, self.render(existing, view), after)
             if self.engine is not None:
                 for gone in doomed:
                     if gone.kind == EVENT:
