@@ -10,9 +10,9 @@ CSIP_REQUIRE_BROWSER is set (.ci/run sets it after installing chromium)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,11 +209,11 @@ async def test_the_readme_screenshots(srv: Running) -> None:
             await page.screenshot(path=str(target), full_page=True, clip=clip)
             if update:
                 assert PNGQUANT is not None
-                subprocess.run(
-                    [PNGQUANT, "--quality", "70-95", "--speed", "1", "--strip", "-f"]
-                    + ["--output", str(target), str(target)],
-                    check=True,
+                quant = await asyncio.create_subprocess_exec(
+                    *(PNGQUANT, "--quality", "70-95", "--speed", "1", "--strip", "-f"),
+                    *("--output", str(target), str(target)),
                 )
+                assert await quant.wait() == 0, "pngquant failed"
     finally:
         await browser.close()
         await driver.stop()

@@ -285,9 +285,7 @@ async def _post_device(
         )
     for part, document in parts:
         await app.der_device.put_der_document(principal, device_id, 1, part, serialize(document))
-    await app.telemetry.post_mup(
-        principal, _mirror(lfdi, index, now, battery, soc_now, batteries)
-    )
+    await app.telemetry.post_mup(principal, _mirror(lfdi, index, now, battery, soc_now, batteries))
 
 
 def battery_share_w(index: int, at: int, now: int, batteries: int) -> float | None:
