@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test check lint format setup schemas certs bench clean
+.PHONY: run test check lint format setup schemas certs bench clean screenshots
 
 $(STAMP): pyproject.toml
 	@version=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || \
@@ -41,6 +41,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 check: lint test
+
+# The README's console screenshots (tests/data/console/), from `csip demo`'s data in headless
+# Chromium; needs chromium and pngquant (apt-get install chromium pngquant).
+screenshots: setup
+	CSIP_REQUIRE_BROWSER=1 CSIP_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q \
+	  tests/integration/test_console_browser.py -k readme_screenshots
 
 bench: setup
 	$(BIN)/python bench/poll.py

@@ -130,6 +130,12 @@ def test_serve_curl_walk_and_sigkill_restart(installation: ServeProcess) -> None
     banner = serve.start()
     walk = re.search(r"curl --cacert \S+ --cert \S+ https://localhost:\d+/dcap", banner)
     assert walk is not None, banner
+    # the console's URL and how to create its first operator (issue 13): the URL answers
+    console = re.search(r"console:\s+(http://\S+/console)\s", banner)
+    assert console is not None, banner
+    assert "csip operators add NAME --role operator" in banner
+    login = curl(serve, "-L", console[1])
+    assert "Log in" in login and 'name="password"' in login
     base = f"https://localhost:{serve.sep2_port}"
     assert 'href="/dcap"' in curl(serve, base + "/dcap")
     assert 'all="0"' in curl(serve, base + "/edev")

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from csip.services.admin import PreRegistration
-from csip.services.demo import load_into
+from csip.services.demo import BATTERY_KW, load_into
 
 from support import Running, settle_bus
 
@@ -214,7 +214,11 @@ async def test_every_page_renders_with_demo_data(srv: Running) -> None:
             status, _ = await browser.get(path)
             assert status == 200, path
         _, capacity = await browser.get("/console/capacity")
-        assert capacity.count('class="series"') == 2  # both plots drew a line
+        # both capacity plots drew a line, and the battery event its requested and delivered
+        assert capacity.count('class="series"') == 4
+        assert "battery dispatch: requested vs delivered" in capacity
+        requested = re.findall(r'<td class="num requested">([^<]*)</td>', capacity)
+        assert requested == [f"{kw * 2:.1f}" for kw in BATTERY_KW]
         _, programs = await browser.get("/console/programs")
         event = re.search(r'href="/console/events/([0-9a-f]+)">peak now', programs)
         assert event is not None
@@ -223,6 +227,10 @@ async def test_every_page_renders_with_demo_data(srv: Running) -> None:
         ) as csv:
             assert csv.status == 200 and csv.content_type == "text/csv"
             assert (await csv.text()).startswith("kind,id,delivered_kwh")
+        # the settlement page of a SIMPLE limit event: its intervals, and no power asked
+        _, settled = await browser.get(f"/console/settlement/{event.group(1)}")
+        assert re.findall(r'<td class="num requested">([^<]*)</td>', settled) == ["", ""]
+        assert settled.count('<td class="num delivered">') == 2
         async with browser.session.get(browser.base + "/console/fleet") as answer:
             policy = answer.headers["Content-Security-Policy"]
             assert "script-src" not in policy and "default-src 'none'" in policy

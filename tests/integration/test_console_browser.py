@@ -10,6 +10,7 @@ CSIP_REQUIRE_BROWSER is set (.ci/run sets it after installing chromium)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from datetime import UTC, datetime
@@ -19,12 +20,18 @@ from typing import Any
 import pytest
 
 from csip.services.admin import PreRegistration
-from csip.services.demo import load_into
+from csip.services.demo import BATTERY_KW, load_into
 
 from support import Running
 
 CHROMIUM = os.environ.get("CSIP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("CSIP_TEST_ARTIFACTS", "test-artifacts")) / "console"
+#: The README's screenshots, rewritten by `CSIP_UPDATE_SCREENSHOTS=1` (make screenshots).
+README_SHOTS = Path(__file__).resolve().parents[1] / "data" / "console"
+#: page -> the height shown (the capacity page down to its requested-vs-delivered table).
+README_PAGES = {"fleet": 800, "programs": 900, "capacity": 1300}
+README_WIDTH, README_MAX_BYTES = 1200, 150_000
+PNGQUANT = shutil.which("pngquant")
 PASSWORD = "correct horse battery"
 FLAGS = [
     "--no-sandbox",
@@ -125,8 +132,13 @@ async def test_an_operator_walks_the_console(srv: Running) -> None:
         assert await page.inner_text("#event-status") == "cancelled"
 
         await page.goto(srv.admin_base + "/console/capacity")
-        assert await page.locator("svg.plot polyline.series").count() == 2
+        assert await page.locator(".plots.capacity svg.plot polyline.series").count() == 2
         assert "kW for an hour" in await page.inner_text("#capacity-now")
+        # the battery event: requested beside delivered, plotted and tabled
+        assert await page.locator("#delivery svg.plot polyline.series").count() == 2
+        assert "battery dispatch" in await page.inner_text("#delivery h3")
+        requested = await page.locator("#delivery td.requested").all_inner_texts()
+        assert requested == [f"{kw * 2:.1f}" for kw in BATTERY_KW]
         await _shot(page, "capacity")
         for name in ("conformance", "vtn", "audit"):
             await page.goto(f"{srv.admin_base}/console/{name}")
@@ -163,3 +175,51 @@ async def test_a_viewer_reads_but_cannot_post(srv: Running) -> None:
     finally:
         await browser.close()
         await driver.stop()
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+async def test_the_readme_screenshots(srv: Running) -> None:
+    """The fleet, timeline and capacity pages with `csip demo`'s data, as the README shows
+    them: taken every run (test artifacts); written to tests/data/console/ when
+    CSIP_UPDATE_SCREENSHOTS is set; the committed ones must exist and stay small."""
+    app = srv.server.app
+    assert app is not None
+    await load_into(app, 50)
+    await app.operators.add("alice", "operator", PASSWORD)
+    update = bool(os.environ.get("CSIP_UPDATE_SCREENSHOTS"))
+    if update and PNGQUANT is None:
+        pytest.fail("CSIP_UPDATE_SCREENSHOTS needs pngquant to keep the PNGs small")
+    driver, browser = await _browser()
+    try:
+        page = await browser.new_page(
+            viewport={"width": README_WIDTH, "height": 900}, device_scale_factor=1
+        )
+        await _login(page, srv.admin_base, "alice")
+        for name, height in README_PAGES.items():
+            await page.goto(f"{srv.admin_base}/console/{name}")
+            assert await page.locator("svg.plot, svg.timeline, table").count() > 0
+            target = (README_SHOTS if update else ARTIFACTS) / f"readme-{name}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            clip = {"x": 0, "y": 0, "width": README_WIDTH, "height": height}
+            await page.screenshot(path=str(target), full_page=True, clip=clip)
+            if update:
+                assert PNGQUANT is not None
+                quant = await asyncio.create_subprocess_exec(
+                    *(PNGQUANT, "--quality", "70-95", "--speed", "1", "--strip", "-f"),
+                    *("--output", str(target), str(target)),
+                )
+                assert await quant.wait() == 0, "pngquant failed"
+    finally:
+        await browser.close()
+        await driver.stop()
+    for name, height in README_PAGES.items():
+        committed = README_SHOTS / f"readme-{name}.png"
+        assert committed.is_file(), f"{committed} missing: run make screenshots"
+        width, shown = _png_size(committed)
+        assert width == README_WIDTH and shown <= height
+        assert committed.stat().st_size < README_MAX_BYTES, f"{committed} is too large"

@@ -88,7 +88,8 @@ def _counts(device_ids: frozenset[int], answers: Iterable[Answer]) -> dict[int, 
     return counts
 
 
-def _demand_kw(samples: Sequence[Sample]) -> float | None:
+def demand_kw(samples: Sequence[Sample]) -> float | None:
+    """The devices' measured active power in kW: the sum of each device's mean reading."""
     per_device: dict[int, list[float]] = {}
     for sample in samples:
         if sample.watts is not None:
@@ -131,7 +132,7 @@ def group_report(
                 Payload(RESPONSE_TYPES.get(status, f"X_CSIP_RESPONSES_{status}"), (count,))
             )
         inside = [s for s in sample_list if interval.start <= s.at < min(interval.end, now + 1)]
-        demand = _demand_kw(inside)
+        demand = demand_kw(inside)
         if demand is not None:
             payloads.append(Payload("DEMAND", (round(demand, 6),)))
         level = _charge_level(inside)

@@ -66,6 +66,16 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class Audit:
+    """Who makes a change and what to call it in the audit log. A use case given one writes
+    the entry in the change's own transaction, so a change never commits without its entry
+    and an entry never outlives a change that rolled back."""
+
+    operator: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     id: int
     at: int

@@ -3,8 +3,9 @@
 The console's handlers (web/console/) only route and render; the work is here, composed of
 the services the admin API and the protocol faces already use, so a page shows exactly what
 a device, a VEN or the admin API would see. Every change goes through the same use case the
-admin API calls (events through `VtnService`, as `web/admin_engine.py`'s post_event does) and
-is written to the audit log with who, what, when, before and after.
+admin API calls (events through `VtnService`, as `web/admin_engine.py`'s post_event does), and
+its audit entry (who, what, when, before and after) is written by that use case inside the
+change's own transaction: no crash between the two can lose the entry.
 
 Scale: the fleet page reads every device's summary row (one query per kind of fact) and
 filters in memory. That is instant for a lab or pilot (thousands of devices) and the reason
@@ -24,13 +25,15 @@ from typing import Any
 from lxml import etree
 
 from csip.conformance import results as conformance_results
+from csip.domain import report_requests
+from csip.domain.delivery import Delivery, deliveries
 from csip.domain.der import Control, Group, event_statuses, is_over
 from csip.domain.devices import EndDevice
 from csip.domain.fleet import DerFacts
 from csip.domain.groups import descendants
-from csip.domain.operators import Operator
+from csip.domain.operators import Audit, Operator
 from csip.errors import BadRequest, NotFound
-from csip.openadr import rules
+from csip.openadr import convert, rules
 from csip.openadr.rules import EVENT, PROGRAM, SUBSCRIPTION, VEN, Principal
 from csip.services.der_device import DerDeviceService
 from csip.services.engine import EngineService
@@ -44,6 +47,7 @@ from csip.services.vtn_auth import VtnAuth
 from csip.store import console as console_store
 from csip.store import der as der_store
 from csip.store import engine as engine_store
+from csip.store import engine_reports as reports_store
 from csip.store import fleet as fleet_store
 from csip.store import openadr as oadr
 from csip.store.store import select_certificates
@@ -168,6 +172,17 @@ class ProgramTimeline:
     name: str
     enrolled: list[tuple[int, str]]
     events: list[TimelineEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EventDelivery:
+    """An event's requested vs delivered kW, per interval, over the groups it reached."""
+
+    event_id: str
+    name: str
+    groups: list[str]
+    devices: int
+    intervals: tuple[Delivery, ...]
 
 
 @dataclass
@@ -594,32 +609,35 @@ class ConsoleService:
         return sorted(g.target for g in groups.values() if g.target)
 
     async def create_event(self, operator: Operator, form: EventForm) -> str:
+        """The event and its audit entry, in one unit of work (VtnService writes both)."""
         OperatorService.require_change(operator)
         body = form.body(self.now())
         created = json.loads(
-            await self.vtn.create(_console_principal(operator), EVENT, json.dumps(body).encode())
+            await self.vtn.create(
+                _console_principal(operator),
+                EVENT,
+                json.dumps(body).encode(),
+                audit=Audit(operator.name, "event.create"),
+            )
         )
-        await self.operators.audit(operator.name, "event.create", created["id"], None, created)
         return str(created["id"])
 
     async def update_event(self, operator: Operator, event_id: str, form: EventForm) -> None:
         OperatorService.require_change(operator)
         body = form.body(self.now())
-        before = json.loads(await self.vtn.get_object(READER, EVENT, event_id))
-        after = json.loads(
-            await self.vtn.update(
-                _console_principal(operator), EVENT, event_id, json.dumps(body).encode()
-            )
+        await self.vtn.update(
+            _console_principal(operator),
+            EVENT,
+            event_id,
+            json.dumps(body).encode(),
+            audit=Audit(operator.name, "event.update"),
         )
-        await self.operators.audit(operator.name, "event.update", event_id, before, after)
 
     async def cancel_event(self, operator: Operator, event_id: str) -> None:
         """Cancel: the event leaves the OpenADR view; its 2030.5 controls show Cancelled."""
         OperatorService.require_change(operator)
-        before = json.loads(await self.vtn.delete(_console_principal(operator), EVENT, event_id))
-        await self.operators.audit(
-            operator.name, "event.cancel", event_id, before, {"cancelled": True}
-        )
+        audit = Audit(operator.name, "event.cancel")
+        await self.vtn.delete(_console_principal(operator), EVENT, event_id, audit=audit)
 
     # ---- capacity and settlement -----------------------------------------------------------
     async def capacity(
@@ -628,6 +646,70 @@ class ConsoleService:
         return await self.fleet.capacity(
             group_id=group, aggregator=aggregator, openadr_program=program
         )
+
+    async def delivery(self, event_id: str) -> EventDelivery:
+        """Per interval, what the event asked of the groups it reached beside what their
+        devices delivered (domain/delivery.py says how each figure is made)."""
+        now = self.now()
+        async with self.store.transaction() as s:
+            stored = await console_store.select_event(s, event_id)
+            if stored is None:
+                raise NotFound(f"no event {event_id!r}")
+            program = await oadr.get(s, PROGRAM, stored.program_id or "")
+            event = convert.event(
+                stored.body | {"id": stored.id},
+                None if program is None else program.body,
+                int(stored.modified_at),
+            )
+            choices = await engine_store.select_choices(s, stored.program_id or "")
+            groups = await der_store.select_groups(s)
+            reached = [
+                g for g in await reports_store.select_reached_groups(s, event_id) if g in groups
+            ]
+            tree = report_requests.descendants(
+                {g.id: g.parent_id for g in groups.values()}, reached
+            )
+            members = await reports_store.select_members(
+                s, {x for below in tree.values() for x in below}
+            )
+            device_ids = sorted({d for found in members.values() for d in found})
+            raw = []
+            if device_ids and event.start is not None and event.end is not None:
+                until = min(event.end, now + 1)
+                if until > event.start:
+                    raw = await reports_store.select_power_and_charge(
+                        s, device_ids, event.start, until
+                    )
+        intervals = deliveries(
+            event,
+            dispatch=choices.dispatch if choices is not None else "group",
+            simple_levels=choices.simple_levels if choices is not None else {},
+            groups=len(reached),
+            device_ids=device_ids,
+            samples=report_requests.samples(raw),
+            now=now,
+        )
+        return EventDelivery(
+            event_id,
+            event.name,
+            [groups[g].description for g in reached],
+            len(device_ids),
+            intervals,
+        )
+
+    async def latest_delivery(
+        self, events: Sequence[TimelineEvent], look: int = 5
+    ) -> EventDelivery | None:
+        """What the capacity page plots when no event is asked for: of the `look` events
+        begun last, the newest that asked for power, else the newest."""
+        newest = sorted(events, key=lambda e: (e.start or 0, e.created_at), reverse=True)
+        first = None
+        for event in newest[:look]:
+            found = await self.delivery(event.id)
+            if any(d.requested_kw is not None for d in found.intervals):
+                return found
+            first = first or found
+        return first
 
     async def settle(self, event_id: str) -> Settlement:
         return await self.settlement.settle(event_id)

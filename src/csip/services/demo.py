@@ -7,7 +7,10 @@ DERCapability, DERSettings, DERStatus, DERAvailability, a MirrorUsagePoint with 
 W and state-of-charge readings, and, for a few, an alarm (LogEvent). The program, its
 enrollments and its events go through the VTN use case a BL client reaches, so the engine
 turns them into DERControls as it would in the field: two past events (one cancelled), one
-active now, two scheduled. A few devices answer the active event's controls.
+active now, two scheduled. A few devices answer the active event's controls. A second
+program, 'demo-battery', dispatches the batteries per device: its event began two hours ago
+and asks each feeder for kW, interval by interval (the capacity page's requested vs
+delivered).
 
 Idempotent: a second run finds the marker setting and changes nothing.
 """
@@ -39,6 +42,8 @@ OEMS = (
     ("Heliox", "HX-PV 6", 4, 0, 6000),
     ("Ampere Storage", "AS-PowerWall", 83, 9_800, 4600),
 )
+#: kW the battery event asks of each feeder, per hour.
+BATTERY_KW = (20, 30, 25)
 FEEDERS = (("Feeder North", "feeder-north"), ("Feeder South", "feeder-south"))
 #: The utility acts as a business-logic client with every scope (as the admin API does).
 UTILITY = OadrPrincipal(
@@ -46,6 +51,10 @@ UTILITY = OadrPrincipal(
     "bl",
     frozenset({"read_all", "write_programs", "write_events", "write_reports", "write_vens"}),
 )
+
+
+def is_battery(index: int) -> bool:
+    return OEMS[index % len(OEMS)][3] > 0
 
 
 def demo_lfdi(index: int) -> str:
@@ -73,8 +82,9 @@ async def load_demo(settings: Settings, devices: int = 50) -> str:
     finally:
         await app.store.close()
     return (
-        f"loaded {devices} simulated devices, {len(FEEDERS) + 1} groups, the program "
-        "'demo-peak' with past, active and scheduled events; open the console at /console"
+        f"loaded {devices} simulated devices, {len(FEEDERS) + 1} groups, the programs "
+        "'demo-peak' (past, active and scheduled events) and 'demo-battery' (per-device "
+        "dispatch); open the console at /console"
     )
 
 
@@ -107,10 +117,11 @@ async def load_into(app: Any, count: int, extra_lfdis: Sequence[str] = ()) -> No
     if extra_lfdis:
         await app.programs.add_members(feeders[0].id, list(extra_lfdis))
 
+    batteries = sum(1 for i in range(count) if is_battery(i))
     for index, lfdi in enumerate(lfdis):
         device = await app.sep2.store.get_end_device_by_lfdi(lfdi)
         principal = Principal(lfdi, device.sfdi, PrincipalKind.DEVICE)
-        await _post_device(app, principal, device.id, index, now)
+        await _post_device(app, principal, device.id, index, now, batteries)
         if index % 9 == 4:
             await app.der_device.post_log_event(
                 principal, device.id, _log_event(index, now - 600 * index)
@@ -169,10 +180,52 @@ async def load_into(app: Any, count: int, extra_lfdis: Sequence[str] = ()) -> No
         created.append(json.loads(await app.vtn.create(UTILITY, EVENT, json.dumps(body).encode())))
     await app.vtn.delete(UTILITY, EVENT, created[1]["id"])
     await _answer(app, created[2]["id"], lfdis[:10], now)
+    await _battery_program(app, feeders, hour)
+
+
+async def _battery_program(app: Any, feeders: Sequence[Any], hour: int) -> None:
+    """A customer battery program with per-device dispatch and an evening event that began
+    two hours ago: the capacity page has power asked of the feeders to set beside what their
+    devices metered."""
+    program = json.loads(
+        await app.vtn.create(
+            UTILITY,
+            PROGRAM,
+            json.dumps(
+                {
+                    "objectType": "PROGRAM",
+                    "programName": "demo-battery",
+                    "payloadDescriptors": [
+                        {
+                            "objectType": "EVENT_PAYLOAD_DESCRIPTOR",
+                            "payloadType": "DISPATCH_SETPOINT",
+                            "units": "KW",
+                        }
+                    ],
+                }
+            ).encode(),
+        )
+    )
+    await app.engine.set_choices(
+        ProgramChoices(program["id"], 5, {}, None, None, 3600, "utility", dispatch="per-device")
+    )
+    for feeder in feeders:
+        await app.engine.enroll(program["id"], feeder.id)
+    body = {
+        "objectType": "EVENT",
+        "programID": program["id"],
+        "eventName": "battery dispatch",
+        "intervalPeriod": {"start": _iso(hour - 2 * 3600), "duration": "PT1H"},
+        "intervals": [
+            {"id": i, "payloads": [{"type": "DISPATCH_SETPOINT", "values": [kw]}]}
+            for i, kw in enumerate(BATTERY_KW)
+        ],
+    }
+    await app.vtn.create(UTILITY, EVENT, json.dumps(body).encode())
 
 
 async def _post_device(
-    app: Any, principal: Principal, device_id: int, index: int, now: int
+    app: Any, principal: Principal, device_id: int, index: int, now: int, batteries: int
 ) -> None:
     oem, model, der_type, wh, w = OEMS[index % len(OEMS)]
     battery = wh > 0
@@ -232,12 +285,26 @@ async def _post_device(
         )
     for part, document in parts:
         await app.der_device.put_der_document(principal, device_id, 1, part, serialize(document))
-    await app.telemetry.post_mup(principal, _mirror(lfdi, index, now, battery, soc_now))
+    await app.telemetry.post_mup(principal, _mirror(lfdi, index, now, battery, soc_now, batteries))
 
 
-def _mirror(lfdi: str, index: int, now: int, battery: bool, soc_now: int) -> bytes:
+def battery_share_w(index: int, at: int, now: int, batteries: int) -> float | None:
+    """What demo battery `index` metered at `at` while the battery event ran (None outside
+    it): its share of what the event asks of the two feeders, 85 % to 95 % of it."""
+    hour = now - now % 3600
+    slot = (at - (hour - 2 * 3600)) // 3600
+    if not 0 <= slot < len(BATTERY_KW) or batteries == 0:
+        return None
+    asked = BATTERY_KW[slot] * len(FEEDERS) * 1000 / batteries
+    return asked * (0.85 + 0.05 * (index % 3))
+
+
+def _mirror(
+    lfdi: str, index: int, now: int, battery: bool, soc_now: int, batteries: int = 0
+) -> bytes:
     """A MirrorUsagePoint with 24 hours of 15-minute readings: W (a daily curve: PV at noon,
-    a battery discharging at the evening peak) and, for a battery, its state of charge."""
+    a battery discharging at the evening peak and following the battery event while it runs)
+    and, for a battery, its state of charge."""
     step = 900
     end = now - now % step
     starts = [end - step * k for k in range(96, 0, -1)]
@@ -246,6 +313,8 @@ def _mirror(lfdi: str, index: int, now: int, battery: bool, soc_now: int) -> byt
         hour = (t % 86400) / 3600
         if battery:
             w = 2500 * math.sin((hour - 12) / 24 * 2 * math.pi) + 200 * ((index % 5) - 2)
+            share = battery_share_w(index, t, now, batteries)
+            w = w if share is None else share
             soc = soc_now + 25 * math.sin((hour - 14) / 24 * 2 * math.pi) * ((end - t) / 86400)
             socs.append(max(5, min(100, round(soc))))
         else:

@@ -18,6 +18,7 @@ from typing import Any
 from csip.config import Settings
 from csip.domain.changes import CREATE, DELETE, UPDATE, OadrObjectChanged
 from csip.domain.clock import Clock
+from csip.domain.operators import Audit
 from csip.errors import BadRequest, Conflict, Forbidden, NotFound
 from csip.openadr import models, rules
 from csip.openadr.rules import (
@@ -39,6 +40,7 @@ from csip.services.vtn_auth import VtnAuth
 from csip.services.vtn_notify import CallbackChecker
 from csip.store import Store
 from csip.store import openadr as oadr
+from csip.store import operators as operators_store
 from csip.store.openadr import StoredObject
 from csip.store.outbox import Session
 
@@ -311,9 +313,16 @@ class VtnService:
 
     # ---- writes -----------------------------------------------------------------------
     async def create(
-        self, principal: Principal, kind: str, raw: bytes, *, force: bool = False
+        self,
+        principal: Principal,
+        kind: str,
+        raw: bytes,
+        *,
+        force: bool = False,
+        audit: Audit | None = None,
     ) -> bytes:
-        """`force`: an event the utility calls against its program's terms (admin API)."""
+        """`force`: an event the utility calls against its program's terms (admin API);
+        `audit`: the console operator making the change (the entry is part of the change)."""
         self.require(principal, WRITE_SCOPE[kind])
         request = models.parse(kind, raw, principal.role)
         await self._check_callbacks(kind, request)
@@ -324,12 +333,21 @@ class VtnService:
             obj = await self._build(s, principal, view, kind, request, None, now)
             stored = await oadr.insert(s, obj)
             tx.record(OadrObjectChanged(kind, stored.id, CREATE, stored))
+            if audit is not None:
+                await self._audit(s, audit, stored.id, now, None, self.render(stored, view))
             if kind == EVENT and self.engine is not None:
                 await self.engine.event_written(tx, stored, force=force)
         return dumps(self.render(stored, view))
 
     async def update(
-        self, principal: Principal, kind: str, object_id: str, raw: bytes, *, force: bool = False
+        self,
+        principal: Principal,
+        kind: str,
+        object_id: str,
+        raw: bytes,
+        *,
+        force: bool = False,
+        audit: Audit | None = None,
     ) -> bytes:
         self.require(principal, WRITE_SCOPE[kind])
         request = models.parse(kind, raw, principal.role)
@@ -345,11 +363,16 @@ class VtnService:
             obj = await self._build(s, principal, view, kind, request, existing, now)
             stored = await oadr.replace(s, obj)
             tx.record(OadrObjectChanged(kind, stored.id, UPDATE, stored))
+            if audit is not None:
+                before, after = self.render(existing, view), self.render(stored, view)
+                await self._audit(s, audit, stored.id, now, before, after)
             if kind == EVENT and self.engine is not None:
                 await self.engine.event_written(tx, stored, previous=existing, force=force)
         return dumps(self.render(stored, view))
 
-    async def delete(self, principal: Principal, kind: str, object_id: str) -> bytes:
+    async def delete(
+        self, principal: Principal, kind: str, object_id: str, *, audit: Audit | None = None
+    ) -> bytes:
         """Remove from the OpenADR view (rows stay as history); programs take their events
         along, vens their resources."""
         self.require(principal, WRITE_SCOPE[kind])
@@ -366,11 +389,24 @@ class VtnService:
             # each as it was before it was marked deleted: what its subscribers are sent
             tx.record(*(OadrObjectChanged(o.kind, o.id, DELETE, o) for o in doomed))
             await oadr.mark_deleted(s, [o.id for o in doomed], now)
+            if audit is not None:
+                after = {"deleted": True, "with": [o.id for o in doomed[1:]]}
+                await self._audit(s, audit, existing.id, now, self.render(existing, view), after)
             if self.engine is not None:
                 for gone in doomed:
                     if gone.kind == EVENT:
                         await self.engine.event_deleted(tx, gone)
         return dumps(self.render(existing, view))
+
+    @staticmethod
+    async def _audit(
+        s: Session, audit: Audit, target: str, now: float, before: Any, after: Any
+    ) -> None:
+        """The audit entry, in the change's transaction: written before the engine plans
+        the event, so anything that fails after it rolls both back."""
+        await operators_store.insert_audit(
+            s, int(now), audit.operator, audit.action, target, before, after
+        )
 
     async def _check_callbacks(self, kind: str, request: Any) -> None:
         if kind != SUBSCRIPTION:

@@ -14,12 +14,13 @@ import pytest
 from csip.app import App, build
 from csip.config import Settings
 from csip.domain.clock import Clock
-from csip.domain.operators import LOCKOUT_SECONDS, MAX_FAILURES, SESSION_SECONDS
-from csip.errors import BadRequest, Conflict, Forbidden
-from csip.openadr.rules import EVENT
+from csip.domain.operators import LOCKOUT_SECONDS, MAX_FAILURES, SESSION_SECONDS, Audit
+from csip.errors import BadRequest, Conflict, CsipError, Forbidden, NotFound
+from csip.openadr.rules import EVENT, Principal
 from csip.services.console import READER, EventForm
 from csip.services.demo import load_into
 from csip.services.operators import LoginRefused, OperatorService
+from csip.store import console as console_store
 from csip.store import operators as operator_store
 
 from support import Pki
@@ -166,3 +167,62 @@ async def test_the_event_form_says_what_to_fix(app: App) -> None:
     with pytest.raises(BadRequest):
         late.body(T0)
     assert "over already" in late.problems["start"]
+
+
+async def test_an_audit_entry_commits_with_its_change_or_not_at_all(app: App) -> None:
+    """The entry is written in the change's own unit of work: a change the engine refuses
+    after the entry was written leaves neither, and every committed change has its entry."""
+    await load_into(app, 4)
+    operator = await app.operators.add("alice", "operator", PASSWORD)
+    (program_id, _), *_ = await app.console.program_choices()
+    _, before = await app.operators.audit_log(operator="alice")
+    form = EventForm(
+        program=program_id,
+        name="ok peak",
+        start="2033-05-18T05:00",
+        duration_minutes="30",
+        intervals="1",
+        payload_type="SIMPLE",
+        values="1",
+    )
+    event_id = await app.console.create_event(operator, form)
+    # the engine refuses a SIMPLE level outside 0-3 while planning, after the entry was
+    # written in the same transaction: both roll back
+    body = form.body(T0)
+    body["eventName"] = "refused peak"
+    body["intervals"][0]["payloads"][0]["values"] = [7]
+    principal = _operator_principal("alice")
+    with pytest.raises(CsipError, match="level 0, 1, 2 or 3"):
+        await app.vtn.create(
+            principal, EVENT, json.dumps(body).encode(), audit=Audit("alice", "event.create")
+        )
+    with pytest.raises(CsipError, match="level 0, 1, 2 or 3"):
+        await app.vtn.update(
+            principal,
+            EVENT,
+            event_id,
+            json.dumps(body).encode(),
+            audit=Audit("alice", "event.update"),
+        )
+    stored = json.loads(await app.vtn.get_object(READER, EVENT, event_id))
+    assert stored["eventName"] == "ok peak"  # the update did not happen either
+    await app.console.cancel_event(operator, event_id)
+    with pytest.raises(NotFound):  # cancelled already: nothing changes, nothing is logged
+        await app.console.cancel_event(operator, event_id)
+    _, entries = await app.operators.audit_log(operator="alice")
+    new = entries[: len(entries) - len(before)]
+    assert [(e.action, e.target) for e in new] == [
+        ("event.cancel", event_id),
+        ("event.create", event_id),
+    ]
+    assert new[1].after["eventName"] == "ok peak"
+    assert new[0].before["eventName"] == "ok peak" and new[0].after["deleted"] is True
+    # the events that exist are exactly the audited ones (no change without its entry)
+    async with app.store.transaction() as s:
+        history = await console_store.select_event_history(s, program_id)
+    console_made = [e.id for e in history if e.body.get("eventName") in ("ok peak", "refused peak")]
+    assert console_made == [event_id]
+
+
+def _operator_principal(name: str) -> Principal:
+    return Principal(f"console:{name}", "bl", frozenset({"read_all", "write_events"}))

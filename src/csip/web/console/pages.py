@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from csip.errors import BadRequest, NotFound
-from csip.services.console import PAYLOAD_TYPES, EventForm, FleetQuery
+from csip.services.console import PAYLOAD_TYPES, EventDelivery, EventForm, FleetQuery
 from csip.services.operators import LoginRefused, audit_json
 from csip.web.console import (
     CONSOLE,
@@ -219,6 +219,8 @@ async def get_capacity(request: web.Request) -> web.Response:
     )
     page = await svc.fleet_page(FleetQuery())
     events = await svc.settleable_events()
+    shown = request.query.get("event")
+    delivery = await svc.delivery(shown) if shown else await svc.latest_delivery(events)
     return render(
         request,
         "capacity.html",
@@ -232,6 +234,30 @@ async def get_capacity(request: web.Request) -> web.Response:
         aggregators=page.aggregators,
         programs=await svc.program_choices(),
         events=events,
+        delivery=delivery,
+        delivery_chart=None if delivery is None else _delivery_chart(delivery, svc.now()),
+    )
+
+
+def _delivery_chart(delivery: EventDelivery, now: int) -> Any:
+    """Requested and delivered kW as steps: each interval's figure held across it (the
+    interval in progress drawn up to now)."""
+    asked: list[tuple[float, float]] = []
+    given: list[tuple[float, float]] = []
+    for d in delivery.intervals:
+        if d.requested_kw is not None:
+            asked += [(d.start, d.requested_kw), (d.end, d.requested_kw)]
+        if d.delivered_kw is not None:
+            given += [
+                (d.start, d.delivered_kw),
+                (min(d.end, max(now, d.start + 1)), d.delivered_kw),
+            ]
+    return line_chart(
+        [("requested kW", asked), ("delivered kW", given)],
+        title=f"{delivery.name}: requested vs delivered",
+        unit="kW",
+        marker=now if delivery.intervals and delivery.intervals[0].start <= now else None,
+        ordered=True,
     )
 
 
@@ -244,7 +270,16 @@ async def get_settlement(request: web.Request) -> web.Response:
             f'attachment; filename="settlement-{event_id}.csv"'
         )
         return response
-    return render(request, "settlement.html", settlement=settled.json(), event_id=event_id)
+    svc = _svc(request)
+    delivery = await svc.delivery(event_id)
+    return render(
+        request,
+        "settlement.html",
+        settlement=settled.json(),
+        event_id=event_id,
+        delivery=delivery,
+        delivery_chart=_delivery_chart(delivery, svc.now()),
+    )
 
 
 # ---- conformance, VTN, audit --------------------------------------------------------------

@@ -57,8 +57,10 @@ def line_chart(
     width: int = 640,
     height: int = 220,
     marker: float | None = None,
+    ordered: bool = False,
 ) -> Markup:
-    """Lines over time (x: epoch seconds, UTC axis); `marker` draws a vertical "now"."""
+    """Lines over time (x: epoch seconds, UTC axis); `marker` draws a vertical "now";
+    `ordered`: the points are drawn in the order given (steps repeat an x), not sorted."""
     left, right, top, bottom = 56, 12, 28, 28
     points = [p for _, data in series for p in data if math.isfinite(p[1])]
     parts = [
@@ -126,7 +128,9 @@ def line_chart(
     legend_x = width - right
     for index, (name, data) in enumerate(series):
         colour = COLOURS[index % len(COLOURS)]
-        finite = sorted((x, y) for x, y in data if math.isfinite(y))
+        finite = [(x, y) for x, y in data if math.isfinite(y)]
+        if not ordered:
+            finite.sort()
         if finite:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in finite)
             parts.append(
