@@ -87,6 +87,9 @@ class RenderCache:
     #: changed_at is trimmed past this many tags (a bulk change names thousands).
     max_tags: int = 100_000
     stats: CacheStats = field(default_factory=CacheStats)
+    #: Counts entries taken out (dropped, replaced, expired, cleared): while it has not
+    #: moved, every entry anyone holds is still the current one (the fast lane's check).
+    dropped: int = 0
     #: key -> (the running fill, the generation at which it began): single-flight fills.
     inflight: dict[Hashable, tuple[asyncio.Future[Entry], int]] = field(default_factory=dict)
 
@@ -196,6 +199,7 @@ class RenderCache:
         entry = self.entries.pop(key, None)
         if entry is None:
             return
+        self.dropped += 1
         self.size -= len(entry.body) + ENTRY_OVERHEAD
         for tag in entry.tags:
             keys = self.by_tag.get(tag)
@@ -218,6 +222,7 @@ class RenderCache:
     def clear(self) -> None:
         self.generation += 1
         self.floor = self.generation
+        self.dropped += 1
         self.changed_at.clear()
         self.entries.clear()
         self.by_tag.clear()

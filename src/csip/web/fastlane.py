@@ -3,8 +3,9 @@
 Most 2030.5 traffic is a device or an aggregator polling a resource that has not changed.
 The render cache already holds its body; what is left per poll is the HTTP framework
 (request and response objects, routing, the handler's coroutines), about two thirds of the
-CPU. So the 2030.5 listener's connection protocol (`FastLaneHandler`) looks at each request
-first:
+CPU. So the 2030.5 listener's connection protocol (`FastLaneProtocol`) looks at each request
+first, and makes aiohttp's per-connection handler only when a request needs the app (a
+device that only polls never costs one):
 
 - a GET or HEAD, HTTP/1.1 or 1.0, with no body, no Expect, no Upgrade and nothing unusual
   in its headers (llhttp through httptools parses it), whose whole answer is known for this
@@ -26,6 +27,12 @@ certificate drops its principal, a poll-rate change drops every entry tagged wit
 settings, a clock boundary expires the entries that carry it. A foreign href was never
 answered with 200 for this identity, so it is a miss and gets the app's 404.
 
+What a request head says is parsed once: the lane remembers, by the head's exact bytes,
+the heads it could answer (target, version, keep-alive, HEAD), so a client repeating its
+poll skips the parser (two generations, bounded in bytes). An answer's dependencies are
+re-checked only when the render cache has dropped something since they were last found
+current (`RenderCache.dropped`).
+
 The answer's bytes are what aiohttp writes for the same response (the equivalence test in
 tests/integration/test_fast_lane.py compares them for every cacheable resource): the Date
 header is aiohttp's own per-second string, `Server: csip`, and Connection as aiohttp sets
@@ -37,17 +44,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from aiohttp import helpers
+from aiohttp.tcp_helpers import tcp_keepalive
 
 from csip.domain.devices import Principal
 from csip.metrics import Metrics
 from csip.services.cache import Entry, RenderCache
 from csip.services.sep2 import Sep2Service
 from csip.web.identity import IdentityResolver
-from csip.web.limits import SERVER_HEADER, GuardedHandler
+from csip.web.limits import SERVER_HEADER, GuardedHandler, GuardedServer, LightProtocol
 
 #: A request longer than this goes to the app (which applies its own line and field limits).
 MAX_REQUEST = 4096
@@ -58,6 +66,14 @@ _REFUSED = frozenset(
 _HEAD_END = b"\r\n\r\n"
 #: Header fields after which a request is the app's (aiohttp refuses more than 128).
 MAX_FIELDS = 64
+#: Bytes of remembered request heads per generation (each head's length plus HEAD_COST);
+#: two generations are kept, so at most twice this.
+HEADS_BYTES = 4 * 1024 * 1024
+#: What one remembered head costs besides its bytes (its dict slot, tuple, target).
+HEAD_COST = 200
+
+#: A request head the lane can answer: (target, HTTP/1.0, keep-alive, HEAD).
+Head = tuple[bytes, bool, bool, bool]
 
 
 @dataclass
@@ -75,7 +91,7 @@ class LaneStats:
 class Answer:
     """One 200 answer for one identity and request target, and what it depends on."""
 
-    __slots__ = ("body", "counter", "expires_at", "fields", "principal", "reads")
+    __slots__ = ("body", "checked", "expires_at", "fields", "principal", "reads", "tally")
 
     def __init__(
         self,
@@ -83,12 +99,15 @@ class Answer:
         reads: tuple[tuple[Hashable, Entry], ...],
         body: bytes,
         content_type: str,
-        counter: Any = None,
+        tally: list[int] | None = None,
+        checked: int = -1,
     ) -> None:
         self.principal = principal
-        #: csip_http_requests_total's child for this answer's route and 200 (or None).
-        self.counter = counter
+        #: The count of this answer's route and 200 in csip_http_requests_total (or None).
+        self.tally = tally
         self.reads = reads
+        #: RenderCache.dropped when the reads were last found current.
+        self.checked = checked
         self.body = body
         expiries = [e.expires_at for _, e in reads if e.expires_at is not None]
         self.expires_at = min(expiries) if expiries else None
@@ -133,6 +152,15 @@ class FastLane:
         self.stats = LaneStats()
         self._date = ""
         self._date_bytes = b""
+        #: Request heads the lane can answer, by their exact bytes (this generation, the
+        #: one before, the bytes this one holds).
+        self._heads: dict[bytes, Head] = {}
+        self._heads_before: dict[bytes, Head] = {}
+        self._heads_size = 0
+
+    def protocol(self, server: GuardedServer) -> LightProtocol:
+        """The listener's protocol factory (limits.PROTOCOL): one per connection."""
+        return FastLaneProtocol(server, lane=self)
 
     # ---- learning (the slow lane) -------------------------------------------------
     def learn(
@@ -160,8 +188,10 @@ class FastLane:
             for oldest in list(answers)[: max(1, len(answers) // 10)]:
                 self._forget(oldest)
         metrics = self.metrics
-        counter = metrics.answer_counter("sep2", route) if metrics is not None else None
-        answers[key] = Answer(principal, tuple(reads), body, content_type, counter)
+        tally = metrics.tally("sep2", route) if metrics is not None else None
+        answers[key] = Answer(
+            principal, tuple(reads), body, content_type, tally, self.cache.dropped
+        )
         self.size += len(body)
         self.stats.learnt += 1
 
@@ -186,11 +216,32 @@ class FastLane:
         cache = self.cache
         if answer.expires_at is not None and cache.now() >= answer.expires_at:
             return False
+        dropped = cache.dropped
+        if answer.checked == dropped:
+            return True  # nothing left the cache since the reads were found current
         entries = cache.entries
-        for key, entry in answer.reads:  # noqa: SIM110 - a loop: all() costs a generator
+        for key, entry in answer.reads:
             if entries.get(key) is not entry:
                 return False
+        answer.checked = dropped
         return True
+
+    # ---- request heads --------------------------------------------------------------
+    def head(self, raw: bytes) -> Head | None:
+        """What an answerable request head said when the parser last read these bytes."""
+        head = self._heads.get(raw)
+        if head is None:
+            head = self._heads_before.get(raw)
+            if head is not None:
+                self.remember(raw, head)
+        return head
+
+    def remember(self, raw: bytes, head: Head) -> None:
+        cost = len(raw) + len(head[0]) + HEAD_COST
+        if self._heads_size + cost > HEADS_BYTES:
+            self._heads_before, self._heads, self._heads_size = self._heads, {}, 0
+        self._heads[raw] = head
+        self._heads_size += cost
 
     def wire(self, answer: Answer, http10: bool, keep_alive: bool, head: bool) -> bytes:
         """The bytes aiohttp would write for this answer."""
@@ -269,69 +320,181 @@ class _Requests:
         self.completed += 1
 
 
-class FastLaneHandler(GuardedHandler):
-    """The 2030.5 listener's connection protocol: the fast lane, then aiohttp."""
+class FastLaneProtocol(LightProtocol):
+    """The 2030.5 listener's connection protocol: the fast lane, then aiohttp's handler,
+    made (and adopted to this transport) only when a request needs the app."""
 
-    __slots__ = ("_lane", "_lane_parser", "_lfdi", "_requests", "_slow")
+    __slots__ = (
+        "_app",
+        "_client",
+        "_closing",
+        "_idle_at",
+        "_idle_handle",
+        "_lane",
+        "_lfdi",
+        "_loop",
+        "_parser",
+        "_paused",
+        "_requests",
+        "_server",
+        "_slow",
+        "transport",
+    )
 
-    def __init__(self, manager: Any, *, lane: FastLane, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
-        self._lane: FastLane | None = lane if lane.enabled else None
+    def __init__(self, server: GuardedServer, *, lane: FastLane) -> None:
+        self._server = server
+        self._loop = server._loop
+        self._lane: FastLane | None = lane
+        #: aiohttp's handler for this connection, once a request needed the app.
+        self._app: GuardedHandler | None = None
+        self.transport: asyncio.Transport | None = None
+        #: The caps' key for this connection (None: not admitted, or released).
+        self._client: str | None = None
         #: The connection's identity (None until its first request).
         self._lfdi: str | None = None
         self._requests = _Requests()
-        self._lane_parser: Any = None
+        self._parser: Any = None
         #: The app has (or may have) part of the stream: everything goes to it for now.
         self._slow = False
+        self._paused = False
+        #: Closed (or closing) by the lane: nothing more is read.
+        self._closing = False
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._idle_at = 0.0
 
+    # ---- the connection ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        lane = self._lane
-        if lane is None or self.transport is None:
-            self._lane = None
-            return
+        server = self._server
+        guard = server.guard
+        tcp = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if lane.identity.trusted_proxy(host):
-            self._lane = None  # identity per request, from a header: the app's job
+        client = guard.admit(host)
+        if client is None:
+            tcp.write(guard.busy)
+            tcp.close()
+            self._closing = True
             return
-        self._lane_parser = httptools.HttpRequestParser(self._requests)
-        self._requests.parser = self._lane_parser
-
-    def data_received(self, data: bytes) -> None:
+        self._client = client
+        self.transport = tcp
+        server.light.add(self)
         lane = self._lane
-        if lane is None or self._force_close or self._close or self.transport is None:
-            super().data_received(data)
+        assert lane is not None
+        if not lane.enabled or lane.identity.trusted_proxy(host):
+            # off, or identity per request from a proxy's header: the app's job
+            self._lane = None
+            self._hand_over()
             return
-        requests = self._requests
-        if self._slow:
-            waiter = self._waiter
-            if (
-                requests.begun == requests.completed
-                and waiter is not None
-                and not waiter.done()
-                and not self._messages
-            ):
-                self._slow = False  # the app is idle at a request boundary: back to the lane
-            else:
-                self._pass(data, 0)
+        tcp_keepalive(tcp)  # as aiohttp's handler does
+        self._parser = httptools.HttpRequestParser(self._requests)
+        self._requests.parser = self._parser
+        timeout = server.keepalive_timeout
+        if timeout > 0:  # a connection that never sends a request is closed like aiohttp's
+            self._idle_at = self._loop.time() + timeout
+            self._idle_handle = self._loop.call_at(self._idle_at, self._idle)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._client is not None:
+            self._server.guard.release(self._client)
+            self._client = None
+        self._server.light.discard(self)
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        self.transport = None
+        self._closing = True
+        app = self._app
+        if app is not None:
+            app.connection_lost(exc)
+
+    def eof_received(self) -> None:
+        if self._app is not None:
+            self._app.eof_received()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._app is not None:
+            self._app.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._app is not None:
+            self._app.resume_writing()
+
+    def close_idle(self) -> None:
+        """Shutdown: a connection the app never had is idle between requests (the lane
+        answers whole reads at once); the app's handler closes its own."""
+        if self._app is None and self.transport is not None:
+            self._closing = True
+            self.transport.close()
+
+    def _idle(self) -> None:
+        """aiohttp's keep-alive timeout, while the app has no handler for the connection."""
+        self._idle_handle = None
+        if self._app is not None or self.transport is None or self._closing:
+            return
+        if self._loop.time() < self._idle_at:
+            self._idle_handle = self._loop.call_at(self._idle_at, self._idle)
+            return
+        self.close_idle()
+
+    def _hand_over(self) -> GuardedHandler:
+        """Make aiohttp's handler and give it this connection (its keep-alive timer, its
+        request task); from now on it is in `server.connections` too."""
+        app = self._app = self._server.handler()
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        assert self.transport is not None
+        app.adopt(self.transport)
+        if self._paused:
+            app.pause_writing()
+        return app
+
+    # ---- requests ---------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        app = self._app
+        lane = self._lane
+        if lane is None:
+            if app is not None:
+                app.data_received(data)
+            return
+        if app is not None:
+            if app._force_close or app._close or app.transport is None:
+                app.data_received(data)  # the app is ending the connection: it drops them
                 return
-        if not lane.enabled or self.writing_paused:
+            if self._slow:
+                requests = self._requests
+                waiter = app._waiter
+                if (
+                    requests.begun == requests.completed
+                    and waiter is not None
+                    and not waiter.done()
+                    and not app._messages
+                ):
+                    self._slow = False  # the app is idle at a request boundary: the lane's
+                else:
+                    self._pass(data, 0)
+                    return
+        if not lane.enabled or self._paused:
             self._pass(data, 0)
             return
         lfdi = self._lfdi
+        transport = self.transport
+        assert transport is not None
         if lfdi is None:
-            identity = lane.identity.of_transport(self.transport)
+            identity = lane.identity.of_transport(transport)
             if identity is None or identity.problems:
                 self._lane = None  # 403 on every request: the app's answer
-                super().data_received(data)
+                (app or self._hand_over()).data_received(data)
                 return
             lfdi = self._lfdi = identity.lfdi
         # A read is answered here whole or not at all: aiohttp parses a read in one go and
         # answers a single 400 for all of it when any part is malformed (or follows a
         # closing request), so a read holding anything this lane does not answer goes to
         # the app as it came.
-        parser = self._lane_parser
         out: list[bytes] = []
         position, size = 0, len(data)
         keep_alive = True
@@ -341,55 +504,87 @@ class FastLaneHandler(GuardedHandler):
                 self._pass(data, position)  # a request in pieces, or bytes after a close
                 return
             end += 4
-            before = requests.completed
-            try:
-                parser.feed_data(data[position:end])
-            except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-                self._lane = None  # malformed, or a protocol switch: the app's answer
-                super().data_received(data)
-                return
-            if requests.completed != before + 1 or requests.begun != requests.completed:
-                self._pass(data, end)  # a body, or not where llhttp ends the request
-                return
-            method = parser.get_method()
-            version = parser.get_http_version()
-            http10 = version == "1.0"
-            if (
-                not requests.plain
-                or (method != b"GET" and method != b"HEAD")
-                or (not http10 and (version != "1.1" or requests.hosts != 1))
-            ):
-                self._pass(data, end)
-                return
-            answer = lane.lookup(lfdi, requests.target)
+            raw = data if end == size and not position else data[position:end]
+            head = lane.head(raw)
+            if head is None:
+                try:
+                    head = self._parse(raw)
+                except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+                    self._lane = None  # malformed, or a protocol switch: the app's answer
+                    (app or self._hand_over()).data_received(data)
+                    return
+                if head is None:
+                    self._pass(data, end)  # a body, or anything the lane does not answer
+                    return
+            target, http10, keep_alive, bare = head
+            answer = lane.lookup(lfdi, target)
             if answer is None:
                 self._pass(data, end)
                 return
-            keep_alive = requests.keep_alive and not requests.close
-            out.append(lane.wire(answer, http10, keep_alive, method == b"HEAD"))
-            counter = answer.counter
-            if counter is not None:
-                counter.inc()
+            out.append(lane.wire(answer, http10, keep_alive, bare))
+            tally = answer.tally
+            if tally is not None:
+                tally[0] += 1
             position = end
-        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-        lane.stats.answered += len(out)
-        lane.cache.stats.fast_lane += len(out)
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        count = len(out)
+        lane.stats.answered += count
+        lane.cache.stats.fast_lane += count
         now = self._loop.time()  # the monotonic clock
         lane.seen[lfdi] = now
         if not keep_alive:
-            self.force_close()  # aiohttp's own ending: the transport flushes, then closes
-        elif self._keepalive_timeout:
-            self._next_keepalive_close_time = now + self._keepalive_timeout
+            # aiohttp's own ending: the transport flushes, then closes
+            if app is not None:
+                app.force_close()
+            else:
+                self.close_idle()
+            return
+        timeout = self._server.keepalive_timeout
+        if timeout:
+            if app is not None:
+                app._next_keepalive_close_time = now + timeout
+            else:
+                self._idle_at = now + timeout
+
+    def _parse(self, raw: bytes) -> Head | None:
+        """Read one request head (the parser is at a request boundary); what it says if
+        the lane can answer it (remembered for the next time these bytes come), else None
+        (the parser has then read it as the app will)."""
+        requests = self._requests
+        parser = self._parser
+        before = requests.completed
+        parser.feed_data(raw)
+        if requests.completed != before + 1 or requests.begun != requests.completed:
+            return None  # a body follows, or llhttp ends the request elsewhere
+        method = parser.get_method()
+        version = parser.get_http_version()
+        http10 = version == "1.0"
+        if (
+            not requests.plain
+            or (method != b"GET" and method != b"HEAD")
+            or (not http10 and (version != "1.1" or requests.hosts != 1))
+        ):
+            return None
+        head = (
+            requests.target,
+            http10,
+            requests.keep_alive and not requests.close,
+            method == b"HEAD",
+        )
+        assert self._lane is not None
+        self._lane.remember(raw, head)
+        return head
 
     def _pass(self, data: bytes, parsed: int) -> None:
         """Hand the whole read to the app; the lane's parser, which has seen data[:parsed],
         follows the rest to know where the app's requests end."""
-        assert self._lane is not None
-        self._lane.stats.passed += 1
+        lane = self._lane
+        assert lane is not None
+        lane.stats.passed += 1
         self._slow = True
         if parsed < len(data):
             try:
-                self._lane_parser.feed_data(data[parsed:] if parsed else data)
+                self._parser.feed_data(data[parsed:] if parsed else data)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade):
                 self._lane = None  # the stream is the app's from now on
-        super().data_received(data)
+        (self._app or self._hand_over()).data_received(data)

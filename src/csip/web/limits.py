@@ -255,12 +255,18 @@ class GuardedHandler(RequestHandler):
             self._client = None
         super().connection_lost(exc)
 
+    def adopt(self, transport: asyncio.BaseTransport) -> None:
+        """Take over a connection another protocol admitted (and will release): the fast
+        lane makes its app handler only when a request needs the app."""
+        super().connection_made(transport)
+
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self._messages:  # a whole request is in (the usual case): nothing to arm
             self._partial = False
-        elif self._waiter is not None and not self._partial and data:
-            # the start of a request while idle, headers incomplete: arm the header deadline
+        elif (self._waiter is not None or not self._request_count) and not self._partial and data:
+            # the start of a request while idle (or the connection's first, before the
+            # handler's task ran), headers incomplete: arm the header deadline
             self._partial = True
             deadline = self._loop.time() + self.guard.header_timeout
             if deadline < self._next_keepalive_close_time:
@@ -314,19 +320,23 @@ class GuardedHandler(RequestHandler):
         return response
 
 
-#: A face's own connection protocol (a GuardedHandler subclass: the 2030.5 fast lane), made
-#: as `factory(server, loop=..., guard=..., **aiohttp_kwargs)`; absent = GuardedHandler.
-PROTOCOL: web.AppKey[Callable[..., GuardedHandler]] = web.AppKey("csip_protocol")
+class LightProtocol(asyncio.Protocol):
+    """What a face's own connection protocol offers its GuardedServer (the 2030.5 fast
+    lane): `close_idle` closes the connection unless a request is in the app's hands."""
+
+    def close_idle(self) -> None:
+        raise NotImplementedError
 
 
 class GuardedServer(web.Server):
-    """aiohttp's per-listener Server making GuardedHandlers."""
+    """aiohttp's per-listener Server making GuardedHandlers (or the face's own protocol,
+    which makes one when it needs the app)."""
 
     def __init__(
         self,
         server: web.Server,
         guard: ConnectionGuard,
-        protocol: Callable[..., GuardedHandler] | None = None,
+        protocol: Callable[[GuardedServer], LightProtocol] | None = None,
     ) -> None:
         # aiohttp keeps the handler kwargs (timeouts, line limits, handler_args) private
         kwargs: dict[str, Any] = dict(server._kwargs)
@@ -337,10 +347,37 @@ class GuardedServer(web.Server):
             **kwargs,
         )
         self.guard = guard
-        self.protocol = protocol or GuardedHandler
+        self.protocol = protocol
+        self.keepalive_timeout = float(kwargs.get("keepalive_timeout", 75.0))
+        #: Connections of the face's own protocol (aiohttp's `connections` lists only
+        #: those that have an app handler): closed at shutdown too.
+        self.light: set[LightProtocol] = set()
 
-    def __call__(self) -> RequestHandler:
-        return self.protocol(self, loop=self._loop, guard=self.guard, **self._kwargs)
+    def __call__(self) -> asyncio.BaseProtocol:  # type: ignore[override]
+        if self.protocol is not None:
+            return self.protocol(self)
+        return self.handler()
+
+    def handler(self) -> GuardedHandler:
+        """aiohttp's protocol for one connection: `connection_made` admits it against the
+        caps, `adopt` takes a connection another protocol admitted."""
+        return GuardedHandler(self, loop=self._loop, guard=self.guard, **self._kwargs)
+
+    def pre_shutdown(self) -> None:
+        super().pre_shutdown()
+        for protocol in list(self.light):
+            protocol.close_idle()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - aiohttp's signature
+        for protocol in list(self.light):
+            protocol.close_idle()
+        await super().shutdown(timeout)
+
+
+#: A face's own connection protocol (the 2030.5 fast lane), made as `factory(server)` per
+#: connection; it admits the connection itself and hands it to `server.handler()` (aiohttp)
+#: when a request needs the app. Absent = a GuardedHandler per connection.
+PROTOCOL: web.AppKey[Callable[..., LightProtocol]] = web.AppKey("csip_protocol")
 
 
 class GuardedRunner(web.AppRunner):

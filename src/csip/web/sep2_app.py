@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +15,7 @@ from csip.services.sep2 import DOCUMENTS, Sep2Service
 from csip.services.subscriptions import SubscriptionService
 from csip.services.telemetry import TelemetryService
 from csip.web import limits, sep2_der, sep2_messaging, sep2_programs, sep2_telemetry
-from csip.web.fastlane import FastLane, FastLaneHandler
+from csip.web.fastlane import FastLane
 from csip.web.identity import IdentityResolver
 from csip.web.observe import METRICS
 from csip.web.sep2_common import (
@@ -105,8 +104,7 @@ def create_app(
     app[IDENTITY] = identity
     # the fast lane: unchanged polls answered before aiohttp sees them (web/fastlane.py)
     lane = app[LANE] = FastLane(service, identity, metrics)
-    protocol: Callable[..., limits.GuardedHandler] = functools.partial(FastLaneHandler, lane=lane)
-    app[limits.PROTOCOL] = protocol
+    app[limits.PROTOCOL] = lane.protocol
     documents = "|".join(DOCUMENTS)
     routes = app.router
     routes.add_get("/dcap", cached(get_dcap))
