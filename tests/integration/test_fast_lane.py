@@ -18,12 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csip.pki.testpki import IssuedCert
-from csip.web.fastlane import FastLane
+from csip.web.fastlane import HEAD_COST, HEADS_BYTES, FastLane
 from csip.web.identity import identity_from_der
+from csip.web.limits import GuardedServer
 from csip.web.sep2_common import LANE
 
 from helpers import DEVICE_INFORMATION, register
-from support import BACKENDS, Running, client_ssl
+from support import BACKENDS, Running, ServerFactory, client_ssl
 
 READ_TIMEOUT = 20.0  # a safety net against a hang, not a measured figure
 
@@ -427,6 +428,85 @@ async def test_a_resumed_session_is_fast_from_its_first_request(srv: Running) ->
     assert normalized(again) == normalized(first)
     assert lane.stats.answered == before + 1
     assert identity_from_der.cache_info().misses == misses
+
+
+# ---- connections the app never had ---------------------------------------------------------
+def sep2_listener(srv: Running) -> GuardedServer:
+    listener = srv.server.runners[0].server  # the 2030.5 listener is started first
+    assert isinstance(listener, GuardedServer)
+    return listener
+
+
+async def polling_connection(srv: Running) -> Raw:
+    """A device's connection whose polls the lane answers (taught on another connection)."""
+    device = srv.pki.device_a
+    teacher = await Raw.open(srv, device)
+    await teacher.send(get("/dcap"))
+    assert (await teacher.response()).startswith(b"HTTP/1.1 200 OK")
+    await teacher.close()
+    raw = await Raw.open(srv, device)
+    lane = lane_of(srv)
+    before = lane.stats.answered
+    for _ in range(3):
+        await raw.send(get("/dcap"))
+        assert (await raw.response()).startswith(b"HTTP/1.1 200 OK")
+    assert lane.stats.answered == before + 3
+    return raw
+
+
+async def test_a_polling_connection_costs_no_app_handler_and_still_idles_out(
+    make_server: ServerFactory,
+) -> None:
+    """A device that only polls is answered without aiohttp's per-connection handler (its
+    parser, its task); the keep-alive timeout still closes it once it goes quiet."""
+    srv = await make_server(keepalive_timeout=1.0)
+    await register(srv, srv.pki.device_a)
+    raw = await polling_connection(srv)
+    listener = sep2_listener(srv)
+    # the teaching connection has aiohttp's handler (until it idles out); the polling one not
+    assert len(listener.light) == len(listener.connections) + 1
+    await asyncio.sleep(0.5)  # quiet for half the timeout: still open, and the poll rearms it
+    await raw.send(get("/dcap"))
+    assert (await raw.response()).startswith(b"HTTP/1.1 200 OK")
+    started = asyncio.get_running_loop().time()
+    assert await raw.until_closed() == b""  # closed by the server, no bytes
+    waited = asyncio.get_running_loop().time() - started
+    assert 0.5 <= waited < 10, waited
+    await raw.close()
+    # a request that needs the app on such a connection still gets the app's answer
+    raw = await polling_connection(srv)
+    await raw.send(get("/edev/999999"))
+    assert (await raw.response()).startswith(b"HTTP/1.1 404")
+    assert len(listener.light) == len(listener.connections)  # every connection has one now
+    await raw.close()
+
+
+async def test_stopping_the_listener_closes_connections_the_app_never_had(
+    make_server: ServerFactory,
+) -> None:
+    srv = await make_server()
+    await register(srv, srv.pki.device_a)
+    raw = await polling_connection(srv)
+    runner = srv.server.runners.pop(0)
+    await runner.cleanup()  # what `csip serve` does at SIGTERM, for the 2030.5 listener
+    assert await raw.until_closed() == b""
+    await raw.close()
+
+
+async def test_remembered_request_heads_stay_bounded(srv: Running) -> None:
+    """A client sending a new head every time (a nonce header) cannot grow the memo of
+    parsed heads past two generations; heads in use stay remembered."""
+    lane = lane_of(srv)
+    head = (b"/dcap", False, True, False)
+    template = b"GET /dcap HTTP/1.1\r\nHost: localhost\r\nX-Nonce: %08d\r\n\r\n"
+    cost = len(template % 0) + len(head[0]) + HEAD_COST
+    count = 3 * HEADS_BYTES // cost
+    for n in range(count):
+        lane.remember(template % n, head)
+    held = len(lane._heads) + len(lane._heads_before)
+    assert held * cost <= 2 * HEADS_BYTES
+    assert lane.head(template % (count - 1)) == head
+    assert lane.head(template % 0) is None
 
 
 # ---- fuzzing the request side --------------------------------------------------------------
