@@ -465,6 +465,12 @@ async def test_a_polling_connection_costs_no_app_handler_and_still_idles_out(
     listener = sep2_listener(srv)
     # the teaching connection has aiohttp's handler (until it idles out); the polling one not
     assert len(listener.light) == len(listener.connections) + 1
+    # yet TCP keep-alive probes are on for it (inherited from the listening socket)
+    for protocol in listener.light:
+        transport = protocol.transport
+        assert isinstance(transport, asyncio.BaseTransport)
+        sock = transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     await asyncio.sleep(0.5)  # quiet for half the timeout: still open, and the poll rearms it
     await raw.send(get("/dcap"))
     assert (await raw.response()).startswith(b"HTTP/1.1 200 OK")

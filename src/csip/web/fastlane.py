@@ -48,7 +48,6 @@ from typing import Any, cast
 
 import httptools
 from aiohttp import helpers
-from aiohttp.tcp_helpers import tcp_keepalive
 
 from csip.domain.devices import Principal
 from csip.metrics import Metrics
@@ -385,9 +384,6 @@ class FastLaneProtocol(LightProtocol):
             self._lane = None
             self._hand_over()
             return
-        tcp_keepalive(tcp)  # as aiohttp's handler does
-        self._parser = httptools.HttpRequestParser(self._requests)
-        self._requests.parser = self._parser
         timeout = server.keepalive_timeout
         if timeout > 0:  # a connection that never sends a request is closed like aiohttp's
             self._idle_at = self._loop.time() + timeout
@@ -552,6 +548,8 @@ class FastLaneProtocol(LightProtocol):
         (the parser has then read it as the app will)."""
         requests = self._requests
         parser = self._parser
+        if parser is None:  # made on the connection's first head the lane has not seen
+            parser = self._parser = requests.parser = httptools.HttpRequestParser(requests)
         before = requests.completed
         parser.feed_data(raw)
         if requests.completed != before + 1 or requests.begun != requests.completed:
@@ -583,6 +581,9 @@ class FastLaneProtocol(LightProtocol):
         lane.stats.passed += 1
         self._slow = True
         if parsed < len(data):
+            requests = self._requests
+            if self._parser is None:
+                self._parser = requests.parser = httptools.HttpRequestParser(requests)
             try:
                 self._parser.feed_data(data[parsed:] if parsed else data)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade):
