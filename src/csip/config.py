@@ -75,9 +75,11 @@ class Settings:
     cache_max_entries: int = 1_000_000
     #: Bytes of rendered resources kept per worker (oldest dropped past it).
     cache_max_bytes: int = 256 * 1024 * 1024
-    #: Pages of one list that are cached (s = 0, l, 2l, ... with no `a`); others are
-    #: rendered per request, so a client asking for ever new pages cannot grow memory.
-    cache_pages_per_list: int = 64
+    #: Deprecated and ignored (0 = not set): every page that lies within its list is cached
+    #: now, whatever its index, and pages past the end never are (domain/paging.py); the
+    #: cache stays bounded by cache_max_bytes and cache_max_entries. Still accepted so old
+    #: config files load; a non-zero value logs a warning at start.
+    cache_pages_per_list: int = 0
     #: Answer unchanged polls from ready bytes in front of the HTTP framework (README
     #: "Performance": the two lanes); off sends every request through aiohttp.
     fast_lane: bool = True

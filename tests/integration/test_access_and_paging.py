@@ -74,6 +74,33 @@ async def test_aggregator_registers_and_sees_only_its_devices(srv: Running) -> N
     assert (await srv.client(srv.pki.device_a).get(hrefs[0])).status == 404
 
 
+async def test_aggregator_list_is_its_fleet_plus_its_own_end_device(srv: Running) -> None:
+    """bench/poll.py's setup: a device certificate registers in band, then an aggregator's
+    fleet is registered through the admin bulk endpoint. The aggregator's EndDeviceList is
+    the devices it manages plus its certificate's own EndDevice (made on its first request,
+    CSIP-AUS aggregator model), never the other certificate's device: all = fleet + 1."""
+    device_href = await register(srv, srv.pki.device_a)
+    agg = srv.pki.aggregator
+    await make_aggregator(srv, "agg-bulk", agg.lfdi)
+    lfdis = [random_lfdi() for _ in range(20)]
+    status, _ = await srv.admin(
+        "POST", "/api/end-devices", [{"lfdi": x, "aggregator": "agg-bulk"} for x in lfdis]
+    )
+    assert status == 201
+    client = srv.client(agg)
+    listing = (await client.get("/edev?s=0&l=255")).xml()
+    assert (listing.get("all"), listing.get("results")) == ("21", "21")
+    shown = [e.findtext("{urn:ieee:std:2030.5:ns}lFDI") for e in listing]
+    assert shown[0] == agg.lfdi and sorted(shown[1:]) == sorted(lfdis)
+    assert srv.pki.device_a.lfdi not in shown
+    assert device_href not in {e.get("href") for e in listing}
+    assert (await client.get(device_href)).status == 404
+    status, body = await srv.admin("GET", "/api/end-devices?aggregator=agg-bulk&limit=100")
+    assert status == 200
+    own = [i["lfdi"] for i in body["items"] if i["aggregator_self"]]
+    assert own == [agg.lfdi] and len(body["items"]) == 21
+
+
 async def test_aggregator_must_give_consistent_lfdi_and_sfdi(srv: Running) -> None:
     await make_aggregator(srv, "agg-one", srv.pki.aggregator.lfdi)
     client = srv.client(srv.pki.aggregator)

@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from csip.domain.paging import UNCACHED
+from csip.domain.paging import Page, Uncached
 
 #: While a request that the fast lane may learn from runs (web/fastlane.py), every entry it
 #: reads or stores is appended here: its answer is current exactly as long as each of those
@@ -42,6 +42,9 @@ class Entry:
     #: Server-clock time at which this rendering goes stale with no write (an event starts,
     #: ends or is superseded); None = only a write changes it.
     expires_at: float | None = None
+    #: False: answer this request (and the concurrent misses sharing its fill) but never
+    #: store it: a list page past the end of its list (domain.paging.Page.kept).
+    keep: bool = True
 
 
 @dataclass
@@ -66,8 +69,8 @@ def _retrieve(future: asyncio.Future[Entry]) -> None:
 
 @dataclass
 class RenderCache:
-    #: Past this many entries the oldest tenth is dropped, so no client can grow the cache
-    #: without bound by asking for ever new pages (they are re-rendered on the next poll).
+    #: Past this many entries the oldest tenth is dropped (pages past the end of a list
+    #: are never stored at all, so asking for ever new pages grows nothing).
     max_entries: int = 1_000_000
     #: Past this many bytes (bodies plus ENTRY_OVERHEAD each) the oldest entries are dropped.
     max_bytes: int = 256 * 1024 * 1024
@@ -119,8 +122,8 @@ class RenderCache:
         changed_at = self.changed_at
         if any(changed_at.get(tag, -1) >= generation for tag in entry.tags):
             return
-        if type(key) is tuple and key and key[-1] is UNCACHED:
-            return  # a page past the cached ones: rendered per request
+        if not entry.keep or (type(key) is tuple and key and type(key[-1]) is Uncached):
+            return  # a page past the end of its list, or with `a` or an odd `s`
         cost = len(entry.body) + ENTRY_OVERHEAD
         if cost > self.max_bytes:
             return
@@ -154,6 +157,27 @@ class RenderCache:
                     reads.append((key, entry))
                 return entry
             # an invalidation of its own tags came between that fill's start and our arrival
+
+    async def fetch_page(
+        self,
+        key: Hashable,
+        page: Page,
+        tags: tuple[str, ...],
+        build: Callable[[], Awaitable[tuple[bytes, int]]],
+        expires_at: float | None = None,
+    ) -> bytes:
+        """A list page's body: cached, or one shared fill of `build`, which gives the body
+        and the list's size (its `all`). Only a page within its list is kept
+        (domain.paging.Page.kept): pages past the end are rendered per request."""
+        entry = self.get(key)
+        if entry is None:
+
+            async def load() -> Entry:
+                body, total = await build()
+                return Entry(body, None, tags, expires_at, keep=page.kept(total))
+
+            entry = await self.fetch(key, load)
+        return entry.body
 
     def _stale(self, entry: Entry, generation: int) -> bool:
         """Whether one of the entry's tags changed since `generation` (a fill that began

@@ -168,6 +168,23 @@ class DerDeviceService:
             raise NotFound("no such resource (nothing posted yet)")
         return entry.body
 
+    async def _cached_page(
+        self,
+        key: Hashable,
+        device: EndDevice,
+        page: Page,
+        tags: tuple[str, ...],
+        load: Callable[[], Awaitable[tuple[bytes, int]]],
+    ) -> bytes:
+        """A list page under the EndDevice: `load` gives the body and the list's size; a
+        page past the end of its list is not kept (domain.paging.Page.kept)."""
+
+        async def fill() -> Entry:
+            body, total = await load()
+            return Entry(body, device, tags, keep=page.kept(total))
+
+        return (await self.sep2.cache.fetch(key, fill)).body
+
     @staticmethod
     def _check_der(der_id: int) -> None:
         if der_id != DER_ID:
@@ -176,12 +193,13 @@ class DerDeviceService:
     async def der_list(self, principal: Principal, device_id: int, page: Page) -> bytes:
         device = await self.sep2.accessible_device(principal, device_id)
 
-        async def load() -> bytes:
+        async def load() -> tuple[bytes, int]:
             rates = await self.sep2.poll_rates()
-            return render_der_list(device, page, rates["DERList"])
+            return render_der_list(device, page, rates["DERList"]), 1  # one DER per EndDevice
 
         tags = (tag.edev(device_id), SETTINGS_TAG)
-        return await self._cached(("der", device_id, "list", page.key()), device, tags, load)
+        key = ("der", device_id, "list", page.key())
+        return await self._cached_page(key, device, page, tags, load)
 
     async def der(self, principal: Principal, device_id: int, der_id: int) -> bytes:
         device = await self.sep2.accessible_device(principal, device_id)
@@ -315,14 +333,14 @@ class DerDeviceService:
     async def log_events(self, principal: Principal, device_id: int, page: Page) -> bytes:
         device = await self.sep2.accessible_device(principal, device_id)
 
-        async def load() -> bytes:
+        async def load() -> tuple[bytes, int]:
             total, events = await self.store.page_log_events(
                 device_id, start=page.start, limit=page.limit, after=page.after
             )
-            return render_log_events(device, total, events)
+            return render_log_events(device, total, events), total
 
         tags = (tag.edev(device_id), log_tag(device_id))
-        return await self._cached(("lel", device_id, page.key()), device, tags, load)
+        return await self._cached_page(("lel", device_id, page.key()), device, page, tags, load)
 
     async def log_event(self, principal: Principal, device_id: int, event_id: int) -> bytes:
         """One LogEvent; events never change, so found ones stay cached (misses do not)."""

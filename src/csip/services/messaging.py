@@ -134,17 +134,18 @@ class MessagingService:
             *(t for s in states for t in s.tags),
         )
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             now = self.clock.now_int()
             chosen = states[page.start : page.start + page.limit]
             rows = [(s.program, len(s.listed(now)), len(s.shown(now))) for s in chosen]
             rates = await self.sep2.poll_rates()
             href = hrefs.messaging_program_list(group_id)
-            return render.messaging_program_list(
+            body = render.messaging_program_list(
                 href, len(states), rows, rates["MessagingProgramList"]
             )
+            return body, len(states)
 
-        return await self._render(key, tags, expires, build)
+        return await self.cache.fetch_page(key, page, tags, build, expires)
 
     async def program(self, principal: Principal, program_id: int) -> bytes:
         state = await self._visible_program(principal, program_id)
@@ -163,7 +164,7 @@ class MessagingService:
         """/msg/{id}/txt (every message not yet over) or /msg/{id}/acttxt (those shown now)."""
         state = await self._visible_program(principal, program_id)
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             now = self.clock.now_int()
             messages = state.shown(now) if active_only else state.listed(now)
             chosen = messages[page.start : page.start + page.limit]
@@ -173,10 +174,10 @@ class MessagingService:
                 if active_only
                 else hrefs.text_message_list(program_id)
             )
-            return render.text_message_list(href, len(messages), rows)
+            return render.text_message_list(href, len(messages), rows), len(messages)
 
         key = ("txt-list", program_id, active_only, page.key())
-        return await self._render(key, state.tags, state.boundary, build)
+        return await self.cache.fetch_page(key, page, state.tags, build, state.boundary)
 
     async def message(self, principal: Principal, program_id: int, message_id: int) -> bytes:
         """One TextMessage by its href: readable for as long as it exists (history too)."""

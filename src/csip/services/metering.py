@@ -153,7 +153,7 @@ class MeteringService:
 
     # ---- reads -----------------------------------------------------------------------
     async def usage_point_list(self, principal: Principal, page: Page) -> bytes:
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             total, found = await self.telemetry.store.page(
                 **self.telemetry._scope(principal), start=page.start, limit=page.limit
             )
@@ -166,11 +166,11 @@ class MeteringService:
                 results=str(len(items)),
                 pollRate=str(rates["UsagePointList"]),
             )
-            return serialize(element)
+            return serialize(element), total
 
         key = ("upts", principal.scope, page.key())
         tags = (tag.SETTINGS, tag.mup_list(principal.scope), tag.edev_list(principal.scope))
-        return await self._render(key, tags, build)
+        return await self.cache.fetch_page(key, page, tags, build)
 
     async def usage_point(self, principal: Principal, upt_id: int) -> bytes:
         mup, _ = await self._mirror(principal, upt_id)
@@ -183,7 +183,7 @@ class MeteringService:
     async def meter_reading_list(self, principal: Principal, upt_id: int, page: Page) -> bytes:
         mup, _ = await self._mirror(principal, upt_id)
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             summaries = await self._summaries(mup)
             chosen = mup.meter_readings[page.start : page.start + page.limit]
             element = E.MeterReadingList(
@@ -192,9 +192,10 @@ class MeteringService:
                 all=str(len(mup.meter_readings)),
                 results=str(len(chosen)),
             )
-            return serialize(element)
+            return serialize(element), len(mup.meter_readings)
 
-        return await self._render(("upt-mrs", upt_id, page.key()), self._tags(mup), build)
+        key = ("upt-mrs", upt_id, page.key())
+        return await self.cache.fetch_page(key, page, self._tags(mup), build)
 
     async def meter_reading(self, principal: Principal, upt_id: int, mr_id: int) -> bytes:
         mup, mmr = await self._meter(principal, upt_id, mr_id)
@@ -220,7 +221,7 @@ class MeteringService:
     ) -> bytes:
         mup, mmr = await self._meter(principal, upt_id, mr_id)
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             summary = (await self._summaries(mup)).get(mmr.id)
             sets = [] if summary is None else [summary]
             chosen = sets[page.start : page.start + page.limit]
@@ -231,10 +232,10 @@ class MeteringService:
                 all=str(len(sets)),
                 results=str(len(chosen)),
             )
-            return serialize(element)
+            return serialize(element), len(sets)
 
         key = ("upt-rss", upt_id, mr_id, page.key())
-        return await self._render(key, self._tags(mup), build)
+        return await self.cache.fetch_page(key, page, self._tags(mup), build)
 
     async def _summary(
         self, principal: Principal, upt_id: int, mr_id: int, rs_id: int
@@ -258,7 +259,7 @@ class MeteringService:
     ) -> bytes:
         mup, mmr, _ = await self._summary(principal, upt_id, mr_id, rs_id)
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             total, found = await self.telemetry.store.page_readings(mmr.id, page.start, page.limit)
             href = f"{rs_href(mup, mmr)}/r"
             element = E.ReadingList(
@@ -267,10 +268,10 @@ class MeteringService:
                 all=str(total),
                 results=str(len(found)),
             )
-            return serialize(element)
+            return serialize(element), total
 
         key = ("upt-rl", upt_id, mr_id, page.key())
-        return await self._render(key, self._tags(mup), build)
+        return await self.cache.fetch_page(key, page, self._tags(mup), build)
 
     async def reading(
         self, principal: Principal, upt_id: int, mr_id: int, rs_id: int, reading_id: int

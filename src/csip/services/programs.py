@@ -327,7 +327,7 @@ class ProgramService:
         device = await self.sep2.accessible_device(principal, device_id)
         groups = await self.device_groups(device.id)
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             chosen = groups[page.start : page.start + page.limit]
             counts = [
                 (
@@ -339,9 +339,10 @@ class ProgramService:
             ]
             rates = await self.sep2.poll_rates()
             href = f"{device.href}/fsa"
-            return render.function_set_assignments_list(
+            body = render.function_set_assignments_list(
                 href, len(groups), counts, rates["FunctionSetAssignmentsList"]
             )
+            return body, len(groups)
 
         tags = (
             tag.GROUPS,
@@ -351,7 +352,8 @@ class ProgramService:
             *(tag.group(g.id) for g in groups),
             *(tag.messaging_group(g.id) for g in groups),
         )
-        return await self._render(("fsa-list", device_id, page.key()), tags, None, build)
+        key = ("fsa-list", device_id, page.key())
+        return await self.cache.fetch_page(key, page, tags, build)
 
     async def associated_programs(self, principal: Principal, device_id: int, page: Page) -> bytes:
         """AssociatedDERProgramList of the device's DER: programs of all its groups, by
@@ -393,13 +395,14 @@ class ProgramService:
         expires = min((s.boundary for s in states if s.boundary), default=None)
         tags = (*tags, *(tag.program(s.program.id) for s in states))
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             chosen = states[page.start : page.start + page.limit]
             rows = [(s.program, s.counts(now), s.default is not None) for s in chosen]
             rates = await self.sep2.poll_rates()
-            return render.der_program_list(href, len(states), rows, rates["DERProgramList"])
+            body = render.der_program_list(href, len(states), rows, rates["DERProgramList"])
+            return body, len(states)
 
-        return await self._render(key, tags, expires, build)
+        return await self.cache.fetch_page(key, page, tags, build, expires)
 
     async def visible_group(self, principal: Principal, group_id: int) -> Group:
         group = (await self.groups()).get(group_id)
@@ -463,19 +466,20 @@ class ProgramService:
     ) -> bytes:
         state = await self._visible_program(principal, program_id)
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             now = self.clock.now_int()
             controls = state.active(now) if active_only else state.listed(now)
             chosen = controls[page.start : page.start + page.limit]
             rows = [(c, state.statuses[c.id]) for c in chosen]
             suffix = "actderc" if active_only else "derc"
             href = f"{state.program.href}/{suffix}"
-            return render.der_control_list(
+            body = render.der_control_list(
                 href, len(controls), rows, state.reply_to, state.curve_href
             )
+            return body, len(controls)
 
         key = ("derc-list", program_id, active_only, page.key())
-        return await self._render(key, state.tags, state.boundary, build)
+        return await self.cache.fetch_page(key, page, state.tags, build, state.boundary)
 
     async def control(self, principal: Principal, program_id: int, control_id: int) -> bytes:
         state = await self._visible_program(principal, program_id)
@@ -506,12 +510,13 @@ class ProgramService:
     async def curve_list(self, principal: Principal, program_id: int, page: Page) -> bytes:
         state = await self._visible_program(principal, program_id)
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             chosen = state.curves[page.start : page.start + page.limit]
-            return render.der_curve_list(f"{state.program.href}/dc", len(state.curves), chosen)
+            total = len(state.curves)
+            return render.der_curve_list(f"{state.program.href}/dc", total, chosen), total
 
         key = ("dc-list", program_id, page.key())
-        return await self._render(key, state.tags, None, build)
+        return await self.cache.fetch_page(key, page, state.tags, build)
 
     async def curve(self, principal: Principal, program_id: int, curve_id: int) -> bytes:
         state = await self._visible_program(principal, program_id)
@@ -581,14 +586,15 @@ class ProgramService:
         """The responses this client's own devices posted (never other clients')."""
         await self._visible_program(principal, program_id)
 
-        async def build() -> bytes:
+        async def build() -> tuple[bytes, int]:
             mine = await self._my_responses(principal, program_id)
             chosen = mine[page.start : page.start + page.limit]
-            return render.response_list(hrefs.response_list(program_id), len(mine), chosen)
+            href = hrefs.response_list(program_id)
+            return render.response_list(href, len(mine), chosen), len(mine)
 
         key = ("rsp-list", program_id, principal.scope, page.key())
         tags = (tag.responses(program_id), tag.program(program_id), tag.edev_list(principal.scope))
-        return await self._render(key, tags, None, build)
+        return await self.cache.fetch_page(key, page, tags, build)
 
     async def response(self, principal: Principal, program_id: int, response_id: int) -> bytes:
         """GET of a posted Response (its Location): only for the client that may read it."""
@@ -638,7 +644,7 @@ class ProgramService:
                 *(tag.responses(p.id) for p in chosen),
             )
             body = render.response_set_list("/rsps", len(programs), rows)
-            entry = Entry(body, None, tags)
+            entry = Entry(body, None, tags, keep=page.kept(len(programs)))
             self.cache.put(key, entry, generation)
         return entry.body
 

@@ -236,7 +236,8 @@ class Sep2Service:
             body = render.end_device_list(
                 total, devices, rates["EndDeviceList"], self.settings.profile
             )
-            return Entry(body, tags=(SETTINGS_TAG, tag.edev_list(principal.scope)))
+            tags = (SETTINGS_TAG, tag.edev_list(principal.scope))
+            return Entry(body, tags=tags, keep=page.kept(total))
 
         return (await self.cache.fetch(key, load)).body
 

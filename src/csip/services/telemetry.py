@@ -374,7 +374,7 @@ class TelemetryService:
             )
             scope = principal.scope
             tags = (SETTINGS_TAG, tags_of.mup_list(scope), tags_of.edev_list(scope))
-            return Entry(body, tags=tags)
+            return Entry(body, tags=tags, keep=page.kept(total))
 
         return (await cache.fetch(key, load)).body
 

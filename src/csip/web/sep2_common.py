@@ -71,8 +71,8 @@ def svc(request: web.Request) -> Sep2Service:
     return request.app[SERVICE]
 
 
-#: (raw query string, default limit, max limit, cached pages) -> its Page.
-_PAGES: dict[tuple[str, int, int, int], Page] = {}
+#: (raw query string, default limit, max limit) -> its Page.
+_PAGES: dict[tuple[str, int, int], Page] = {}
 #: Distinct query strings remembered; past it the memo starts again (a client inventing
 #: query strings costs a parse each, never memory).
 MAX_PAGES = 4096
@@ -85,12 +85,12 @@ def page_of(request: web.Request, default_limit: int = 1) -> Page:
     raw = request.raw_path
     mark = raw.find("?")
     query = raw[mark + 1 :] if mark >= 0 else ""
-    key = (query, default_limit, settings.max_list_limit, settings.cache_pages_per_list)
+    key = (query, default_limit, settings.max_list_limit)
     page = _PAGES.get(key)
     if page is None:
         # a malformed query raises BadRequest here and is not remembered
         values = dict(request.query) if query else {}
-        page = parse_page(values, default_limit, key[2], key[3])
+        page = parse_page(values, default_limit, key[2])
         if len(_PAGES) >= MAX_PAGES:
             _PAGES.clear()
         _PAGES[key] = page

@@ -209,6 +209,11 @@ class Server:
         return self.app.notifier if self.app else None
 
     async def start(self) -> None:
+        if self.settings.cache_pages_per_list:
+            log.warning(
+                "cache_pages_per_list is deprecated and ignored: every page within its list "
+                "is cached (bounded by cache_max_bytes and cache_max_entries)"
+            )
         context = tls_context(self.settings)
         vtn_context = (
             None if self.settings.vtn_plain_http else vtn_app.vtn_tls_context(self.settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from csip.services.cache import Entry, RenderCache
 
@@ -72,18 +73,73 @@ async def test_the_cache_is_bounded_by_bytes_oldest_first() -> None:
     assert "big" not in cache.entries and cache.size == 0
 
 
-def test_only_the_first_pages_of_a_list_are_cached() -> None:
-    from csip.domain.paging import UNCACHED, parse_page
+def test_every_page_within_its_list_is_kept_and_none_past_its_end() -> None:
+    from csip.domain.paging import Uncached, parse_page
 
-    assert parse_page({}, 1, 255).cached
-    assert parse_page({"s": "255", "l": "255"}, 1, 255).cached
-    assert parse_page({"s": str(63 * 10), "l": "10"}, 1, 255).cached
-    for query in ({"s": str(64 * 10), "l": "10"}, {"s": "3", "l": "10"}, {"a": "5"}, {"l": "0"}):
+    # the shape a walker or a poll asks for, whatever its index (no cap on the page number)
+    for query in ({}, {"s": "255", "l": "255"}, {"s": str(64 * 10), "l": "10"}, {"s": "9999"}):
+        assert parse_page(query, 1, 255).cached, query
+    # within the list: kept; past its end: not (the first page always, even of an empty list)
+    assert parse_page({"s": "6400", "l": "100"}, 1, 255).kept(100_000)
+    assert parse_page({"s": "99999", "l": "1"}, 1, 255).kept(100_000)
+    assert not parse_page({"s": "100000", "l": "1"}, 1, 255).kept(100_000)
+    assert not parse_page({"s": str(10**6), "l": "100"}, 1, 255).kept(100_000)
+    assert parse_page({}, 1, 255).kept(0)
+    for query in ({"s": "3", "l": "10"}, {"a": "5"}, {"l": "0"}):
         page = parse_page(query, 1, 255)
-        assert not page.cached and page.key() is UNCACHED, query
+        assert not page.cached and not page.kept(100) and type(page.key()) is Uncached, query
     cache = RenderCache()
     cache.put(("edevs", 1, parse_page({"a": "7"}, 1, 255).key()), Entry(b"x"), 0)
+    cache.put(("edevs", 1, "s=100&a=None&l=1"), Entry(b"past the end", keep=False), 0)
     assert not cache.entries
+    cache.put(("edevs", 1, "s=99&a=None&l=1"), Entry(b"within"), 0)
+    assert len(cache.entries) == 1
+
+
+async def test_different_uncached_pages_never_share_a_fill() -> None:
+    """Concurrent misses share a fill only for the same page: a page rendered per request
+    (odd `s`, `a`, past the end) answers its own query, not a neighbour's."""
+    from csip.domain.paging import parse_page
+
+    cache = RenderCache()
+
+    async def render(start: int) -> Entry:
+        await asyncio.sleep(0.01)
+        return Entry(b"page at %d" % start, keep=False)
+
+    pages = [parse_page(q, 1, 255) for q in ({"s": "3", "l": "10"}, {"s": "7", "l": "10"})]
+    pages += [parse_page({"s": "0", "a": str(a)}, 1, 255) for a in (5, 6)]
+    pages += [parse_page({"s": str(s), "l": "100"}, 1, 255) for s in (10**6, 2 * 10**6)]
+    bodies = await asyncio.gather(
+        *(cache.fetch(("edevs", 1, p.key()), lambda p=p: render(p.start)) for p in pages)
+    )
+    assert [e.body for e in bodies] == [b"page at %d" % p.start for p in pages]
+    assert not cache.entries
+
+
+async def test_fetch_page_keeps_pages_within_the_list_only() -> None:
+    from csip.domain.paging import parse_page
+
+    cache = RenderCache()
+    renders = 0
+    size = 150
+
+    def build(page_start: int) -> Callable[[], Awaitable[tuple[bytes, int]]]:
+        async def run() -> tuple[bytes, int]:
+            nonlocal renders
+            renders += 1
+            return b"page at %d of %d" % (page_start, size), size
+
+        return run
+
+    for start in (0, 100, 149, 150, 10**6):
+        page = parse_page({"s": str(start), "l": "1"}, 1, 255)
+        for _ in range(2):
+            body = await cache.fetch_page(("edevs", 1, page.key()), page, ("edevs",), build(start))
+            assert body == b"page at %d of %d" % (start, size)
+    # the three pages within the list rendered once each, the two past its end twice each
+    assert renders == 3 + 2 * 2
+    assert len(cache.entries) == 3
 
 
 async def test_a_fill_is_kept_when_only_other_tags_changed_meanwhile() -> None:
