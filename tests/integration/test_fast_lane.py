@@ -115,7 +115,14 @@ async def both_lanes(
     before = lane.stats.answered
     fast = await transcript(srv, cert, data, True, closing)
     assert fast == slow, (data, slow, fast)
-    return fast, lane.stats.answered - before
+    answered = lane.stats.answered - before
+    # once more with no head remembered whole: the request line and header block are read
+    # apart (as for an aggregator walking more targets than the memo holds), or parsed
+    lane._heads.clear()
+    lane._heads_before.clear()
+    apart = await transcript(srv, cert, data, True, closing)
+    assert apart == slow, (data, slow, apart)
+    return fast, answered
 
 
 # ---- the world both clients poll -----------------------------------------------------------

@@ -42,6 +42,7 @@ it for the request's version and keep-alive.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -73,6 +74,27 @@ HEAD_COST = 200
 
 #: A request head the lane can answer: (target, HTTP/1.0, keep-alive, HEAD).
 Head = tuple[bytes, bool, bool, bool]
+#: A request line llhttp reads as exactly these parts (a strict subset of what it accepts:
+#: anything else is read by the parser itself).
+_LINE = re.compile(rb"(GET|HEAD) (/[A-Za-z0-9/._~?=&%+,:;@!$*'()-]*) HTTP/1\.([01])")
+#: Distinct header blocks remembered; past it the memo starts again.
+MAX_BLOCKS = 4096
+
+
+def _read_block(block: bytes) -> tuple[bool, bool, bool, bool]:
+    """What llhttp says of a header block (starting with the request line's CRLF, ending
+    with the blank line) after a plain request line: (nothing unusual, exactly one Host,
+    Connection: close, Connection: keep-alive). Header fields are read the same whatever
+    GET/HEAD line and HTTP/1.x version precede them; the version only decides keep-alive."""
+    requests = _Requests()
+    parser = requests.parser = httptools.HttpRequestParser(requests)
+    try:
+        parser.feed_data(b"GET / HTTP/1.1" + block)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return (False, False, False, False)
+    if requests.begun != 1 or requests.completed != 1:
+        return (False, False, False, False)
+    return (requests.plain, requests.hosts == 1, requests.close, requests.keep_alive_token)
 
 
 @dataclass
@@ -156,6 +178,9 @@ class FastLane:
         self._heads: dict[bytes, Head] = {}
         self._heads_before: dict[bytes, Head] = {}
         self._heads_size = 0
+        #: Header blocks (from the request line's CRLF to the blank line) -> what the
+        #: parser said of them: (plain, one Host, Connection: close, Connection: keep-alive).
+        self._blocks: dict[bytes, tuple[bool, bool, bool, bool]] = {}
 
     def protocol(self, server: GuardedServer) -> LightProtocol:
         """The listener's protocol factory (limits.PROTOCOL): one per connection."""
@@ -206,8 +231,11 @@ class FastLane:
         answer = self.answers.get(key)
         if answer is None:
             return None
-        if self.ready_principal(lfdi) is answer.principal and self._current(answer):
-            return answer
+        if self.ready_principal(lfdi) is answer.principal:
+            if answer.checked == self.cache.dropped and answer.expires_at is None:
+                return answer  # the usual poll: nothing left the cache since, no boundary
+            if self._current(answer):
+                return answer
         self._forget(key)
         return None
 
@@ -233,6 +261,32 @@ class FastLane:
             head = self._heads_before.get(raw)
             if head is not None:
                 self.remember(raw, head)
+        return head
+
+    def read_head(self, data: bytes, start: int, end: int) -> Head | None:
+        """A head not remembered whole (an aggregator walking more targets than the memo
+        holds): its request line read by a pattern that admits only what llhttp reads the
+        same way (GET or HEAD, a target of plain URL characters, HTTP/1.1 or 1.0), its
+        header block by what the parser said of the same bytes before (one entry per
+        client's way of asking, not per target). None: the parser must read it."""
+        line_end = data.find(b"\r\n", start, end)
+        match = _LINE.fullmatch(data, start, line_end)
+        if match is None:
+            return None
+        block = data[line_end:end]
+        verdict = self._blocks.get(block)
+        if verdict is None:
+            verdict = _read_block(block)
+            if len(self._blocks) >= MAX_BLOCKS:
+                self._blocks.clear()
+            self._blocks[block] = verdict
+        plain, one_host, close, keep_alive_token = verdict
+        http10 = match.group(3) == b"0"
+        if not plain or not (http10 or one_host):
+            return None
+        keep_alive = not close and (keep_alive_token or not http10)
+        head = (match.group(2), http10, keep_alive, match.group(1) == b"HEAD")
+        self.remember(data[start:end], head)
         return head
 
     def remember(self, raw: bytes, head: Head) -> None:
@@ -268,6 +322,7 @@ class _Requests:
         "completed",
         "hosts",
         "keep_alive",
+        "keep_alive_token",
         "names",
         "parser",
         "plain",
@@ -282,6 +337,7 @@ class _Requests:
         self.close = False
         self.hosts = 0
         self.keep_alive = False
+        self.keep_alive_token = False
         self.names: set[bytes] = set()
         self.parser: Any = None
 
@@ -290,6 +346,7 @@ class _Requests:
         self.target = b""
         self.plain = True
         self.close = False
+        self.keep_alive_token = False
         self.hosts = 0
         self.names = set()
 
@@ -308,7 +365,9 @@ class _Requests:
             token = value.strip(b" \t").lower()
             if token == b"close":
                 self.close = True
-            elif token != b"keep-alive":
+            elif token == b"keep-alive":
+                self.keep_alive_token = True
+            else:
                 self.plain = False
 
     def on_headers_complete(self) -> None:
@@ -492,6 +551,7 @@ class FastLaneProtocol(LightProtocol):
         # closing request), so a read holding anything this lane does not answer goes to
         # the app as it came.
         out: list[bytes] = []
+        heads = lane._heads
         position, size = 0, len(data)
         keep_alive = True
         while position < size:
@@ -501,7 +561,9 @@ class FastLaneProtocol(LightProtocol):
                 return
             end += 4
             raw = data if end == size and not position else data[position:end]
-            head = lane.head(raw)
+            head = heads.get(raw)  # the usual poll: these very bytes were read before
+            if head is None:
+                head = lane.head(raw) or lane.read_head(data, position, end)
             if head is None:
                 try:
                     head = self._parse(raw)
