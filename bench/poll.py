@@ -266,6 +266,10 @@ class Bench:
                     log(message)
             else:
                 port = free_port()
+                note = nginx.open_file_limit(len(bodies))[1]
+                if note is not None and note not in self.anomalies:
+                    self.anomalies.append(note)
+                    log(note)
                 proc = nginx.start(found, self.workdir, f"{name}-nginx", self.pki, port, bodies)
                 self.procs.append(proc)
                 wait_until(lambda: self.listening(port), proc, 60, "starting nginx")
