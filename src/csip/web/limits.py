@@ -324,6 +324,8 @@ class LightProtocol(asyncio.Protocol):
     """What a face's own connection protocol offers its GuardedServer (the 2030.5 fast
     lane): `close_idle` closes the connection unless a request is in the app's hands."""
 
+    __slots__ = ()
+
     def close_idle(self) -> None:
         raise NotImplementedError
 
