@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 import signal
 import socket
@@ -255,15 +254,6 @@ class Server:
         return urls(self.settings)
 
 
-def settle_heap() -> None:
-    """Move what start-up made (schemas, the ORM, routes, warm caches) out of the garbage
-    collector's sight: a full collection would otherwise walk all of it again and again
-    while connections come and go (Python's own advice for servers: gc.freeze after the
-    setup, https://docs.python.org/3/library/gc.html#gc.freeze)."""
-    gc.collect()
-    gc.freeze()
-
-
 async def serve_forever(
     server: Server, banner: str = "", stop_on: tuple[signal.Signals, ...] = ()
 ) -> None:
@@ -273,7 +263,6 @@ async def serve_forever(
     for signum in stop_on:
         loop.add_signal_handler(signum, stopped.set)
     await server.start()
-    settle_heap()
     try:
         if banner:
             print(banner.format(**server.urls(), sep2_port=server.sep2_port), flush=True)

@@ -69,7 +69,7 @@ def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 # ---- a worker ----------------------------------------------------------------------------
 async def _serve(settings: Settings, index: int, parent: Connection) -> None:
-    from csip.web.server import Server, settle_heap
+    from csip.web.server import Server
 
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
@@ -79,7 +79,6 @@ async def _serve(settings: Settings, index: int, parent: Connection) -> None:
     loop.add_reader(parent.fileno(), stopped.set)
     server = Server(settings, reuse_port=True)
     await server.start()
-    settle_heap()
     try:
         parent.send(("ready", index, os.getpid()))
         await stopped.wait()
