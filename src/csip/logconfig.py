@@ -3,7 +3,8 @@
 `log_format = "json"` (`csip serve --log-format json`) is for log shippers: every line is one
 object with `time` (UTC, ISO 8601, milliseconds), `level`, `logger` and `message`; access
 lines (`access_log`, logger csip.access) add `face`, `method`, `route` (the route's pattern),
-`path`, `status`, `duration_ms` and `peer`, and a refusal's reason as `detail`; a worker's
+`path`, `status`, `duration_ms` and `peer`, a refusal's reason as `detail`, and `lane`
+("fast") for a poll the 2030.5 fast lane answered; a worker's
 lines carry `worker`; a traceback, where one is logged, is the `exception` field of the same
 object. json.dumps escapes every control character, so no value can break a line in two.
 """
@@ -21,7 +22,18 @@ from csip.config import Settings
 __all__ = ["JsonFormatter", "configure_logging"]
 
 #: Record attributes copied into a JSON line when present (set through `extra=`).
-FIELDS = ("face", "method", "route", "path", "status", "duration_ms", "peer", "detail", "worker")
+FIELDS = (
+    "face",
+    "method",
+    "route",
+    "path",
+    "status",
+    "duration_ms",
+    "peer",
+    "detail",
+    "lane",
+    "worker",
+)
 
 
 class JsonFormatter(logging.Formatter):

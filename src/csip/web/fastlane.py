@@ -54,6 +54,7 @@ from csip.domain.devices import Principal
 from csip.metrics import Metrics
 from csip.services.cache import Entry, RenderCache
 from csip.services.sep2 import Sep2Service
+from csip.web import observe
 from csip.web.identity import IdentityResolver
 from csip.web.limits import SERVER_HEADER, GuardedHandler, GuardedServer, LightProtocol
 
@@ -112,7 +113,7 @@ class LaneStats:
 class Answer:
     """One 200 answer for one identity and request target, and what it depends on."""
 
-    __slots__ = ("body", "checked", "expires_at", "fields", "principal", "reads", "tally")
+    __slots__ = ("body", "checked", "expires_at", "fields", "principal", "reads", "route", "tally")
 
     def __init__(
         self,
@@ -122,8 +123,11 @@ class Answer:
         content_type: str,
         tally: list[int] | None = None,
         checked: int = -1,
+        route: str = "",
     ) -> None:
         self.principal = principal
+        #: The route's pattern (its label in metrics and access lines).
+        self.route = route
         #: The count of this answer's route and 200 in csip_http_requests_total (or None).
         self.tally = tally
         self.reads = reads
@@ -170,6 +174,8 @@ class FastLane:
         self.size = 0
         #: Off: every request goes to the app (tests compare the lanes this way).
         self.enabled = bool(service.settings.fast_lane)
+        #: One access line per answer too (`access_log`), as the app writes per request.
+        self.access = bool(service.settings.access_log)
         self.stats = LaneStats()
         self._date = ""
         self._date_bytes = b""
@@ -214,7 +220,7 @@ class FastLane:
         metrics = self.metrics
         tally = metrics.tally("sep2", route) if metrics is not None else None
         answers[key] = Answer(
-            principal, tuple(reads), body, content_type, tally, self.cache.dropped
+            principal, tuple(reads), body, content_type, tally, self.cache.dropped, route
         )
         self.size += len(body)
         self.stats.learnt += 1
@@ -551,6 +557,9 @@ class FastLaneProtocol(LightProtocol):
         # closing request), so a read holding anything this lane does not answer goes to
         # the app as it came.
         out: list[bytes] = []
+        logged: list[tuple[str, bytes, str]] | None = None
+        if lane.access:
+            logged, started = [], self._loop.time()
         heads = lane._heads
         position, size = 0, len(data)
         keep_alive = True
@@ -583,6 +592,8 @@ class FastLaneProtocol(LightProtocol):
             tally = answer.tally
             if tally is not None:
                 tally[0] += 1
+            if logged is not None:
+                logged.append(("HEAD" if bare else "GET", target, answer.route))
             position = end
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         count = len(out)
@@ -590,6 +601,8 @@ class FastLaneProtocol(LightProtocol):
         lane.cache.stats.fast_lane += count
         now = self._loop.time()  # the monotonic clock
         lane.seen[lfdi] = now
+        if logged:
+            self._log(logged, started)
         if not keep_alive:
             # aiohttp's own ending: the transport flushes, then closes
             if app is not None:
@@ -603,6 +616,14 @@ class FastLaneProtocol(LightProtocol):
                 app._next_keepalive_close_time = now + timeout
             else:
                 self._idle_at = now + timeout
+
+    def _log(self, answered: list[tuple[str, bytes, str]], started: float) -> None:
+        """Access lines for this read's answers (`access_log` on)."""
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        duration = self._loop.time() - started
+        for method, target, route in answered:
+            observe.fast_line(method, target, route, host, duration)
 
     def _parse(self, raw: bytes) -> Head | None:
         """Read one request head (the parser is at a request boundary); what it says if
