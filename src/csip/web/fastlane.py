@@ -29,7 +29,9 @@ answered with 200 for this identity, so it is a miss and gets the app's 404.
 
 What a request head says is parsed once: the lane remembers, by the head's exact bytes,
 the heads it could answer (target, version, keep-alive, HEAD), so a client repeating its
-poll skips the parser (two generations, bounded in bytes). An answer's dependencies are
+poll skips the parser (two generations, bounded in bytes); a head not remembered whole is
+read as a strict request line plus a header block remembered per client (`read_head`), and
+only what neither covers goes through llhttp. An answer's dependencies are
 re-checked only when the render cache has dropped something since they were last found
 current (`RenderCache.dropped`).
 

@@ -1,7 +1,9 @@
 """Listener hardening: timeouts, connection caps, the face's own error bodies, `Server: csip`.
 
 Every listener (2030.5, VTN, admin, redirect) is started through `listen`, which puts a
-`GuardedHandler` (a subclass of aiohttp's per-connection protocol) behind the socket:
+`GuardedHandler` (a subclass of aiohttp's per-connection protocol) behind the socket; the
+2030.5 listener puts the fast lane's protocol there instead (web/fastlane.py), which applies
+the same caps and idle timeout itself and adopts a GuardedHandler when a request needs the app:
 
 - idle: aiohttp's keep-alive timer closes a connection that sends nothing for
   `keepalive_timeout`, from the TLS handshake on and after every response;
