@@ -437,6 +437,40 @@ async def test_a_resumed_session_is_fast_from_its_first_request(srv: Running) ->
     assert identity_from_der.cache_info().misses == misses
 
 
+async def test_a_read_the_app_takes_is_counted_once(srv: Running) -> None:
+    """A read holding an answerable poll and a miss goes to the app whole: the poll is
+    counted once in csip_http_requests_total (by the app), not also by the lane."""
+    device = srv.pki.device_a
+    await register(srv, device)
+    assert srv.server.app is not None
+    metrics = srv.server.app.metrics
+    labels = {"face": "sep2", "route": "/dcap", "status": "200"}
+
+    def dcap_count() -> float:
+        metrics.sync()
+        return metrics.registry.get_sample_value("csip_http_requests_total", labels) or 0.0
+
+    raw = await Raw.open(srv, device)
+    try:
+        await raw.send(get("/dcap"))  # the app answers and teaches
+        await raw.response()
+        await asyncio.sleep(0.1)  # the app's handler back at rest: the next read is the lane's
+        lane = lane_of(srv)
+        before, answered = dcap_count(), lane.stats.answered
+        await raw.send(get("/dcap") + get("/edev/999999"))
+        assert (await raw.response()).startswith(b"HTTP/1.1 200 OK")
+        assert (await raw.response()).startswith(b"HTTP/1.1 404")
+        await asyncio.sleep(0.1)  # aiohttp counts once the response is written
+        assert lane.stats.answered == answered  # the app had the read
+        assert dcap_count() == before + 1
+        await raw.send(get("/dcap"))  # and a poll the lane answers is counted once too
+        assert (await raw.response()).startswith(b"HTTP/1.1 200 OK")
+        assert lane.stats.answered == answered + 1
+        assert dcap_count() == before + 2
+    finally:
+        await raw.close()
+
+
 # ---- connections the app never had ---------------------------------------------------------
 def sep2_listener(srv: Running) -> GuardedServer:
     listener = srv.server.runners[0].server  # the 2030.5 listener is started first

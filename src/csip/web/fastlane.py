@@ -559,6 +559,7 @@ class FastLaneProtocol(LightProtocol):
         # closing request), so a read holding anything this lane does not answer goes to
         # the app as it came.
         out: list[bytes] = []
+        done: list[Answer] = []
         logged: list[tuple[str, bytes, str]] | None = None
         if lane.access:
             logged, started = [], self._loop.time()
@@ -591,13 +592,15 @@ class FastLaneProtocol(LightProtocol):
                 self._pass(data, end)
                 return
             out.append(lane.wire(answer, http10, keep_alive, bare))
-            tally = answer.tally
-            if tally is not None:
-                tally[0] += 1
+            done.append(answer)
             if logged is not None:
                 logged.append(("HEAD" if bare else "GET", target, answer.route))
             position = end
         transport.write(out[0] if len(out) == 1 else b"".join(out))
+        for answer in done:  # counted only now: a read the app took is counted by the app
+            tally = answer.tally
+            if tally is not None:
+                tally[0] += 1
         count = len(out)
         lane.stats.answered += count
         lane.cache.stats.fast_lane += count
