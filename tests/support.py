@@ -4,7 +4,8 @@ every 2030.5 body they receive, and a handle on a running server."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ import aiohttp
 import pytest
 from lxml import etree
 
+from csip.app import App, build
+from csip.config import Settings
+from csip.domain.clock import Clock
 from csip.pki import testpki
 from csip.sep2 import client as client_lib
 from csip.sep2 import schema
@@ -158,3 +162,22 @@ async def settle_bus(srv: Running) -> None:
     assert bus is not None
     if isinstance(bus, PgBus):
         await bus.replay()
+
+
+@asynccontextmanager
+async def built_app(data_dir: Path, pki: Pki, now: float, **settings: Any) -> AsyncIterator[App]:
+    """csip's services built over a migrated SQLite file in `data_dir`, its clock set to
+    `now`, no listener started: what service-level tests drive."""
+    clock = Clock()
+    clock.set(now)
+    app = build(
+        Settings(
+            data_dir=data_dir, certs_dir=pki.directory, sep2_port=18443, **settings
+        ).validate(),
+        clock,
+    )
+    await app.store.migrate()
+    try:
+        yield app
+    finally:
+        await app.store.close()

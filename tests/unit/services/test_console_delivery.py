@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from csip.app import App, build
-from csip.config import Settings
-from csip.domain.clock import Clock
+from csip.app import App
 from csip.services import demo
 from csip.services.demo import BATTERY_KW, FEEDERS, demo_lfdi, is_battery, load_into
 
-from support import Pki
+from support import Pki, built_app
 
 T0 = 2_000_000_000  # 03:33:20 UTC: the event's third hour is in progress
 NS = "{urn:ieee:std:2030.5:ns}"
@@ -26,15 +24,8 @@ DEVICES = 8
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(
-        data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443, dispatch_watch=False
-    ).validate()
-    clock = Clock()
-    clock.set(T0)
-    built = build(settings, clock)
-    await built.store.migrate()
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, T0, dispatch_watch=False) as built:
+        yield built
 
 
 def _posted_watts(index: int) -> list[tuple[int, float]]:

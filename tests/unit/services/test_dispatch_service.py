@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 
-from csip.app import App, build
-from csip.config import Settings
-from csip.domain.clock import Clock
+from csip.app import App
 from csip.domain.der import Status, event_statuses
 from csip.domain.devices import Principal as Device
 from csip.domain.devices import PrincipalKind
@@ -31,7 +29,7 @@ from csip.store import dispatch as dispatch_store
 from csip.store import fleet as fleet_store
 from csip.store.engine import ProgramChoices
 
-from support import Pki
+from support import Pki, built_app
 
 T0 = 2_000_000_000
 START = T0 + 3600
@@ -41,15 +39,8 @@ A, B, C = ("A" * 40, "B" * 40, "C" * 40)
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(
-        data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443, dispatch_watch=False
-    ).validate()
-    clock = Clock()
-    clock.set(T0)
-    built = build(settings, clock)
-    await built.store.migrate()
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, T0, dispatch_watch=False) as built:
+        yield built
 
 
 def iso(epoch: int) -> str:

@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from csip.app import App, build
-from csip.config import Settings
-from csip.domain.clock import Clock
+from csip.app import App
 from csip.domain.der import Status, event_statuses
 from csip.domain.programs import ProgramTerms
 from csip.errors import Conflict, InvalidValues, NotFound
@@ -24,7 +22,7 @@ from csip.services.vtn import ListQuery
 from csip.store import der as der_store
 from csip.store.engine import ProgramChoices
 
-from support import Pki
+from support import Pki, built_app
 
 T0 = 2_000_000_000  # 2033-05-18T03:33:20Z
 BL = Principal(
@@ -35,13 +33,8 @@ LFDI = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443).validate()
-    clock = Clock()
-    clock.set(T0)
-    built = build(settings, clock)
-    await built.store.migrate()
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, T0) as built:
+        yield built
 
 
 def iso(epoch: int) -> str:

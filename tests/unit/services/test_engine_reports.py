@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from csip.app import App, build
-from csip.config import Settings
-from csip.domain.clock import Clock
+from csip.app import App
 from csip.domain.devices import Principal as Device
 from csip.domain.devices import PrincipalKind
 from csip.openadr.rules import EVENT, REPORT, VEN, Principal
@@ -23,7 +21,7 @@ from csip.services.engine_reports import NOTHING, UNCHANGED, WRITTEN
 from csip.services.vtn import ListQuery
 from csip.store import der as der_store
 
-from support import Pki
+from support import Pki, built_app
 
 T0 = 2_000_000_000
 BL = Principal(
@@ -39,14 +37,11 @@ PEN = "0000A4F1"
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443).validate()
-    clock = Clock()
-    clock.set(T0)
-    built = build(settings, clock)
-    await built.store.migrate()
-    await built.admin.preregister([PreRegistration(lfdi, sfdi_from_lfdi(lfdi)) for lfdi in LFDIS])
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, T0) as built:
+        await built.admin.preregister(
+            [PreRegistration(lfdi, sfdi_from_lfdi(lfdi)) for lfdi in LFDIS]
+        )
+        yield built
 
 
 def iso(epoch: int) -> str:

@@ -21,7 +21,7 @@ from csip.errors import NotFound
 from csip.openadr.rules import EVENT, PROGRAM, Principal
 from csip.services import changes as tag
 
-from support import Pki
+from support import Pki, built_app
 
 T0 = 2_000_000_000
 BL = Principal(
@@ -31,13 +31,8 @@ BL = Principal(
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443).validate()
-    clock = Clock()
-    clock.set(T0)
-    built = build(settings, clock)
-    await built.store.migrate()
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, T0) as built:
+        yield built
 
 
 def _body(program_id: str, base: float) -> bytes:

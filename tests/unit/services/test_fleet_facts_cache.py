@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from csip.app import App, build
-from csip.config import Settings
-from csip.domain.clock import Clock
+from csip.app import App
 from csip.domain.devices import Principal, PrincipalKind
 from csip.domain.fleet import STALE
 from csip.pki.identity import sfdi_from_lfdi
 from csip.services.admin import PreRegistration
 
-from support import Pki
+from support import Pki, built_app
 
 A = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
 B = "1C3F45AB31EDFE5B67E343E5E4562E31984E23E7"
@@ -28,13 +26,8 @@ NOW = 527_777 * 3600 + 1800
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443).validate()
-    clock = Clock()
-    clock.set(NOW)
-    built = build(settings, clock)
-    await built.store.migrate()
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, NOW) as built:
+        yield built
 
 
 def device(lfdi: str) -> Principal:

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from csip.app import App, build
-from csip.config import Settings
-from csip.domain.clock import Clock
+from csip.app import App
 from csip.domain.operators import LOCKOUT_SECONDS, MAX_FAILURES, SESSION_SECONDS, Audit
 from csip.errors import BadRequest, Conflict, CsipError, Forbidden, NotFound
 from csip.openadr.rules import EVENT, Principal
@@ -23,7 +21,7 @@ from csip.services.operators import LoginRefused, OperatorService
 from csip.store import console as console_store
 from csip.store import operators as operator_store
 
-from support import Pki
+from support import Pki, built_app
 
 T0 = 2_000_000_000
 PASSWORD = "correct horse battery"
@@ -31,15 +29,8 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(
-        data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443, dispatch_watch=False
-    ).validate()
-    clock = Clock()
-    clock.set(T0)
-    built = build(settings, clock)
-    await built.store.migrate()
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, T0, dispatch_watch=False) as built:
+        yield built
 
 
 async def test_passwords_are_stored_hashed_and_checked(app: App) -> None:

@@ -11,9 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from csip.app import App, build
-from csip.config import Settings
-from csip.domain.clock import Clock
+from csip.app import App
 from csip.domain.devices import Principal as DevicePrincipal
 from csip.domain.devices import PrincipalKind
 from csip.openadr.rules import EVENT, PROGRAM, REPORT, Principal
@@ -21,7 +19,7 @@ from csip.pki.identity import sfdi_from_lfdi
 from csip.services.admin import PreRegistration
 from csip.store import engine as engine_store
 
-from support import Pki
+from support import Pki, built_app
 
 LA = ZoneInfo("America/Los_Angeles")
 A = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
@@ -37,13 +35,8 @@ def at(text: str) -> int:
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443).validate()
-    clock = Clock()
-    clock.set(at("2031-07-15T09:00"))
-    built = build(settings, clock)
-    await built.store.migrate()
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, at("2031-07-15T09:00")) as built:
+        yield built
 
 
 def device(lfdi: str) -> DevicePrincipal:

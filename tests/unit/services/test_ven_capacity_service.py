@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from csip.app import App, build
-from csip.config import Settings
-from csip.domain.clock import Clock
+from csip.app import App
 from csip.domain.programs import ProgramTerms
 from csip.domain.ven_capacity import STALE_REPORT
 from csip.errors import NotFound
@@ -22,7 +20,7 @@ from csip.openadr.rules import EVENT, PROGRAM, REPORT, VEN, Principal
 from csip.store.engine import ProgramChoices
 from csip.web.admin_fleet import capacity_csv, capacity_json, ven_json
 
-from support import Pki
+from support import Pki, built_app
 
 H = 555_555
 NOW = H * 3600 + 1800
@@ -38,13 +36,8 @@ def ven_client(client_id: str) -> Principal:
 
 @pytest.fixture
 async def app(tmp_path: Path, pki: Pki) -> AsyncIterator[App]:
-    settings = Settings(data_dir=tmp_path, certs_dir=pki.directory, sep2_port=18443).validate()
-    clock = Clock()
-    clock.set(NOW)
-    built = build(settings, clock)
-    await built.store.migrate()
-    yield built
-    await built.store.close()
+    async with built_app(tmp_path, pki, NOW) as built:
+        yield built
 
 
 def iso(epoch: int) -> str:
