@@ -127,21 +127,7 @@ async def load_into(app: Any, count: int, extra_lfdis: Sequence[str] = ()) -> No
                 principal, device.id, _log_event(index, now - 600 * index)
             )
 
-    program = json.loads(
-        await app.vtn.create(
-            UTILITY,
-            PROGRAM,
-            json.dumps(
-                {
-                    "objectType": "PROGRAM",
-                    "programName": "demo-peak",
-                    "payloadDescriptors": [
-                        {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "SIMPLE"}
-                    ],
-                }
-            ).encode(),
-        )
-    )
+    program = await _program(app, "demo-peak", payloadType="SIMPLE")
     program_id = program["id"]
     await app.engine.set_choices(
         ProgramChoices(
@@ -177,7 +163,7 @@ async def load_into(app: Any, count: int, extra_lfdis: Sequence[str] = ()) -> No
         }
         if targets:
             body["targets"] = targets
-        created.append(json.loads(await app.vtn.create(UTILITY, EVENT, json.dumps(body).encode())))
+        created.append(await _create(app, EVENT, body))
     await app.vtn.delete(UTILITY, EVENT, created[1]["id"])
     await _answer(app, created[2]["id"], lfdis[:10], now)
     await _battery_program(app, feeders, hour)
@@ -187,25 +173,7 @@ async def _battery_program(app: Any, feeders: Sequence[Any], hour: int) -> None:
     """A customer battery program with per-device dispatch and an evening event that began
     two hours ago: the capacity page has power asked of the feeders to set beside what their
     devices metered."""
-    program = json.loads(
-        await app.vtn.create(
-            UTILITY,
-            PROGRAM,
-            json.dumps(
-                {
-                    "objectType": "PROGRAM",
-                    "programName": "demo-battery",
-                    "payloadDescriptors": [
-                        {
-                            "objectType": "EVENT_PAYLOAD_DESCRIPTOR",
-                            "payloadType": "DISPATCH_SETPOINT",
-                            "units": "KW",
-                        }
-                    ],
-                }
-            ).encode(),
-        )
-    )
+    program = await _program(app, "demo-battery", payloadType="DISPATCH_SETPOINT", units="KW")
     await app.engine.set_choices(
         ProgramChoices(program["id"], 5, {}, None, None, 3600, "utility", dispatch="per-device")
     )
@@ -221,7 +189,22 @@ async def _battery_program(app: Any, feeders: Sequence[Any], hour: int) -> None:
             for i, kw in enumerate(BATTERY_KW)
         ],
     }
-    await app.vtn.create(UTILITY, EVENT, json.dumps(body).encode())
+    await _create(app, EVENT, body)
+
+
+async def _create(app: Any, kind: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Create an OpenADR object as the utility, through the VTN's own use case."""
+    created: dict[str, Any] = json.loads(
+        await app.vtn.create(UTILITY, kind, json.dumps(body).encode())
+    )
+    return created
+
+
+async def _program(app: Any, name: str, **descriptor: str) -> dict[str, Any]:
+    """A program with one payload descriptor (its OpenADR fields as keywords)."""
+    payload = {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", **descriptor}
+    body = {"objectType": "PROGRAM", "programName": name, "payloadDescriptors": [payload]}
+    return await _create(app, PROGRAM, body)
 
 
 async def _post_device(
