@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from csip.pki.testpki import IssuedCert
 
 from support import Running
@@ -21,6 +23,29 @@ async def register(srv: Running, cert: IssuedCert) -> str:
     reply = await client.post("/edev", end_device_xml(cert.lfdi, cert.sfdi))
     assert reply.status == 201, reply.body
     return str(reply.headers["Location"])
+
+
+def random_lfdi() -> str:
+    return secrets.token_hex(20).upper()
+
+
+async def make_aggregator(srv: Running, name: str, lfdi: str) -> None:
+    """An aggregator in the admin API, with the certificate `lfdi` granted to it."""
+    assert (await srv.admin("POST", "/api/aggregators", {"name": name}))[0] == 201
+    status, _ = await srv.admin("PUT", f"/api/aggregators/{name}/certificates/{lfdi}", {})
+    assert status == 200
+
+
+async def aggregator_fleet(srv: Running, name: str, lfdi: str, count: int) -> list[str]:
+    """An aggregator (certificate `lfdi`) managing `count` EndDevices pre-registered through
+    the admin bulk endpoint; their LFDIs."""
+    await make_aggregator(srv, name, lfdi)
+    lfdis = [random_lfdi() for _ in range(count)]
+    status, _ = await srv.admin(
+        "POST", "/api/end-devices", [{"lfdi": x, "aggregator": name} for x in lfdis]
+    )
+    assert status == 201
+    return lfdis
 
 
 DEVICE_INFORMATION = """<DeviceInformation xmlns="urn:ieee:std:2030.5:ns">

@@ -3,25 +3,20 @@
 
 from __future__ import annotations
 
-import secrets
-
 from csip.pki.identity import sfdi_from_lfdi
 from csip.pki.testpki import IssuedCert
 
-from helpers import DEVICE_STATUS, end_device_xml, register
+from helpers import (
+    DEVICE_STATUS,
+    aggregator_fleet,
+    end_device_xml,
+    make_aggregator,
+    random_lfdi,
+    register,
+)
 from support import BACKENDS, Running
 
 pytestmark = BACKENDS
-
-
-def random_lfdi() -> str:
-    return secrets.token_hex(20).upper()
-
-
-async def make_aggregator(srv: Running, name: str, lfdi: str) -> None:
-    assert (await srv.admin("POST", "/api/aggregators", {"name": name}))[0] == 201
-    status, _ = await srv.admin("PUT", f"/api/aggregators/{name}/certificates/{lfdi}", {})
-    assert status == 200
 
 
 async def test_devices_cannot_see_each_other(srv: Running) -> None:
@@ -81,12 +76,7 @@ async def test_aggregator_list_is_its_fleet_plus_its_own_end_device(srv: Running
     CSIP-AUS aggregator model), never the other certificate's device: all = fleet + 1."""
     device_href = await register(srv, srv.pki.device_a)
     agg = srv.pki.aggregator
-    await make_aggregator(srv, "agg-bulk", agg.lfdi)
-    lfdis = [random_lfdi() for _ in range(20)]
-    status, _ = await srv.admin(
-        "POST", "/api/end-devices", [{"lfdi": x, "aggregator": "agg-bulk"} for x in lfdis]
-    )
-    assert status == 201
+    lfdis = await aggregator_fleet(srv, "agg-bulk", agg.lfdi, 20)
     client = srv.client(agg)
     listing = (await client.get("/edev?s=0&l=255")).xml()
     assert (listing.get("all"), listing.get("results")) == ("21", "21")
@@ -163,12 +153,7 @@ async def paged(srv: Running, client_cert: IssuedCert, query: str) -> tuple[str,
 
 async def test_list_paging_s_and_l(srv: Running) -> None:
     agg = srv.pki.aggregator
-    await make_aggregator(srv, "agg-one", agg.lfdi)
-    lfdis = [random_lfdi() for _ in range(7)]
-    status, _ = await srv.admin(
-        "POST", "/api/end-devices", [{"lfdi": x, "aggregator": "agg-one"} for x in lfdis]
-    )
-    assert status == 201
+    lfdis = await aggregator_fleet(srv, "agg-one", agg.lfdi, 7)
     expected = sorted(str(sfdi_from_lfdi(x)) for x in lfdis)
     expected.sort(key=int)
     expected.insert(0, str(agg.sfdi))  # its own EndDevice first (issue 9 item 8), then sFDI

@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 import csip.services.der_device
 from csip.pki.identity import sfdi_from_lfdi
 
-from helpers import end_device_xml, register
+from helpers import end_device_xml, make_aggregator, register
 from support import BACKENDS, NS, Reply, Running, ServerFactory, settle_bus
 
 SEP = 'xmlns="urn:ieee:std:2030.5:ns"'
@@ -102,12 +102,6 @@ def children(reply: Reply) -> list[tuple[str, str]]:
 
 def reason(reply: Reply) -> str | None:
     return reply.find("s:reasonCode")
-
-
-async def make_aggregator(srv: Running, name: str, lfdi: str) -> None:
-    assert (await srv.admin("POST", "/api/aggregators", {"name": name}))[0] == 201
-    status, _ = await srv.admin("PUT", f"/api/aggregators/{name}/certificates/{lfdi}", {})
-    assert status == 200
 
 
 @BACKENDS

@@ -5,24 +5,19 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import secrets
-
 from test_fast_lane import world
 from test_telemetry import create_mup, declared, mmr, mmr_list, reading
 
 from csip.pki.identity import sfdi_from_lfdi
 from csip.web.sep2_common import LANE
 
+from helpers import aggregator_fleet, random_lfdi
 from support import BACKENDS, Reply, Running, Sep2Client, settle_bus
 
 pytestmark = BACKENDS
 NS = "{urn:ieee:std:2030.5:ns}"
 #: More devices than the old cap of 64 cached pages holds at l=1.
 FLEET = 150
-
-
-def random_lfdi() -> str:
-    return secrets.token_hex(20).upper()
 
 
 def sfdis(reply: Reply) -> list[int]:
@@ -32,14 +27,7 @@ def sfdis(reply: Reply) -> list[int]:
 
 async def test_a_page_past_the_64th_is_cached_and_follows_writes(srv: Running) -> None:
     agg = srv.pki.aggregator
-    assert (await srv.admin("POST", "/api/aggregators", {"name": "agg-pages"}))[0] == 201
-    status, _ = await srv.admin("PUT", f"/api/aggregators/agg-pages/certificates/{agg.lfdi}", {})
-    assert status == 200
-    lfdis = [random_lfdi() for _ in range(FLEET)]
-    status, _ = await srv.admin(
-        "POST", "/api/end-devices", [{"lfdi": x, "aggregator": "agg-pages"} for x in lfdis]
-    )
-    assert status == 201
+    lfdis = await aggregator_fleet(srv, "agg-pages", agg.lfdi, FLEET)
     client = srv.client(agg)
     assert (await client.get("/dcap")).status == 200  # makes the aggregator's own EndDevice
     await settle_bus(srv)
