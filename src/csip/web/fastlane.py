@@ -239,11 +239,8 @@ class FastLane:
         answer = self.answers.get(key)
         if answer is None:
             return None
-        if self.ready_principal(lfdi) is answer.principal:
-            if answer.checked == self.cache.dropped and answer.expires_at is None:
-                return answer  # the usual poll: nothing left the cache since, no boundary
-            if self._current(answer):
-                return answer
+        if self.ready_principal(lfdi) is answer.principal and self._current(answer):
+            return answer
         self._forget(key)
         return None
 
@@ -271,17 +268,17 @@ class FastLane:
                 self.remember(raw, head)
         return head
 
-    def read_head(self, data: bytes, start: int, end: int) -> Head | None:
+    def read_head(self, raw: bytes) -> Head | None:
         """A head not remembered whole (an aggregator walking more targets than the memo
         holds): its request line read by a pattern that admits only what llhttp reads the
         same way (GET or HEAD, a target of plain URL characters, HTTP/1.1 or 1.0), its
         header block by what the parser said of the same bytes before (one entry per
         client's way of asking, not per target). None: the parser must read it."""
-        line_end = data.find(b"\r\n", start, end)
-        match = _LINE.fullmatch(data, start, line_end)
+        line_end = raw.find(b"\r\n")
+        match = _LINE.fullmatch(raw, 0, line_end)
         if match is None:
             return None
-        block = data[line_end:end]
+        block = raw[line_end:]
         verdict = self._blocks.get(block)
         if verdict is None:
             verdict = _read_block(block)
@@ -294,7 +291,7 @@ class FastLane:
             return None
         keep_alive = not close and (keep_alive_token or not http10)
         head = (match.group(2), http10, keep_alive, match.group(1) == b"HEAD")
-        self.remember(data[start:end], head)
+        self.remember(raw, head)
         return head
 
     def remember(self, raw: bytes, head: Head) -> None:
@@ -575,7 +572,7 @@ class FastLaneProtocol(LightProtocol):
             raw = data if end == size and not position else data[position:end]
             head = heads.get(raw)  # the usual poll: these very bytes were read before
             if head is None:
-                head = lane.head(raw) or lane.read_head(data, position, end)
+                head = lane.head(raw) or lane.read_head(raw)
             if head is None:
                 try:
                     head = self._parse(raw)

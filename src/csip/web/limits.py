@@ -368,14 +368,11 @@ class GuardedServer(web.Server):
         return GuardedHandler(self, loop=self._loop, guard=self.guard, **self._kwargs)
 
     def pre_shutdown(self) -> None:
+        """The runner's first step at cleanup (before `shutdown` waits for the handlers):
+        connections the app never had are idle between reads, so they close now."""
         super().pre_shutdown()
         for protocol in list(self.light):
             protocol.close_idle()
-
-    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - aiohttp's signature
-        for protocol in list(self.light):
-            protocol.close_idle()
-        await super().shutdown(timeout)
 
 
 #: A face's own connection protocol (the 2030.5 fast lane), made as `factory(server)` per
