@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,6 +61,9 @@ def stored_xml(raw: bytes) -> bytes:
     return data
 
 
+_WAL_SWITCH_SECONDS = 5.0
+
+
 def _end_device(row: EndDeviceRow) -> EndDevice:
     assert row.id is not None
     return EndDevice(
@@ -90,10 +95,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # busy_timeout first: switching a new file to WAL needs the lock another process may hold
     cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the file in WAL mode, taking turns with anyone opening the same new file.
+
+    Two connections that open one brand-new file together both read it in rollback-journal
+    mode and both ask for the exclusive lock the switch needs; SQLite refuses one of them at
+    once (a deadlock, so the busy timeout does not apply). The refused one waits a moment and
+    asks again: by then the file is in WAL mode and the pragma only reads it. This blocks the
+    event loop for those few milliseconds, and only while a fresh database is being created.
+    """
+    deadline = time.monotonic() + _WAL_SWITCH_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 # ---- session functions (store.uow): the caller's unit of work owns the transaction ----------

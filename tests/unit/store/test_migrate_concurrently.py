@@ -17,7 +17,11 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], i
 async def test_concurrent_first_migrations_both_succeed(database_url: str, tmp_path: Path) -> None:
     stores = [Store(database_url) for _ in range(3)]
     try:
-        await asyncio.gather(*(store.migrate() for store in stores))
+        # a TaskGroup, not gather: if one fails, the others stop here rather than migrate on
+        # into the next test after their stores are closed
+        async with asyncio.TaskGroup() as group:
+            for store in stores:
+                group.create_task(store.migrate())
         await stores[0].migrate()  # and again, later: nothing to do
     finally:
         for store in stores:
