@@ -4,6 +4,7 @@ every 2030.5 body they receive, and a handle on a running server."""
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -164,12 +165,31 @@ async def settle_bus(srv: Running) -> None:
         await bus.replay()
 
 
+class StillClock(Clock):
+    """A clock that stands where the test puts it (`set`, `advance`), for service tests
+    that compare figures stamped with "now" exactly, however slow the machine is."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__()
+        self.set(at)
+
+    def now(self) -> float:
+        return self._at
+
+    def set(self, epoch_seconds: float) -> None:
+        self._at = epoch_seconds
+        self.offset = epoch_seconds - time.time()  # and tell whoever sleeps on the clock
+
+    def advance(self, seconds: float) -> None:
+        self._at += seconds
+        self.offset = self._offset + seconds
+
+
 @asynccontextmanager
 async def built_app(data_dir: Path, pki: Pki, now: float, **settings: Any) -> AsyncIterator[App]:
     """csip's services built over a migrated SQLite file in `data_dir`, its clock set to
     `now`, no listener started: what service-level tests drive."""
-    clock = Clock()
-    clock.set(now)
+    clock = StillClock(now)
     app = build(
         Settings(
             data_dir=data_dir, certs_dir=pki.directory, sep2_port=18443, **settings
