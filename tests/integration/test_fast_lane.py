@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csip.pki.testpki import IssuedCert
-from csip.web.fastlane import HEAD_COST, HEADS_BYTES, FastLane
+from csip.web.fastlane import MAX_BLOCKS, FastLane
 from csip.web.identity import identity_from_der
 from csip.web.limits import GuardedServer
 from csip.web.sep2_common import LANE
@@ -116,10 +116,8 @@ async def both_lanes(
     fast = await transcript(srv, cert, data, True, closing)
     assert fast == slow, (data, slow, fast)
     answered = lane.stats.answered - before
-    # once more with no head remembered whole: the request line and header block are read
-    # apart (as for an aggregator walking more targets than the memo holds), or parsed
-    lane._heads.clear()
-    lane._heads_before.clear()
+    # once more with no header block remembered: each is read by the parser again
+    lane._blocks.clear()
     apart = await transcript(srv, cert, data, True, closing)
     assert apart == slow, (data, slow, apart)
     return fast, answered
@@ -300,6 +298,64 @@ async def test_pipelined_requests_are_answered_in_order_across_the_lanes(srv: Ru
     answer, fast = await both_lanes(srv, device, data)
     assert re.findall(rb"HTTP/1.1 (\d+)", answer) == [b"200"] * 4
     assert fast == 4
+
+
+async def paced(srv: Running, cert: IssuedCert, requests: list[bytes], fast: bool) -> bytes:
+    """Each request in a read of its own (the next is sent once the answer is in), on a
+    new connection, with the fast lane on or off: the transcript."""
+    lane = lane_of(srv)
+    lane.enabled = fast
+    raw = await Raw.open(srv, cert)
+    answers = []
+    try:
+        for request in requests:
+            await raw.send(request)
+            answers.append(await raw.response(request.startswith(b"HEAD ")))
+        answers.append(await raw.until_closed())
+    finally:
+        lane.enabled = True
+        await raw.close()
+    return normalized(b"".join(answers))
+
+
+async def test_one_request_per_read_across_header_blocks_in_both_lanes(srv: Running) -> None:
+    """A client that waits for each answer (every poller): the lane reads a request whose
+    header block is the one this connection sent before without the parser, so blocks of
+    the same length that say something else, misses, HEAD and HTTP/1.0 in between must
+    still get exactly the app's answers."""
+    paths = await world(srv)
+    device = srv.pki.device_a
+    edev = paths["device_href"][0]
+    usual = "Accept: x/yyyyyyyyyy\r\n"
+    requests = [
+        get("/dcap", extra=usual),
+        get("/dcap", extra=usual),
+        get("/dcap", extra="Accept: x/zzzzzzzzzz\r\n"),  # same length, other bytes
+        get("/dcap", extra="Host: localhost22222\r\n"),  # same length, a second Host: 400
+    ]
+    rest = [
+        get(edev, extra=usual),
+        get("/edev/999999", extra=usual),  # a miss: the app's 404
+        get(edev, extra=usual),
+        get(edev, "HEAD", extra=usual),
+        get(edev, version="1.0", extra="Connection: keep-alive\r\n"),
+        get(edev, extra=usual),
+        CLOSING,
+    ]
+    slow = await paced(srv, device, requests[:3] + rest, False)
+    await paced(srv, device, requests[:3] + rest, True)  # the app teaches
+    lane = lane_of(srv)
+    before = lane.stats.answered
+    fast = await paced(srv, device, requests[:3] + rest, True)
+    assert fast == slow
+    assert slow.count(b"HTTP/1.1 200 OK") == 8 and b" 404 " in slow
+    assert lane.stats.answered - before == 9  # all but the 404
+    # a block of the usual length that the parser refuses (a second Host): the app's 400,
+    # and the end of the connection
+    slow = await paced(srv, device, requests, False)
+    fast = await paced(srv, device, requests, True)
+    assert fast == slow
+    assert slow.endswith(b"</Error>") and b" 400 Bad Request\r\n" in slow
 
 
 @pytest.mark.parametrize(
@@ -540,20 +596,26 @@ async def test_stopping_the_listener_closes_connections_the_app_never_had(
     await raw.close()
 
 
-async def test_remembered_request_heads_stay_bounded(srv: Running) -> None:
-    """A client sending a new head every time (a nonce header) cannot grow the memo of
-    parsed heads past two generations; heads in use stay remembered."""
+async def test_remembered_header_blocks_stay_bounded(srv: Running) -> None:
+    """A client sending a new header block every time (a nonce header) is still answered
+    by the fast lane, and cannot grow the lane's memo of header blocks past MAX_BLOCKS."""
+    await register(srv, srv.pki.device_a)
     lane = lane_of(srv)
-    head = (b"/dcap", False, True, False)
-    template = b"GET /dcap HTTP/1.1\r\nHost: localhost\r\nX-Nonce: %08d\r\n\r\n"
-    cost = len(template % 0) + len(head[0]) + HEAD_COST
-    count = 3 * HEADS_BYTES // cost
-    for n in range(count):
-        lane.remember(template % n, head)
-    held = len(lane._heads) + len(lane._heads_before)
-    assert held * cost <= 2 * HEADS_BYTES
-    assert lane.head(template % (count - 1)) == head
-    assert lane.head(template % 0) is None
+    for n in range(MAX_BLOCKS + 10):
+        lane.verdict(b"\r\nHost: localhost\r\nX-Nonce: %08d\r\n\r\n" % n)
+    assert len(lane._blocks) <= MAX_BLOCKS
+    raw = await Raw.open(srv, srv.pki.device_a)
+    try:
+        await raw.send(get("/dcap"))
+        taught = await raw.response()
+        before = lane.stats.answered
+        for n in range(5):
+            await raw.send(get("/dcap", extra=f"X-Nonce: {n:08d}\r\n"))
+            assert normalized(await raw.response()) == normalized(taught)
+        assert lane.stats.answered == before + 5
+    finally:
+        await raw.close()
+    assert len(lane._blocks) <= MAX_BLOCKS
 
 
 # ---- fuzzing the request side --------------------------------------------------------------

@@ -9,7 +9,7 @@ tags that drop the affected bytes in every worker.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from lxml import etree
@@ -124,6 +124,13 @@ class Sep2Service:
         self.bus.deliver(list(tags))
 
     # ---- identity --------------------------------------------------------------
+    @property
+    def ready(self) -> Mapping[str, Principal]:
+        """lfdi -> the principal of a certificate already admitted (read-only: the web
+        layer's fast lane looks there on every poll; it is cleared or pruned, never
+        replaced, when anything that decides a principal changes)."""
+        return self._ready
+
     def ready_principal(self, lfdi: str) -> Principal | None:
         """The principal of a certificate already admitted, if nothing has changed since."""
         return self._ready.get(lfdi)

@@ -27,11 +27,11 @@ certificate drops its principal, a poll-rate change drops every entry tagged wit
 settings, a clock boundary expires the entries that carry it. A foreign href was never
 answered with 200 for this identity, so it is a miss and gets the app's 404.
 
-What a request head says is parsed once: the lane remembers, by the head's exact bytes,
-the heads it could answer (target, version, keep-alive, HEAD), so a client repeating its
-poll skips the parser (two generations, bounded in bytes); a head not remembered whole is
-read as a strict request line plus a header block remembered per client (`read_head`), and
-only what neither covers goes through llhttp. An answer's dependencies are
+What a request head says is read without a parser where that is safe: a request line of
+exactly `GET ` or `HEAD `, a target, ` HTTP/1.1` or ` HTTP/1.0` whose target is a key
+the app itself learnt (so llhttp read those very bytes as a target before), and a header
+block that llhttp has read before (each connection keeps its own, the lane a bounded memo
+of every client's). Anything else goes through llhttp. An answer's dependencies are
 re-checked only when the render cache has dropped something since they were last found
 current (`RenderCache.dropped`).
 
@@ -44,9 +44,10 @@ it for the request's version and keep-alive.
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Hashable
+import time
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from time import time as _time
 from typing import Any, cast
 
 import httptools
@@ -69,35 +70,35 @@ _REFUSED = frozenset(
 _HEAD_END = b"\r\n\r\n"
 #: Header fields after which a request is the app's (aiohttp refuses more than 128).
 MAX_FIELDS = 64
-#: Bytes of remembered request heads per generation (each head's length plus HEAD_COST);
-#: two generations are kept, so at most twice this.
-HEADS_BYTES = 4 * 1024 * 1024
-#: What one remembered head costs besides its bytes (its dict slot, tuple, target).
-HEAD_COST = 200
 
 #: A request head the lane can answer: (target, HTTP/1.0, keep-alive, HEAD).
 Head = tuple[bytes, bool, bool, bool]
-#: A request line llhttp reads as exactly these parts (a strict subset of what it accepts:
-#: anything else is read by the parser itself).
-_LINE = re.compile(rb"(GET|HEAD) (/[A-Za-z0-9/._~?=&%+,:;@!$*'()-]*) HTTP/1\.([01])")
+#: What a header block allows after an HTTP/1.1 and after an HTTP/1.0 request line:
+#: (answerable 1.1, keep-alive 1.1, answerable 1.0, keep-alive 1.0).
+Verdict = tuple[bool, bool, bool, bool]
+_REFUSE: Verdict = (False, False, False, False)
 #: Distinct header blocks remembered; past it the memo starts again.
 MAX_BLOCKS = 4096
+#: The request line's end when it is plain: its version (9 bytes before the CRLF).
+_HTTP11 = b" HTTP/1.1"
+_HTTP10 = b" HTTP/1.0"
 
 
-def _read_block(block: bytes) -> tuple[bool, bool, bool, bool]:
+def _read_block(block: bytes) -> Verdict:
     """What llhttp says of a header block (starting with the request line's CRLF, ending
-    with the blank line) after a plain request line: (nothing unusual, exactly one Host,
-    Connection: close, Connection: keep-alive). Header fields are read the same whatever
-    GET/HEAD line and HTTP/1.x version precede them; the version only decides keep-alive."""
+    with the blank line) after a plain request line. Header fields are read the same
+    whatever GET/HEAD line and HTTP/1.x version precede them; the version decides whether
+    a Host field is required (1.1) and what keep-alive is by default."""
     requests = _Requests()
     parser = requests.parser = httptools.HttpRequestParser(requests)
     try:
         parser.feed_data(b"GET / HTTP/1.1" + block)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-        return (False, False, False, False)
-    if requests.begun != 1 or requests.completed != 1:
-        return (False, False, False, False)
-    return (requests.plain, requests.hosts == 1, requests.close, requests.keep_alive_token)
+        return _REFUSE
+    if requests.begun != 1 or requests.completed != 1 or not requests.plain:
+        return _REFUSE
+    close = requests.close
+    return (requests.hosts == 1, not close, True, not close and requests.keep_alive_token)
 
 
 @dataclass
@@ -115,7 +116,7 @@ class LaneStats:
 class Answer:
     """One 200 answer for one identity and request target, and what it depends on."""
 
-    __slots__ = ("body", "checked", "expires_at", "fields", "principal", "reads", "route", "tally")
+    __slots__ = ("body", "checked", "expires_at", "head", "principal", "reads", "route", "tally")
 
     def __init__(
         self,
@@ -138,14 +139,19 @@ class Answer:
         self.body = body
         expiries = [e.expires_at for _, e in reads if e.expires_at is not None]
         self.expires_at = min(expiries) if expiries else None
-        #: The header fields before Date, as aiohttp orders them.
-        self.fields = (
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nDate: "
+        #: The HTTP/1.1 status line and the header fields before Date, as aiohttp orders
+        #: them (an HTTP/1.0 answer swaps the status line).
+        self.head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nDate: "
         ).encode("latin-1")
 
 
-_STATUS = {True: b"HTTP/1.0 200 OK\r\n", False: b"HTTP/1.1 200 OK\r\n"}
+_STATUS_11 = b"HTTP/1.1 200 OK\r\n"
+_STATUS_10 = b"HTTP/1.0 200 OK\r\n"
 _SERVER = f"\r\nServer: {SERVER_HEADER}\r\n".encode()
+#: What follows the Date of a keep-alive HTTP/1.1 answer (the usual poll).
+_TAIL = _SERVER + b"\r\n"
 #: (HTTP/1.0, keep-alive) -> the Connection field aiohttp adds.
 _CONNECTION = {
     (False, True): b"\r\n",
@@ -165,7 +171,8 @@ class FastLane:
         self.metrics = metrics
         #: lfdi -> when it last made a request (time.monotonic), for csip_sep2_clients_seen.
         self.seen: dict[str, float] = metrics.seen_clients if metrics is not None else {}
-        self.ready_principal = service.ready_principal
+        #: lfdi -> the principal admitted for it (Sep2Service keeps it current).
+        self.ready: Mapping[str, Principal] = service.ready
         self.identity = identity
         #: Bounds like the render cache's: an answer keeps its entries' bodies alive even
         #: after the cache dropped them (until it is looked up again or evicted).
@@ -179,16 +186,12 @@ class FastLane:
         #: One access line per answer too (`access_log`), as the app writes per request.
         self.access = bool(service.settings.access_log)
         self.stats = LaneStats()
-        self._date = ""
-        self._date_bytes = b""
-        #: Request heads the lane can answer, by their exact bytes (this generation, the
-        #: one before, the bytes this one holds).
-        self._heads: dict[bytes, Head] = {}
-        self._heads_before: dict[bytes, Head] = {}
-        self._heads_size = 0
+        #: aiohttp's Date string for the current second, as bytes, and when it turns.
+        self.date = b""
+        self.date_until = 0.0
         #: Header blocks (from the request line's CRLF to the blank line) -> what the
-        #: parser said of them: (plain, one Host, Connection: close, Connection: keep-alive).
-        self._blocks: dict[bytes, tuple[bool, bool, bool, bool]] = {}
+        #: parser said of them.
+        self._blocks: dict[bytes, Verdict] = {}
 
     def protocol(self, server: GuardedServer) -> LightProtocol:
         """The listener's protocol factory (limits.PROTOCOL): one per connection."""
@@ -206,7 +209,7 @@ class FastLane:
     ) -> None:
         """Remember a 200 answer the app gave, if everything it read is still cached.
         `route`: the route's pattern, the label its fast-lane answers are counted under."""
-        if not reads or not self.enabled or self.ready_principal(principal.lfdi) is not principal:
+        if not reads or not self.enabled or self.ready.get(principal.lfdi) is not principal:
             return
         if not target.isascii() or len(target) > MAX_REQUEST:
             return
@@ -239,7 +242,7 @@ class FastLane:
         answer = self.answers.get(key)
         if answer is None:
             return None
-        if self.ready_principal(lfdi) is answer.principal and self._current(answer):
+        if self.ready.get(lfdi) is answer.principal and self._current(answer):
             return answer
         self._forget(key)
         return None
@@ -259,63 +262,31 @@ class FastLane:
         return True
 
     # ---- request heads --------------------------------------------------------------
-    def head(self, raw: bytes) -> Head | None:
-        """What an answerable request head said when the parser last read these bytes."""
-        head = self._heads.get(raw)
-        if head is None:
-            head = self._heads_before.get(raw)
-            if head is not None:
-                self.remember(raw, head)
-        return head
-
-    def read_head(self, raw: bytes) -> Head | None:
-        """A head not remembered whole (an aggregator walking more targets than the memo
-        holds): its request line read by a pattern that admits only what llhttp reads the
-        same way (GET or HEAD, a target of plain URL characters, HTTP/1.1 or 1.0), its
-        header block by what the parser said of the same bytes before (one entry per
-        client's way of asking, not per target). None: the parser must read it."""
-        line_end = raw.find(b"\r\n")
-        match = _LINE.fullmatch(raw, 0, line_end)
-        if match is None:
-            return None
-        block = raw[line_end:]
+    def verdict(self, block: bytes) -> Verdict:
+        """What llhttp said of this header block when any client last sent it."""
         verdict = self._blocks.get(block)
         if verdict is None:
             verdict = _read_block(block)
             if len(self._blocks) >= MAX_BLOCKS:
                 self._blocks.clear()
             self._blocks[block] = verdict
-        plain, one_host, close, keep_alive_token = verdict
-        http10 = match.group(3) == b"0"
-        if not plain or not (http10 or one_host):
-            return None
-        keep_alive = not close and (keep_alive_token or not http10)
-        head = (match.group(2), http10, keep_alive, match.group(1) == b"HEAD")
-        self.remember(raw, head)
-        return head
+        return verdict
 
-    def remember(self, raw: bytes, head: Head) -> None:
-        cost = len(raw) + len(head[0]) + HEAD_COST
-        if self._heads_size + cost > HEADS_BYTES:
-            self._heads_before, self._heads, self._heads_size = self._heads, {}, 0
-        self._heads[raw] = head
-        self._heads_size += cost
+    def turn_date(self) -> bytes:
+        """aiohttp's Date for this second (its own per-second string, so both lanes agree)."""
+        now = time.time()
+        self.date = helpers.rfc822_formatted_time().encode("latin-1")
+        self.date_until = float(int(now) + 1)
+        return self.date
 
     def wire(self, answer: Answer, http10: bool, keep_alive: bool, head: bool) -> bytes:
         """The bytes aiohttp would write for this answer."""
-        date = helpers.rfc822_formatted_time()  # aiohttp's own, cached per second
-        if date is not self._date:
-            self._date, self._date_bytes = date, date.encode("latin-1")
-        parts = [
-            _STATUS[http10],
-            answer.fields,
-            self._date_bytes,
-            _SERVER,
-            _CONNECTION[(http10, keep_alive)],
-        ]
-        if not head:
-            parts.append(answer.body)
-        return b"".join(parts)
+        date = self.date if time.time() < self.date_until else self.turn_date()
+        first = answer.head if not http10 else _STATUS_10 + answer.head[len(_STATUS_11) :]
+        connection = _CONNECTION[(http10, keep_alive)]
+        if head:
+            return b"".join((first, date, _SERVER, connection))
+        return b"".join((first, date, _SERVER, connection, answer.body))
 
 
 class _Requests:
@@ -389,6 +360,8 @@ class FastLaneProtocol(LightProtocol):
 
     __slots__ = (
         "_app",
+        "_block",
+        "_block_size",
         "_client",
         "_closing",
         "_idle_at",
@@ -401,6 +374,7 @@ class FastLaneProtocol(LightProtocol):
         "_requests",
         "_server",
         "_slow",
+        "_verdict",
         "transport",
     )
 
@@ -417,6 +391,10 @@ class FastLaneProtocol(LightProtocol):
         self._lfdi: str | None = None
         self._requests = _Requests()
         self._parser: Any = None
+        #: The header block this connection last sent, and what llhttp said of it.
+        self._block = b"\x00"  # matches no block (each starts with CRLF)
+        self._block_size = -1
+        self._verdict = _REFUSE
         #: The app has (or may have) part of the stream: everything goes to it for now.
         self._slow = False
         self._paused = False
@@ -513,6 +491,60 @@ class FastLaneProtocol(LightProtocol):
 
     # ---- requests ---------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        """The usual poll, answered here on its own path: one plain keep-alive HTTP/1.1
+        GET in the read, on a connection the app does not have, whose answer is current.
+        Anything else takes `_received`, which handles every case (this one included)."""
+        lane = self._lane
+        lfdi = self._lfdi
+        if (
+            lane is None
+            or lfdi is None
+            or self._app is not None
+            or self._closing
+            or self._paused
+            or lane.access
+            or not lane.enabled
+        ):
+            self._received(data)
+            return
+        end = data.find(_HEAD_END, 0, MAX_REQUEST) + 4
+        line_end = data.find(b"\r\n")
+        version = line_end - 9
+        if (
+            end != len(data)
+            or version < 4
+            or not data.startswith(b"GET /")
+            or not data.startswith(_HTTP11, version)
+            or line_end + self._block_size != end
+            or not data.startswith(self._block, line_end)
+            or not self._verdict[1]
+            or not self._verdict[0]
+        ):
+            self._received(data)
+            return
+        answer = lane.answers.get((lfdi, data[4:version]))
+        if (
+            answer is None
+            or answer.checked != lane.cache.dropped
+            or answer.expires_at is not None
+            or answer.principal is not lane.ready.get(lfdi)
+        ):
+            self._received(data)
+            return
+        date = lane.date if lane.date_until > _time() else lane.turn_date()
+        transport = self.transport
+        assert transport is not None
+        transport.write(b"".join((answer.head, date, _TAIL, answer.body)))
+        tally = answer.tally
+        if tally is not None:
+            tally[0] += 1
+        lane.stats.answered += 1
+        lane.cache.stats.fast_lane += 1
+        now = self._loop.time()
+        lane.seen[lfdi] = now
+        self._idle_at = now + self._server.keepalive_timeout  # read only with a timeout
+
+    def _received(self, data: bytes) -> None:
         if self._closing:
             return
         app = self._app
@@ -555,12 +587,15 @@ class FastLaneProtocol(LightProtocol):
         # answers a single 400 for all of it when any part is malformed (or follows a
         # closing request), so a read holding anything this lane does not answer goes to
         # the app as it came.
+        answers = lane.answers
+        principal = lane.ready.get(lfdi)
+        dropped = lane.cache.dropped
+        date_until = lane.date_until
         out: list[bytes] = []
         done: list[Answer] = []
         logged: list[tuple[str, bytes, str]] | None = None
         if lane.access:
             logged, started = [], self._loop.time()
-        heads = lane._heads
         position, size = 0, len(data)
         keep_alive = True
         while position < size:
@@ -569,13 +604,10 @@ class FastLaneProtocol(LightProtocol):
                 self._pass(data, position)  # a request in pieces, or bytes after a close
                 return
             end += 4
-            raw = data if end == size and not position else data[position:end]
-            head = heads.get(raw)  # the usual poll: these very bytes were read before
-            if head is None:
-                head = lane.head(raw) or lane.read_head(raw)
+            head = self._read(data, position, end)
             if head is None:
                 try:
-                    head = self._parse(raw)
+                    head = self._parse(data[position:end])
                 except (httptools.HttpParserError, httptools.HttpParserUpgrade):
                     self._lane = None  # malformed, or a protocol switch: the app's answer
                     (app or self._hand_over()).data_received(data)
@@ -584,11 +616,24 @@ class FastLaneProtocol(LightProtocol):
                     self._pass(data, end)  # a body, or anything the lane does not answer
                     return
             target, http10, keep_alive, bare = head
-            answer = lane.lookup(lfdi, target)
-            if answer is None:
-                self._pass(data, end)
-                return
-            out.append(lane.wire(answer, http10, keep_alive, bare))
+            answer = answers.get((lfdi, target))
+            if (
+                answer is None
+                or answer.checked != dropped
+                or answer.expires_at is not None
+                or answer.principal is not principal
+            ):  # not known, or something changed since it was last found current
+                answer = lane.lookup(lfdi, target)
+                if answer is None:
+                    self._pass(data, end)
+                    return
+            if keep_alive and not (http10 or bare):  # the usual poll
+                if date_until <= _time():
+                    lane.turn_date()
+                    date_until = lane.date_until
+                out.append(b"".join((answer.head, lane.date, _TAIL, answer.body)))
+            else:
+                out.append(lane.wire(answer, http10, keep_alive, bare))
             done.append(answer)
             if logged is not None:
                 logged.append(("HEAD" if bare else "GET", target, answer.route))
@@ -619,6 +664,43 @@ class FastLaneProtocol(LightProtocol):
             else:
                 self._idle_at = now + timeout
 
+    def _read(self, data: bytes, position: int, end: int) -> Head | None:
+        """The head in data[position:end] when it is plain enough to read without the
+        parser: `GET ` or `HEAD `, a target, ` HTTP/1.1` or ` HTTP/1.0`, then a header
+        block llhttp has read before. The target is whatever lies between; only a key the
+        app learnt (a target llhttp read before, in a line of this very form) finds an
+        answer, so anything odd in it is a miss that the app answers. None: the parser's."""
+        line_end = data.find(b"\r\n", position, end)
+        if data.startswith(b"GET /", position):
+            start, bare = position + 4, False
+        elif data.startswith(b"HEAD /", position):
+            start, bare = position + 5, True
+        else:
+            return None
+        version = line_end - 9
+        if version < start:
+            return None
+        if data.startswith(_HTTP11, version):
+            http10 = False
+        elif data.startswith(_HTTP10, version):
+            http10 = True
+        else:
+            return None
+        if line_end + self._block_size == end and data.startswith(self._block, line_end):
+            verdict = self._verdict  # the connection's usual header block
+        else:
+            assert self._lane is not None
+            block = data[line_end:end]
+            verdict = self._verdict = self._lane.verdict(block)
+            self._block, self._block_size = block, len(block)
+        if http10:
+            if not verdict[2]:
+                return None
+            return (data[start:version], True, verdict[3], bare)
+        if not verdict[0]:
+            return None
+        return (data[start:version], False, verdict[1], bare)
+
     def _log(self, answered: list[tuple[str, bytes, str]], started: float) -> None:
         """Access lines for this read's answers (`access_log` on)."""
         peer = self.transport.get_extra_info("peername") if self.transport else None
@@ -629,8 +711,7 @@ class FastLaneProtocol(LightProtocol):
 
     def _parse(self, raw: bytes) -> Head | None:
         """Read one request head (the parser is at a request boundary); what it says if
-        the lane can answer it (remembered for the next time these bytes come), else None
-        (the parser has then read it as the app will)."""
+        the lane can answer it, else None (the parser has then read it as the app will)."""
         requests = self._requests
         parser = self._parser
         if parser is None:  # made on the connection's first head the lane has not seen
@@ -648,15 +729,12 @@ class FastLaneProtocol(LightProtocol):
             or (not http10 and (version != "1.1" or requests.hosts != 1))
         ):
             return None
-        head = (
+        return (
             requests.target,
             http10,
             requests.keep_alive and not requests.close,
             method == b"HEAD",
         )
-        assert self._lane is not None
-        self._lane.remember(raw, head)
-        return head
 
     def _pass(self, data: bytes, parsed: int) -> None:
         """Hand the whole read to the app; the lane's parser, which has seen data[:parsed],
