@@ -58,7 +58,7 @@ from csip.metrics import Metrics
 from csip.services.cache import Entry, RenderCache
 from csip.services.sep2 import Sep2Service
 from csip.web import observe
-from csip.web.identity import IdentityResolver
+from csip.web.identity import ConnectionIdentity, IdentityResolver
 from csip.web.limits import SERVER_HEADER, GuardedHandler, GuardedServer, LightProtocol
 
 #: A request longer than this goes to the app (which applies its own line and field limits).
@@ -150,8 +150,10 @@ class Answer:
 _STATUS_11 = b"HTTP/1.1 200 OK\r\n"
 _STATUS_10 = b"HTTP/1.0 200 OK\r\n"
 _SERVER = f"\r\nServer: {SERVER_HEADER}\r\n".encode()
-#: What follows the Date of a keep-alive HTTP/1.1 answer (the usual poll).
+#: What follows the Date of a keep-alive HTTP/1.1 answer (the usual poll), and of one
+#: that ends the connection (the request said Connection: close).
 _TAIL = _SERVER + b"\r\n"
+_CLOSE_TAIL = _SERVER + b"Connection: close\r\n\r\n"
 #: (HTTP/1.0, keep-alive) -> the Connection field aiohttp adds.
 _CONNECTION = {
     (False, True): b"\r\n",
@@ -364,8 +366,8 @@ class FastLaneProtocol(LightProtocol):
         "_block_size",
         "_client",
         "_closing",
+        "_identity",
         "_idle_at",
-        "_idle_handle",
         "_lane",
         "_lfdi",
         "_loop",
@@ -387,9 +389,12 @@ class FastLaneProtocol(LightProtocol):
         self.transport: asyncio.Transport | None = None
         #: The caps' key for this connection (None: not admitted, or released).
         self._client: str | None = None
-        #: The connection's identity (None until its first request).
+        #: The connection's identity and its LFDI (None until its first request).
+        self._identity: ConnectionIdentity | None = None
         self._lfdi: str | None = None
-        self._requests = _Requests()
+        #: llhttp and its callbacks, made when the lane first needs them (most pollers'
+        #: heads are read without them).
+        self._requests: _Requests | None = None
         self._parser: Any = None
         #: The header block this connection last sent, and what llhttp said of it.
         self._block = b"\x00"  # matches no block (each starts with CRLF)
@@ -400,7 +405,8 @@ class FastLaneProtocol(LightProtocol):
         self._paused = False
         #: Closed (or closing) by the lane: nothing more is read.
         self._closing = False
-        self._idle_handle: asyncio.TimerHandle | None = None
+        #: When the connection, idle since its last answer, is closed (the loop's clock;
+        #: the server's sweep reads it while the app has no handler for the connection).
         self._idle_at = 0.0
 
     # ---- the connection ---------------------------------------------------------------
@@ -418,7 +424,7 @@ class FastLaneProtocol(LightProtocol):
             return
         self._client = client
         self.transport = tcp
-        server.light.add(self)
+        server.watch(self)
         lane = self._lane
         assert lane is not None
         if not lane.enabled or lane.identity.trusted_proxy(host):
@@ -426,19 +432,14 @@ class FastLaneProtocol(LightProtocol):
             self._lane = None
             self._hand_over()
             return
-        timeout = server.keepalive_timeout
-        if timeout > 0:  # a connection that never sends a request is closed like aiohttp's
-            self._idle_at = self._loop.time() + timeout
-            self._idle_handle = self._loop.call_at(self._idle_at, self._idle)
+        # a connection that never sends a request is closed like aiohttp's
+        self._idle_at = self._loop.time() + server.keepalive_timeout
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._client is not None:
             self._server.guard.release(self._client)
             self._client = None
         self._server.light.discard(self)
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
         self.transport = None
         self._closing = True
         app = self._app
@@ -466,24 +467,18 @@ class FastLaneProtocol(LightProtocol):
             self._closing = True
             self.transport.close()
 
-    def _idle(self) -> None:
+    def sweep(self, now: float) -> None:
         """aiohttp's keep-alive timeout, while the app has no handler for the connection."""
-        self._idle_handle = None
-        if self._app is not None or self.transport is None or self._closing:
-            return
-        if self._loop.time() < self._idle_at:
-            self._idle_handle = self._loop.call_at(self._idle_at, self._idle)
-            return
-        self.close_idle()
+        if self._app is None and not self._closing and now >= self._idle_at:
+            self.close_idle()
 
     def _hand_over(self) -> GuardedHandler:
         """Make aiohttp's handler and give it this connection (its keep-alive timer, its
         request task); from now on it is in `server.connections` too."""
         app = self._app = self._server.handler()
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
         assert self.transport is not None
+        if self._identity is not None and self._lane is not None:
+            self._lane.identity.remember(self.transport, self._identity)
         app.adopt(self.transport)
         if self._paused:
             app.pause_writing()
@@ -491,14 +486,13 @@ class FastLaneProtocol(LightProtocol):
 
     # ---- requests ---------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        """The usual poll, answered here on its own path: one plain keep-alive HTTP/1.1
-        GET in the read, on a connection the app does not have, whose answer is current.
-        Anything else takes `_received`, which handles every case (this one included)."""
+        """The usual poll, answered here on its own path: one plain HTTP/1.1 GET in the
+        read, on a connection the app does not have, whose answer is current (a device's
+        poll on a kept connection, or the one request of a new one). Anything else takes
+        `_received`, which handles every case (this one included)."""
         lane = self._lane
-        lfdi = self._lfdi
         if (
             lane is None
-            or lfdi is None
             or self._app is not None
             or self._closing
             or self._paused
@@ -507,22 +501,31 @@ class FastLaneProtocol(LightProtocol):
         ):
             self._received(data)
             return
+        lfdi = self._lfdi or self._identify()
         end = data.find(_HEAD_END, 0, MAX_REQUEST) + 4
+        if lfdi is None or end != len(data):
+            self._received(data)
+            return
         line_end = data.find(b"\r\n")
         version = line_end - 9
         if (
-            end != len(data)
-            or version < 4
-            or not data.startswith(b"GET /")
-            or not data.startswith(_HTTP11, version)
-            or line_end + self._block_size != end
-            or not data.startswith(self._block, line_end)
-            or not self._verdict[1]
-            or not self._verdict[0]
-        ):
-            self._received(data)
-            return
-        answer = lane.answers.get((lfdi, data[4:version]))
+            version > 4
+            and data.startswith(b"GET /")
+            and data.startswith(_HTTP11, version)
+            and line_end + self._block_size == end
+            and data.startswith(self._block, line_end)
+        ):  # the header block this connection sent before
+            if not self._verdict[0]:
+                self._received(data)
+                return
+            target, keep_alive = data[4:version], self._verdict[1]
+        else:
+            head = self._read(data, 0, end)
+            if head is None or head[1] or head[3]:  # the parser's, HTTP/1.0 or HEAD
+                self._received(data)
+                return
+            target, _, keep_alive, _ = head
+        answer = lane.answers.get((lfdi, target))
         if (
             answer is None
             or answer.checked != lane.cache.dropped
@@ -534,7 +537,8 @@ class FastLaneProtocol(LightProtocol):
         date = lane.date if lane.date_until > _time() else lane.turn_date()
         transport = self.transport
         assert transport is not None
-        transport.write(b"".join((answer.head, date, _TAIL, answer.body)))
+        tail = _TAIL if keep_alive else _CLOSE_TAIL
+        transport.write(b"".join((answer.head, date, tail, answer.body)))
         tally = answer.tally
         if tally is not None:
             tally[0] += 1
@@ -542,7 +546,24 @@ class FastLaneProtocol(LightProtocol):
         lane.cache.stats.fast_lane += 1
         now = self._loop.time()
         lane.seen[lfdi] = now
-        self._idle_at = now + self._server.keepalive_timeout  # read only with a timeout
+        if keep_alive:
+            self._idle_at = now + self._server.keepalive_timeout  # read only with a timeout
+        else:
+            self.close_idle()  # aiohttp's own ending: the transport flushes, then closes
+
+    def _identify(self) -> str | None:
+        """The LFDI of the connection's client certificate, found on its first request
+        (None: no usable certificate; the app answers every request with its 403)."""
+        lane = self._lane
+        transport = self.transport
+        assert lane is not None and transport is not None
+        ssl_object = transport.get_extra_info("ssl_object")
+        identity = None if ssl_object is None else lane.identity.of_certificate(ssl_object)
+        if identity is None or identity.problems:
+            return None
+        self._identity = identity
+        self._lfdi = identity.lfdi
+        return self._lfdi
 
     def _received(self, data: bytes) -> None:
         if self._closing:
@@ -561,7 +582,7 @@ class FastLaneProtocol(LightProtocol):
                 requests = self._requests
                 waiter = app._waiter
                 if (
-                    requests.begun == requests.completed
+                    (requests is None or requests.begun == requests.completed)
                     and waiter is not None
                     and not waiter.done()
                     and not app._messages
@@ -573,16 +594,13 @@ class FastLaneProtocol(LightProtocol):
         if not lane.enabled or self._paused:
             self._pass(data, 0)
             return
-        lfdi = self._lfdi
         transport = self.transport
         assert transport is not None
+        lfdi = self._lfdi or self._identify()
         if lfdi is None:
-            identity = lane.identity.of_transport(transport)
-            if identity is None or identity.problems:
-                self._lane = None  # 403 on every request: the app's answer
-                (app or self._hand_over()).data_received(data)
-                return
-            lfdi = self._lfdi = identity.lfdi
+            self._lane = None  # 403 on every request: the app's answer
+            (app or self._hand_over()).data_received(data)
+            return
         # A read is answered here whole or not at all: aiohttp parses a read in one go and
         # answers a single 400 for all of it when any part is malformed (or follows a
         # closing request), so a read holding anything this lane does not answer goes to
@@ -712,10 +730,7 @@ class FastLaneProtocol(LightProtocol):
     def _parse(self, raw: bytes) -> Head | None:
         """Read one request head (the parser is at a request boundary); what it says if
         the lane can answer it, else None (the parser has then read it as the app will)."""
-        requests = self._requests
-        parser = self._parser
-        if parser is None:  # made on the connection's first head the lane has not seen
-            parser = self._parser = requests.parser = httptools.HttpRequestParser(requests)
+        parser, requests = self._parsing()
         before = requests.completed
         parser.feed_data(raw)
         if requests.completed != before + 1 or requests.begun != requests.completed:
@@ -736,6 +751,14 @@ class FastLaneProtocol(LightProtocol):
             method == b"HEAD",
         )
 
+    def _parsing(self) -> tuple[Any, _Requests]:
+        """The connection's llhttp parser and its callbacks (made on first use)."""
+        requests = self._requests
+        if requests is None:
+            requests = self._requests = _Requests()
+            self._parser = requests.parser = httptools.HttpRequestParser(requests)
+        return self._parser, requests
+
     def _pass(self, data: bytes, parsed: int) -> None:
         """Hand the whole read to the app; the lane's parser, which has seen data[:parsed],
         follows the rest to know where the app's requests end."""
@@ -744,11 +767,9 @@ class FastLaneProtocol(LightProtocol):
         lane.stats.passed += 1
         self._slow = True
         if parsed < len(data):
-            requests = self._requests
-            if self._parser is None:
-                self._parser = requests.parser = httptools.HttpRequestParser(requests)
+            parser = self._parsing()[0]
             try:
-                self._parser.feed_data(data[parsed:] if parsed else data)
+                parser.feed_data(data[parsed:] if parsed else data)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade):
                 self._lane = None  # the stream is the app's from now on
         (self._app or self._hand_over()).data_received(data)

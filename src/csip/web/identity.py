@@ -89,21 +89,31 @@ class IdentityResolver:
 
     def of_transport(self, transport: asyncio.BaseTransport) -> ConnectionIdentity | None:
         """The identity of a TLS connection's client certificate, computed on its first
-        request and remembered for the connection (the fast lane and the app share it).
-
-        A resumed TLS session carries the certificate of its first handshake: the same DER
-        bytes, so `identity_from_der` answers from its cache without parsing anything."""
+        request and remembered for the connection (for the app's later requests)."""
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is None:
             return None
         identity = self._by_connection.get(ssl_object)
         if identity is None:
-            der = ssl_object.getpeercert(binary_form=True)
-            if der is None:
-                return None
-            identity = identity_from_der(der)
-            self._by_connection[ssl_object] = identity
+            identity = self.of_certificate(ssl_object)
+            if identity is not None:
+                self._by_connection[ssl_object] = identity
         return identity
+
+    def of_certificate(self, ssl_object: ssl.SSLObject) -> ConnectionIdentity | None:
+        """The identity of this TLS connection's client certificate, not remembered for
+        the connection (the fast lane keeps it itself, and hands it over with `remember`).
+
+        A resumed TLS session carries the certificate of its first handshake: the same DER
+        bytes, so `identity_from_der` answers from its cache without parsing anything."""
+        der = ssl_object.getpeercert(binary_form=True)
+        return None if der is None else identity_from_der(der)
+
+    def remember(self, transport: asyncio.BaseTransport, identity: ConnectionIdentity) -> None:
+        """`identity` is this connection's (the app's requests find it without asking)."""
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self._by_connection[ssl_object] = identity
 
     def trusted_proxy(self, host: str) -> bool:
         """Whether `host` is a configured trusted proxy (its requests may carry the

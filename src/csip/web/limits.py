@@ -324,11 +324,15 @@ class GuardedHandler(RequestHandler):
 
 class LightProtocol(asyncio.Protocol):
     """What a face's own connection protocol offers its GuardedServer (the 2030.5 fast
-    lane): `close_idle` closes the connection unless a request is in the app's hands."""
+    lane): `close_idle` closes the connection unless a request is in the app's hands;
+    `sweep` closes it if it has been idle past the keep-alive timeout."""
 
     __slots__ = ()
 
     def close_idle(self) -> None:
+        raise NotImplementedError
+
+    def sweep(self, now: float) -> None:
         raise NotImplementedError
 
 
@@ -354,8 +358,11 @@ class GuardedServer(web.Server):
         self.protocol = protocol
         self.keepalive_timeout = float(kwargs.get("keepalive_timeout", 75.0))
         #: Connections of the face's own protocol (aiohttp's `connections` lists only
-        #: those that have an app handler): closed at shutdown too.
+        #: those that have an app handler): swept for idleness, closed at shutdown too.
         self.light: set[LightProtocol] = set()
+        #: One timer sweeps them all (a timer of its own cost each new connection ~2 µs).
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_every = min(1.0, self.keepalive_timeout / 4)
 
     def __call__(self) -> asyncio.BaseProtocol:  # type: ignore[override]
         if self.protocol is not None:
@@ -367,10 +374,29 @@ class GuardedServer(web.Server):
         caps, `adopt` takes a connection another protocol admitted."""
         return GuardedHandler(self, loop=self._loop, guard=self.guard, **self._kwargs)
 
+    def watch(self, protocol: LightProtocol) -> None:
+        """Count `protocol` among the light connections (swept, and closed at shutdown)."""
+        self.light.add(protocol)
+        if self._sweeper is None and self.keepalive_timeout > 0:
+            self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the light connections idle past the keep-alive timeout (up to
+        `_sweep_every` late: at most a second, a quarter of a short timeout)."""
+        self._sweeper = None
+        now = self._loop.time()
+        for protocol in list(self.light):
+            protocol.sweep(now)
+        if self.light:
+            self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
+
     def pre_shutdown(self) -> None:
         """The runner's first step at cleanup (before `shutdown` waits for the handlers):
         connections the app never had are idle between reads, so they close now."""
         super().pre_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for protocol in list(self.light):
             protocol.close_idle()
 
