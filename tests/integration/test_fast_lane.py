@@ -576,6 +576,12 @@ async def test_a_polling_connection_costs_no_app_handler_and_still_idles_out(
     waited = asyncio.get_running_loop().time() - started
     assert 0.5 <= waited < 10, waited
     await raw.close()
+    # a connection that never sends a request is closed after the same timeout
+    raw = await Raw.open(srv, srv.pki.device_a)
+    started = asyncio.get_running_loop().time()
+    assert await raw.until_closed() == b""
+    assert 0.75 <= asyncio.get_running_loop().time() - started < 10
+    await raw.close()
     # a request that needs the app on such a connection still gets the app's answer
     raw = await polling_connection(srv)
     await raw.send(get("/edev/999999"))
