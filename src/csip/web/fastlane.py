@@ -8,7 +8,7 @@ first, and makes aiohttp's per-connection handler only when a request needs the 
 device that only polls never costs one):
 
 - a GET or HEAD, HTTP/1.1 or 1.0, with no body, no Expect, no Upgrade and nothing unusual
-  in its headers (llhttp through httptools parses it), whose whole answer is known for this
+  in its headers (as llhttp, through httptools, reads them), whose whole answer is known for this
   connection's identity and request target, is answered by writing status line, headers and
   body to the transport;
 - everything else (writes, misses, errors, a request split over two reads, anything
@@ -27,13 +27,21 @@ certificate drops its principal, a poll-rate change drops every entry tagged wit
 settings, a clock boundary expires the entries that carry it. A foreign href was never
 answered with 200 for this identity, so it is a miss and gets the app's 404.
 
-What a request head says is read without a parser where that is safe: a request line of
-exactly `GET ` or `HEAD `, a target, ` HTTP/1.1` or ` HTTP/1.0` whose target is a key
-the app itself learnt (so llhttp read those very bytes as a target before), and a header
-block that llhttp has read before (each connection keeps its own, the lane a bounded memo
-of every client's). Anything else goes through llhttp. An answer's dependencies are
-re-checked only when the render cache has dropped something since they were last found
-current (`RenderCache.dropped`).
+What a request head says is read without running the parser where that is safe: a
+request line of exactly `GET ` or `HEAD `, a target, ` HTTP/1.1` or ` HTTP/1.0` whose
+target is a key the app itself learnt (so llhttp read those very bytes as a target, in a
+line of this form, before), and a header block whose verdict llhttp gave before (each
+connection keeps its last one, the lane a bounded memo of every client's). Anything else
+goes through llhttp. Measured in bench/poll.py against reading every head with llhttp
+behind a memo of whole heads: 1 µs less per keep-alive poll, 5 µs less per request of an
+aggregator walking 20,000 targets. An answer's dependencies are re-checked only when the
+render cache has dropped something since they were last found current
+(`RenderCache.dropped`).
+
+Per connection the lane keeps to what a poller needs: one timer of the listener sweeps its
+connections for the keep-alive timeout (`GuardedServer.watch`), llhttp is made on first
+need, and the certificate's identity stays with the protocol until the connection goes to
+the app (`IdentityResolver.remember`).
 
 The answer's bytes are what aiohttp writes for the same response (the equivalence test in
 tests/integration/test_fast_lane.py compares them for every cacheable resource): the Date
