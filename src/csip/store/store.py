@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, func, or_
+from sqlalchemy import Connection, event, func, or_, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -468,33 +468,42 @@ class Store:
         self, lfdi: str, aggregator_id: int, start: int, limit: int
     ) -> tuple[int, list[EndDevice]]:
         """An aggregator's EndDeviceList: its own certificate's EndDevice first (the CSIP-AUS
-        aggregator model), then the devices it manages in sFDI, id order. Two index-ordered
-        queries rather than one sort over the whole fleet."""
+        aggregator model), then the devices it manages in sFDI, id order.
+
+        Every query reads the index on (aggregator_id, sfdi, id) alone: the own EndDevice,
+        when it is among the managed ones, is stepped over by its rank in that order rather
+        than filtered by LFDI (a filter on a column outside the index made SQLite read every
+        row up to the page: ~110 ms a page with 100,000 devices, ~4 ms without)."""
+        fleet = col(EndDeviceRow.aggregator_id) == aggregator_id
+        order = (col(EndDeviceRow.sfdi), col(EndDeviceRow.id))
         async with self._tx() as s:
             own = (
                 await s.scalars(select(EndDeviceRow).where(col(EndDeviceRow.lfdi) == lfdi))
             ).first()
-            managed = (
-                col(EndDeviceRow.aggregator_id) == aggregator_id,
-                col(EndDeviceRow.lfdi) != lfdi,
-            )
-            count_q = select(func.count()).select_from(EndDeviceRow).where(*managed)
+            count_q = select(func.count()).select_from(EndDeviceRow).where(fleet)
+            managed = int((await s.execute(count_q)).scalar_one())
+            inside = own is not None and own.aggregator_id == aggregator_id
             mine = 0 if own is None else 1
-            total = int((await s.execute(count_q)).scalar_one()) + mine
+            total = managed - (1 if inside else 0) + mine
             if not limit:
                 return total, []
             found = [own] if own is not None and start == 0 else []
             skip = max(0, start - mine)
             take = limit - len(found)
             if take > 0:
-                page_q = (
-                    select(EndDeviceRow)
-                    .where(*managed)
-                    .order_by(col(EndDeviceRow.sfdi), col(EndDeviceRow.id))
-                    .offset(skip)
-                    .limit(take)
-                )
-                found += list(await s.scalars(page_q))
+                extra = 0
+                if inside:
+                    assert own is not None
+                    before = tuple_(*order) < tuple_(own.sfdi, own.id)
+                    rank_q = select(func.count()).select_from(EndDeviceRow).where(fleet, before)
+                    rank = int((await s.execute(rank_q)).scalar_one())
+                    if rank < skip:
+                        skip += 1  # the own EndDevice is on an earlier page of the index
+                    else:
+                        extra = 1  # it may be on this one: read one more, leave it out
+                page_q = select(EndDeviceRow).where(fleet).order_by(*order)
+                rows = await s.scalars(page_q.offset(skip).limit(take + extra))
+                found += [r for r in rows if r.lfdi != lfdi][:take]
             return total, [_end_device(r) for r in found if r is not None]
 
     async def update_end_device(self, device_id: int, **values: Any) -> EndDevice:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -29,6 +29,8 @@ class ClientCertificateRow(SQLModel, table=True):
 
 class EndDeviceRow(SQLModel, table=True):
     __tablename__ = "end_device"
+    #: An aggregator's EndDeviceList in page order (store.Store._page_fleet).
+    __table_args__ = (Index("ix_end_device_fleet_page", "aggregator_id", "sfdi", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     lfdi: str = Field(max_length=40, unique=True, index=True)
