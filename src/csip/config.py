@@ -73,8 +73,10 @@ class Settings:
     max_list_limit: int = 255
     #: Rendered resources kept in memory per worker (oldest tenth dropped past it).
     cache_max_entries: int = 1_000_000
-    #: Bytes of rendered resources kept per worker (oldest dropped past it).
-    cache_max_bytes: int = 256 * 1024 * 1024
+    #: Bytes of rendered resources kept per worker (oldest dropped past it). An aggregator
+    #: walking its fleet (its /edev pages, each EndDevice and FSA list) needs about 2.4 KB
+    #: per device, so 1 GiB holds the walk of some 400,000 (README "Memory").
+    cache_max_bytes: int = 1024 * 1024 * 1024
     #: Deprecated and ignored (0 = not set): every page that lies within its list is cached
     #: now, whatever its index, and pages past the end never are (domain/paging.py); the
     #: cache stays bounded by cache_max_bytes and cache_max_entries. Still accepted so old

@@ -73,7 +73,7 @@ class RenderCache:
     #: are never stored at all, so asking for ever new pages grows nothing).
     max_entries: int = 1_000_000
     #: Past this many bytes (bodies plus ENTRY_OVERHEAD each) the oldest entries are dropped.
-    max_bytes: int = 256 * 1024 * 1024
+    max_bytes: int = 1024 * 1024 * 1024
     #: The server's clock (seconds); entries with expires_at are dropped once it passes.
     now: Callable[[], float] = _no_clock
     entries: dict[Hashable, Entry] = field(default_factory=dict)
