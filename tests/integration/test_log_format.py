@@ -32,31 +32,47 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def json_server(tmp_path: Path, pki: Pki) -> Iterator[tuple[int, int, Path, str]]:
-    sep2_port, admin_port = free_port(), free_port()
-    stderr = tmp_path / "stderr.log"
-    with (tmp_path / "stdout.log").open("w") as out, stderr.open("w") as err:
+def _start(tmp_path: Path, pki: Pki) -> tuple[subprocess.Popen[bytes], int, int] | None:
+    """`csip serve` with JSON logs on free ports, once it is up; None if another process
+    took one of the ports between choosing and binding (then the caller tries others)."""
+    sep2_port, admin_port, vtn_port = free_port(), free_port(), free_port()
+    stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with stdout.open("w") as out, stderr.open("w") as err:
         process = subprocess.Popen(
             [
                 *CSIP, "serve", "--data-dir", str(tmp_path), "--certs-dir", str(pki.directory),
                 "--sep2-port", str(sep2_port), "--admin-port", str(admin_port),
-                "--log-format", "json", "--access-log",
+                "--vtn-port", str(vtn_port), "--log-format", "json", "--access-log",
             ],
             stdout=out,
             stderr=err,
         )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while "Ctrl-C stops" not in stdout.read_text():
+        if process.poll() is not None:
+            if "Address already in use" in stderr.read_text():
+                return None
+            raise AssertionError(stderr.read_text())
+        assert time.monotonic() < deadline, "csip serve did not start"
+        time.sleep(0.1)
+    return process, sep2_port, admin_port
+
+
+@pytest.fixture
+def json_server(tmp_path: Path, pki: Pki) -> Iterator[tuple[int, int, Path, str]]:
+    for _ in range(5):
+        started = _start(tmp_path, pki)
+        if started is not None:
+            break
+    else:
+        raise AssertionError("no free ports for csip serve in five tries")
+    process, sep2_port, admin_port = started
     try:
-        deadline = time.monotonic() + 30
-        while "Ctrl-C stops" not in (tmp_path / "stdout.log").read_text():
-            assert process.poll() is None, stderr.read_text()
-            assert time.monotonic() < deadline, "csip serve did not start"
-            time.sleep(0.1)
         token = subprocess.run(
             [*CSIP, "admin", "token", "--data-dir", str(tmp_path)],
             capture_output=True, text=True, timeout=60, check=True,
         ).stdout.strip()  # fmt: skip
-        yield sep2_port, admin_port, stderr, token
+        yield sep2_port, admin_port, tmp_path / "stderr.log", token
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(15)
