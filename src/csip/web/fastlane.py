@@ -158,10 +158,6 @@ class Answer:
 _STATUS_11 = b"HTTP/1.1 200 OK\r\n"
 _STATUS_10 = b"HTTP/1.0 200 OK\r\n"
 _SERVER = f"\r\nServer: {SERVER_HEADER}\r\n".encode()
-#: What follows the Date of a keep-alive HTTP/1.1 answer (the usual poll), and of one
-#: that ends the connection (the request said Connection: close).
-_TAIL = _SERVER + b"\r\n"
-_CLOSE_TAIL = _SERVER + b"Connection: close\r\n\r\n"
 #: (HTTP/1.0, keep-alive) -> the Connection field aiohttp adds.
 _CONNECTION = {
     (False, True): b"\r\n",
@@ -169,6 +165,10 @@ _CONNECTION = {
     (True, True): b"Connection: keep-alive\r\n\r\n",
     (True, False): b"\r\n",
 }
+#: What follows the Date of a keep-alive HTTP/1.1 answer (the usual poll), and of one
+#: that ends the connection (the request said Connection: close).
+_TAIL = _SERVER + _CONNECTION[(False, True)]
+_CLOSE_TAIL = _SERVER + _CONNECTION[(False, False)]
 
 
 class FastLane:
@@ -613,10 +613,6 @@ class FastLaneProtocol(LightProtocol):
         # answers a single 400 for all of it when any part is malformed (or follows a
         # closing request), so a read holding anything this lane does not answer goes to
         # the app as it came.
-        answers = lane.answers
-        principal = lane.ready.get(lfdi)
-        dropped = lane.cache.dropped
-        date_until = lane.date_until
         out: list[bytes] = []
         done: list[Answer] = []
         logged: list[tuple[str, bytes, str]] | None = None
@@ -642,24 +638,11 @@ class FastLaneProtocol(LightProtocol):
                     self._pass(data, end)  # a body, or anything the lane does not answer
                     return
             target, http10, keep_alive, bare = head
-            answer = answers.get((lfdi, target))
-            if (
-                answer is None
-                or answer.checked != dropped
-                or answer.expires_at is not None
-                or answer.principal is not principal
-            ):  # not known, or something changed since it was last found current
-                answer = lane.lookup(lfdi, target)
-                if answer is None:
-                    self._pass(data, end)
-                    return
-            if keep_alive and not (http10 or bare):  # the usual poll
-                if date_until <= _time():
-                    lane.turn_date()
-                    date_until = lane.date_until
-                out.append(b"".join((answer.head, lane.date, _TAIL, answer.body)))
-            else:
-                out.append(lane.wire(answer, http10, keep_alive, bare))
+            answer = lane.lookup(lfdi, target)
+            if answer is None:
+                self._pass(data, end)
+                return
+            out.append(lane.wire(answer, http10, keep_alive, bare))
             done.append(answer)
             if logged is not None:
                 logged.append(("HEAD" if bare else "GET", target, answer.route))
